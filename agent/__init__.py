@@ -1,0 +1,1 @@
+"""The reasoning: investigation loop, LLM chain, offline diagnosis, intents, redaction."""

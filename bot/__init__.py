@@ -1,0 +1,1 @@
+"""The opsbot process: chat adapters, router, incident lifecycle, storage, HTTP server, CLI."""

@@ -1,0 +1,1 @@
+"""Chat adapters: one module per platform behind the `ChatAdapter` protocol in `base`."""

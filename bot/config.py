@@ -1,0 +1,470 @@
+"""Configuration: one YAML file with ${ENV} interpolation, validated by pydantic.
+
+Errors name the file, the key and the problem. With no file, the embedded default runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_PATH = Path("config/opsbot.yaml")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file and key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+    max_body_bytes: int = 1024 * 1024
+
+
+class StorageConfig(_Model):
+    url: str = "sqlite:///./opsbot.db"
+
+
+class WebhooksConfig(_Model):
+    token: str = ""
+    sns_topics: list[str] = Field(default_factory=list)
+    reopen_window_s: int = 3600
+    # Test-only escape hatch: PEM certificate(s) trusted for SNS in place of AWS hosts.
+    sns_trusted_cert_file: str | None = None
+
+
+class AdminConfig(_Model):
+    token: str = ""
+
+
+class ProviderConfig(_Model):
+    name: str
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = ""
+    model: str = "gpt-4o-mini"
+    timeout_s: float = 30.0
+    json_mode: bool = True
+
+
+class LlmConfig(_Model):
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    cache_ttl_s: int = 86400
+    max_tool_rounds: int = 4
+    tool_output_budget_chars: int = 6000
+    investigation_timeout_s: float = 90.0
+    investigation_token_budget: int = 40000
+    breaker_failures: int = 3
+    breaker_cooldown_s: float = 60.0
+    redact_patterns: list[str] = Field(default_factory=list)
+
+
+class SlackConfig(_Model):
+    bot_token: str = ""
+    signing_secret: str = ""
+    app_token: str = ""
+    api_url: str = "https://slack.com/api/"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token)
+
+
+class DiscordConfig(_Model):
+    bot_token: str = ""
+    application_id: str = ""
+    public_key: str = ""
+    guild_id: str = ""
+    api_url: str = "https://discord.com/api/v10"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token)
+
+
+class WhatsAppConfig(_Model):
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    api_url: str = "https://api.twilio.com"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.account_sid and self.auth_token)
+
+
+class JiraConfig(_Model):
+    url: str = ""
+    username: str = ""
+    api_token: str = ""
+    project: str = "OPS"
+    issue_type: str = "Task"
+    deployment: Literal["cloud", "server"] = "cloud"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+
+class ConsoleConfig(_Model):
+    enabled: bool = True
+    token: str = ""  # required when http.host is not loopback
+
+
+class RouteConfig(_Model):
+    match: dict[str, str] = Field(default_factory=dict)
+    slack: list[str] = Field(default_factory=list)
+    discord: list[str] = Field(default_factory=list)
+    whatsapp: list[str] = Field(default_factory=list)
+    console: bool = True
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match.items())
+
+
+class LokiConfig(_Model):
+    url: str
+    query: str
+
+
+class CloudWatchLogsConfig(_Model):
+    log_group: str
+    region: str = "us-east-1"
+    filter_pattern: str = ""
+    endpoint_url: str | None = None
+
+
+class LogsConfig(_Model):
+    url: str | None = None
+    file: str | None = None
+    loki: LokiConfig | None = None
+    cloudwatch: CloudWatchLogsConfig | None = None
+
+
+class CloudWatchMetricConfig(_Model):
+    namespace: str
+    metric: str
+    dimensions: dict[str, str] = Field(default_factory=dict)
+    statistic: str = "Average"
+
+
+class MetricsConfig(_Model):
+    prometheus: str | None = None
+    queries: dict[str, str] = Field(default_factory=dict)
+    cloudwatch: dict[str, CloudWatchMetricConfig] = Field(default_factory=dict)
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+
+
+class RepoConfig(_Model):
+    github: str | None = None
+    api_url: str = "https://api.github.com"
+    token: str = ""
+
+
+class ErrorsConfig(_Model):
+    sentry: str | None = None  # "org/project"
+    api_url: str = "https://sentry.io/api/0"
+    token: str = ""
+
+
+class ShellAction(_Model):
+    shell: list[str]
+    timeout_s: float = 120.0
+
+
+class HttpAction(_Model):
+    class Spec(_Model):
+        url: str
+        method: str = "POST"
+        headers: dict[str, str] = Field(default_factory=dict)
+        body: dict[str, Any] | None = None
+        timeout_s: float = 60.0
+
+    http: Spec
+
+
+class DockerAction(_Model):
+    class Spec(_Model):
+        container: str
+        url: str | None = None  # docker host, e.g. unix:///var/run/docker.sock or http://...
+
+    docker: Spec
+
+
+class KubernetesAction(_Model):
+    class Spec(_Model):
+        deployment: str
+        namespace: str = "default"
+        api_url: str | None = None
+        token: str = ""
+        replicas: int | None = None
+
+    kubernetes: Spec
+
+
+class EcsAction(_Model):
+    class Spec(_Model):
+        cluster: str
+        service: str
+        region: str = "us-east-1"
+        endpoint_url: str | None = None
+        operation: Literal["force_new_deployment", "stop_task", "update_desired_count"] = (
+            "force_new_deployment"
+        )
+
+    ecs: Spec
+
+
+def _action_kind(v: Any) -> str | None:
+    keys = v.keys() if isinstance(v, dict) else [k for k in _EXECUTORS if getattr(v, k, None)]
+    found = [k for k in keys if k in _EXECUTORS]
+    return found[0] if len(found) == 1 else None
+
+
+_EXECUTORS = ("shell", "http", "docker", "kubernetes", "ecs")
+
+ActionSpec = Annotated[
+    Annotated[ShellAction, Tag("shell")]
+    | Annotated[HttpAction, Tag("http")]
+    | Annotated[DockerAction, Tag("docker")]
+    | Annotated[KubernetesAction, Tag("kubernetes")]
+    | Annotated[EcsAction, Tag("ecs")],
+    Discriminator(
+        _action_kind,
+        custom_error_type="action_executor",
+        custom_error_message="an action needs exactly one executor: "
+        + ", ".join(_EXECUTORS),
+    ),
+]
+
+
+class ServiceConfig(_Model):
+    match: dict[str, str] = Field(default_factory=dict)
+    health_url: str | None = None
+    logs: LogsConfig | None = None
+    metrics: MetricsConfig | None = None
+    repo: RepoConfig | None = None
+    errors: ErrorsConfig | None = None
+    actions: dict[str, ActionSpec] = Field(default_factory=dict)
+    approval: Literal["none", "approve", "two_person"] = "approve"
+    runbook: str | None = None
+    min_replicas: int = 1
+    max_replicas: int = 50
+
+    @field_validator("actions")
+    @classmethod
+    def _known_actions(cls, v: dict[str, ActionSpec]) -> dict[str, ActionSpec]:
+        allowed = {"restart", "scale_up", "rollback"}
+        for name in v:
+            if name not in allowed:
+                raise ValueError(f"unknown action {name!r}; use one of {sorted(allowed)}")
+        return v
+
+
+class PersonConfig(_Model):
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    slack: str | None = None
+    discord: str | None = None
+    whatsapp: str | None = None
+    jira: str | None = None
+    email: str | None = None
+    roles: list[Literal["responder", "approver", "admin"]] = Field(
+        default_factory=lambda: ["responder"]
+    )
+
+
+class AutoRemediateConfig(_Model):
+    enabled: bool = False
+    min_confidence: float = Field(default=0.75, ge=0, le=1)
+    actions: list[str] = Field(default_factory=lambda: ["restart"])
+
+
+class PolicyConfig(_Model):
+    auto_remediate: AutoRemediateConfig = Field(default_factory=AutoRemediateConfig)
+    approval_timeout_s: int = 900
+    # People not in the directory: what may they do? The console user on loopback is admin.
+    unknown_user_roles: list[Literal["responder", "approver", "admin"]] = Field(
+        default_factory=list
+    )
+
+
+class OutboxConfig(_Model):
+    max_attempts: int = 8
+    base_backoff_s: float = 1.0
+    max_backoff_s: float = 300.0
+    lease_s: float = 60.0
+    per_channel_rate: float = 1.0  # messages per second per destination
+    per_channel_burst: int = 3
+    update_coalesce_s: float = 2.0
+
+
+class Config(_Model):
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    discord: DiscordConfig = Field(default_factory=DiscordConfig)
+    whatsapp: WhatsAppConfig = Field(default_factory=WhatsAppConfig)
+    jira: JiraConfig = Field(default_factory=JiraConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    routes: list[RouteConfig] = Field(default_factory=lambda: [RouteConfig()])
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+    people: list[PersonConfig] = Field(default_factory=list)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    source_path: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_people(self) -> Config:
+        seen: set[str] = set()
+        for p in self.people:
+            for key in (p.name.lower(), *(a.lower() for a in p.aliases)):
+                if key in seen:
+                    raise ValueError(f"person name or alias {key!r} is used twice")
+                seen.add(key)
+        return self
+
+    def route_for(self, labels: dict[str, str]) -> RouteConfig | None:
+        """First matching route wins (Alertmanager semantics)."""
+        return next((r for r in self.routes if r.matches(labels)), None)
+
+    def service_for(self, labels: dict[str, str], name: str | None = None) -> str | None:
+        """The configured service an alert belongs to: by name, then by `match` labels."""
+        if name and name in self.services:
+            return name
+        for svc, sc in self.services.items():
+            if sc.match and all(labels.get(k) == v for k, v in sc.match.items()):
+                return svc
+        return None
+
+    def person(self, key: str | None) -> PersonConfig | None:
+        """Find a person by name, alias or any platform id (case-insensitive)."""
+        if not key:
+            return None
+        k = key.strip().lstrip("@").lower()
+        for p in self.people:
+            ids = [p.slack, p.discord, p.whatsapp, p.jira, p.email]
+            names = [p.name, *p.aliases, p.name.split()[0]]
+            if k in {n.lower() for n in names} or k in {i.lower() for i in ids if i}:
+                return p
+        return None
+
+
+def interpolate(text: str) -> str:
+    """Replace ${VAR} and ${VAR:-default} from the environment (missing → empty)."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = os.environ.get(m.group(1))
+        if value in (None, "") and m.group(2) is not None:
+            return m.group(2)
+        return value or ""
+
+    return _ENV_RE.sub(sub, text)
+
+
+_ENV_FALLBACKS: dict[tuple[str, str], str] = {
+    ("slack", "bot_token"): "SLACK_BOT_TOKEN",
+    ("slack", "signing_secret"): "SLACK_SIGNING_SECRET",
+    ("slack", "app_token"): "SLACK_APP_TOKEN",
+    ("discord", "bot_token"): "DISCORD_BOT_TOKEN",
+    ("discord", "public_key"): "DISCORD_PUBLIC_KEY",
+    ("discord", "application_id"): "DISCORD_APPLICATION_ID",
+    ("whatsapp", "account_sid"): "TWILIO_ACCOUNT_SID",
+    ("whatsapp", "auth_token"): "TWILIO_AUTH_TOKEN",
+    ("jira", "url"): "JIRA_URL",
+    ("jira", "username"): "JIRA_USERNAME",
+    ("jira", "api_token"): "JIRA_API_TOKEN",
+    ("webhooks", "token"): "OPSBOT_WEBHOOK_TOKEN",
+    ("admin", "token"): "OPSBOT_ADMIN_TOKEN",
+}
+
+
+def _apply_env_fallbacks(raw: dict[str, Any]) -> None:
+    """The ecosystems' conventional variables work without a file (or fill blanks in one)."""
+    for (section, key), var in _ENV_FALLBACKS.items():
+        value = os.environ.get(var)
+        if value and not (raw.get(section) or {}).get(key):
+            raw.setdefault(section, {})
+            if raw[section] is None:
+                raw[section] = {}
+            raw[section][key] = value
+    llm = raw.get("llm") or {}
+    if not llm.get("providers") and os.environ.get("OPENAI_API_KEY"):
+        provider = {"name": "openai", "api_key": os.environ["OPENAI_API_KEY"]}
+        if os.environ.get("OPENAI_BASE_URL"):
+            provider["base_url"] = os.environ["OPENAI_BASE_URL"]
+        if os.environ.get("OPENAI_MODEL"):
+            provider["model"] = os.environ["OPENAI_MODEL"]
+        raw["llm"] = {**llm, "providers": [provider]}
+
+
+def find_config_path(explicit: str | Path | None) -> Path | None:
+    """--config, else OPSBOT_CONFIG, else config/opsbot.yaml if it exists, else None."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("OPSBOT_CONFIG"):
+        return Path(os.environ["OPSBOT_CONFIG"])
+    return DEFAULT_PATH if DEFAULT_PATH.exists() else None
+
+
+def _format_errors(path: str, exc: ValidationError) -> str:
+    lines = [f"{path}: {exc.error_count()} configuration error(s)"]
+    for err in exc.errors():
+        parts = [str(p) for p in err["loc"]]
+        # a tagged union repeats its tag in loc ("shell.shell"): keep the user's keys only
+        loc = ".".join(p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1])
+        lines.append(f"  {path}: {loc or '(top level)'}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load, interpolate and validate; raises ConfigError naming file, key and problem."""
+    found = find_config_path(path)
+    raw: dict[str, Any] = {}
+    label = str(found) if found else "(embedded default)"
+    if found is not None:
+        try:
+            text = found.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{found}: cannot read configuration file: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(interpolate(text))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise ConfigError(f"{found}: invalid YAML{where}: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{found}: the top level must be a mapping of keys")
+        raw = loaded
+    _apply_env_fallbacks(raw)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(label, exc)) from exc
+    cfg.source_path = str(found) if found else None
+    return cfg

@@ -1,0 +1,1 @@
+"""The outside world: alert parsers, observability clients, action executors, ticketing."""

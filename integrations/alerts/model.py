@@ -1,0 +1,68 @@
+"""The normalized alert every source is parsed into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def parse(cls, value: str | None) -> Severity:
+        """Map the many spellings monitoring tools use onto four levels (unknown → warning)."""
+        if not value:
+            return cls.WARNING
+        return _ALIASES.get(value.strip().lower(), cls.WARNING)
+
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+_ALIASES = {
+    **{k: Severity.CRITICAL for k in ("critical", "crit", "page", "p1", "sev1", "sev-1", "fatal", "emergency", "disaster")},
+    **{k: Severity.HIGH for k in ("high", "error", "major", "p2", "sev2", "sev-2", "alarm")},
+    **{k: Severity.WARNING for k in ("warning", "warn", "minor", "p3", "sev3", "sev-3", "medium", "average")},
+    **{k: Severity.INFO for k in ("info", "informational", "low", "none", "p4", "p5", "sev4", "ok", "notice")},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert instance, whatever its source.
+
+    `group_key` decides the incident (an Alertmanager group, a CloudWatch alarm, a generic
+    incident id); `fingerprint` identifies the alert inside that group.
+    """
+
+    source: str
+    group_key: str
+    fingerprint: str
+    status: AlertStatus
+    title: str
+    severity: Severity
+    starts_at: datetime
+    service: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    ends_at: datetime | None = None
+    generator_url: str | None = None
+    logs: tuple[str, ...] = ()
+
+    @property
+    def signature(self) -> str:
+        """What makes two alerts 'the same problem' across incidents: name + service."""
+        name = self.labels.get("alertname") or self.title
+        return f"{name}|{self.service or ''}"

@@ -1,0 +1,1 @@
+"""Observability clients: logs, metrics, deploys, error tracker, health checks."""
