@@ -1,0 +1,81 @@
+"""Validation shared by the alert parsers: pydantic errors become `PayloadError`s naming the
+field, and timestamps in the forms monitoring tools send become aware UTC datetimes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ValidationError
+
+from integrations.errors import PayloadError
+
+M = TypeVar("M", bound=BaseModel)
+
+# Go's zero time.Time: Alertmanager sends it as endsAt while an alert is still firing.
+_GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def validate(model: type[M], body: object, prefix: str = "") -> M:
+    """Validate `body` against `model`; on failure raise PayloadError naming the first bad field.
+
+    `prefix` is prepended to the field path when the body was nested in an outer document.
+    """
+    if not isinstance(body, dict):
+        where = prefix or "payload"
+        raise PayloadError(
+            f"{where} must be a JSON object, got {type(body).__name__}", field=prefix or None
+        )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        ctx = error.get("ctx") or {}
+        message = str(ctx["error"]) if error["type"] == "value_error" else error["msg"]
+        raise PayloadError(f"{field}: {message}", field=field or None) from exc
+
+
+def parse_timestamp(value: object) -> datetime:
+    """ISO 8601 (with `Z`, `+00:00` or `+0000`; naive means UTC) or unix seconds → aware UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        parsed = _from_unix(value)
+    elif isinstance(value, str):
+        parsed = _from_text(value.strip())
+    else:
+        raise ValueError(f"expected a time string or unix seconds, got {type(value).__name__}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_optional_timestamp(value: object) -> datetime | None:
+    """Like `parse_timestamp`, but empty values and Go's zero time mean "not set"."""
+    if value is None or value == "":
+        return None
+    parsed = parse_timestamp(value)
+    return None if parsed == _GO_ZERO_TIME else parsed
+
+
+def _from_unix(seconds: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"unix time out of range: {seconds}") from None
+
+
+def _from_text(text: str) -> datetime:
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time or unix seconds: {text!r}") from None
+    return _from_unix(seconds)
+
+
+UtcDatetime = Annotated[datetime, BeforeValidator(parse_timestamp)]
+OptionalUtcDatetime = Annotated[datetime | None, BeforeValidator(parse_optional_timestamp)]
