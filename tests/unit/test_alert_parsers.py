@@ -152,27 +152,17 @@ def test_alertmanager_service_falls_back_through_workload_labels(
     assert alert.service == service
 
 
-@pytest.mark.parametrize(
-    ("body", "field", "words"),
-    [
-        ([], None, "JSON object, got list"),
-        ({"version": "4", "groupKey": "g"}, "alerts", "required"),
-        (_am_payload(version="3"), "version", "'3'"),
-        (_am_payload(version=4), "version", "4"),
-        (_am_payload(_am_alert(labels=["alertname"])), "alerts.0.labels", "dictionary"),
-        (_am_payload(_am_alert(labels={"alertname": 1})), "alerts.0.labels.alertname", "string"),
-        (_am_payload(_am_alert(status="pending")), "alerts.0.status", "firing"),
-        (_am_payload(_am_alert(startsAt="yesterday")), "alerts.0.startsAt", "yesterday"),
-        (_am_payload(groupKey=None), "groupKey", "string"),
-    ],
-)
-def test_alertmanager_malformed_payload_names_the_field(
-    body: object, field: str | None, words: str
-) -> None:
-    with pytest.raises(PayloadError) as caught:
-        alertmanager.parse(body)
-    assert caught.value.field == field
-    assert words in str(caught.value)
+ALERTMANAGER_MALFORMED = [
+    ([], None, "JSON object, got list"),
+    ({"version": "4", "groupKey": "g"}, "alerts", "required"),
+    (_am_payload(version="3"), "version", "'3'"),
+    (_am_payload(version=4), "version", "4"),
+    (_am_payload(_am_alert(labels=["alertname"])), "alerts.0.labels", "dictionary"),
+    (_am_payload(_am_alert(labels={"alertname": 1})), "alerts.0.labels.alertname", "string"),
+    (_am_payload(_am_alert(status="pending")), "alerts.0.status", "firing"),
+    (_am_payload(_am_alert(startsAt="yesterday")), "alerts.0.startsAt", "yesterday"),
+    (_am_payload(groupKey=None), "groupKey", "string"),
+]
 
 
 def test_alertmanager_wrong_version_says_which_was_received() -> None:
@@ -271,25 +261,15 @@ def test_generic_title_annotations_and_extra_labels() -> None:
     }
 
 
-@pytest.mark.parametrize(
-    ("body", "field", "words"),
-    [
-        ("service=cart", None, "JSON object, got str"),
-        ({"alert_type": "latency"}, "service", "service or incident_id"),
-        ({"service": "cart", "logs": ["ok", {"line": 2}]}, "logs.1", "string"),
-        ({"service": "cart", "logs": 42}, "logs", "a string or a list of strings"),
-        ({"service": "cart", "timestamp": "last tuesday"}, "timestamp", "last tuesday"),
-        ({"service": "cart", "timestamp": 1e20}, "timestamp", "out of range"),
-        ({"service": ["cart"]}, "service", "string"),
-    ],
-)
-def test_generic_malformed_payload_names_the_field(
-    body: object, field: str | None, words: str
-) -> None:
-    with pytest.raises(PayloadError) as caught:
-        generic.parse(body)
-    assert caught.value.field == field
-    assert words in str(caught.value)
+GENERIC_MALFORMED = [
+    ("service=cart", None, "JSON object, got str"),
+    ({"alert_type": "latency"}, "service", "service or incident_id"),
+    ({"service": "cart", "logs": ["ok", {"line": 2}]}, "logs.1", "string"),
+    ({"service": "cart", "logs": 42}, "logs", "a string or a list of strings"),
+    ({"service": "cart", "timestamp": "last tuesday"}, "timestamp", "last tuesday"),
+    ({"service": "cart", "timestamp": 1e20}, "timestamp", "out of range"),
+    ({"service": ["cart"]}, "service", "string"),
+]
 
 
 # --- SNS / CloudWatch -------------------------------------------------------------------
@@ -465,22 +445,33 @@ def test_sns_subscription_confirmation_envelope() -> None:
     assert caught.value.field == "Type"
 
 
+SNS_MALFORMED = [
+    (b"{}", None, "JSON object, got bytes"),
+    ({k: v for k, v in _envelope("x").items() if k != "Message"}, "Message", "required"),
+    (_envelope("x", Type="Ping"), "Type", "Notification"),
+    (_envelope("x", Timestamp="soon"), "Timestamp", "soon"),
+    (
+        _envelope("x", Type="SubscriptionConfirmation", SubscribeURL="https://s"),
+        "Token",
+        "required in a SubscriptionConfirmation",
+    ),
+    (_envelope(_alarm(NewStateValue="ALARMING")), "Message.NewStateValue", "ALARM"),
+    (_envelope(_alarm(StateChangeTime=None)), "Message.StateChangeTime", "time"),
+]
+
+
 @pytest.mark.parametrize(
-    ("body", "field", "words"),
+    ("source", "body", "field", "words"),
     [
-        (b"{}", None, "JSON object, got bytes"),
-        ({k: v for k, v in _envelope("x").items() if k != "Message"}, "Message", "required"),
-        (_envelope("x", Type="Ping"), "Type", "Notification"),
-        (_envelope("x", Timestamp="soon"), "Timestamp", "soon"),
-        (_envelope("x", Type="SubscriptionConfirmation", SubscribeURL="https://s"), "Token", ""),
-        (_envelope(_alarm(NewStateValue="ALARMING")), "Message.NewStateValue", "ALARM"),
-        (_envelope(_alarm(StateChangeTime=None)), "Message.StateChangeTime", "time"),
+        *(("alertmanager", *case) for case in ALERTMANAGER_MALFORMED),
+        *(("generic", *case) for case in GENERIC_MALFORMED),
+        *(("sns", *case) for case in SNS_MALFORMED),
     ],
 )
-def test_sns_malformed_delivery_names_the_field(
-    body: object, field: str | None, words: str
+def test_malformed_payload_names_the_field(
+    source: str, body: object, field: str | None, words: str
 ) -> None:
     with pytest.raises(PayloadError) as caught:
-        sns.parse(body)
+        PARSERS[source](body)
     assert caught.value.field == field
     assert words in str(caught.value)
