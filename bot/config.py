@@ -252,8 +252,7 @@ ActionSpec = Annotated[
     Discriminator(
         _action_kind,
         custom_error_type="action_executor",
-        custom_error_message="an action needs exactly one executor: "
-        + ", ".join(_EXECUTORS),
+        custom_error_message="an action needs exactly one executor: " + ", ".join(_EXECUTORS),
     ),
 ]
 

@@ -1,0 +1,238 @@
+"""The `opsbot` command line (typer): run, demo, check-config, eval, incidents, postmortem."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+import uvicorn
+
+from bot import logs
+from bot.config import Config, ConfigError, load_config
+
+app = typer.Typer(
+    help="opsbot: alerts become chat threads, an agent diagnoses, people act.", no_args_is_help=True
+)
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="YAML config (else $OPSBOT_CONFIG, else config/opsbot.yaml)"
+    ),
+]
+
+
+def _load(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def serve(cfg: Config) -> None:
+    """Run the HTTP server and everything behind it until SIGTERM/SIGINT."""
+    from bot.runtime import Runtime
+    from bot.server.app import create_app
+
+    async def main() -> None:
+        runtime = await Runtime.create(cfg)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(runtime),
+                host=cfg.http.host,
+                port=cfg.http.port,
+                log_level="warning",
+                timeout_graceful_shutdown=10,
+                lifespan="on",
+            )
+        )
+        await server.serve()
+
+    asyncio.run(main())
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """The bot process: HTTP server, chat adapters, workers, scheduler."""
+    logs.setup()
+    cfg = _load(config)
+    where = cfg.source_path or "embedded default (SQLite ./opsbot.db, web console, offline agent)"
+    typer.echo(
+        f"opsbot: config {where}; listening on http://{cfg.http.host}:{cfg.http.port}", err=True
+    )
+    serve(cfg)
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt = None) -> None:
+    """Validate the configuration; exit 1 with errors naming file, key and problem."""
+    cfg = _load(config)
+    typer.echo(
+        f"{cfg.source_path or '(embedded default)'}: OK — {len(cfg.services)} services, "
+        f"{len(cfg.routes)} routes, {len(cfg.people)} people, "
+        f"{len(cfg.llm.providers)} LLM providers"
+    )
+
+
+def _sample_alert() -> dict[str, object]:
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    labels = {
+        "alertname": "HighErrorRate",
+        "service": "checkout",
+        "severity": "critical",
+        "namespace": "prod",
+    }
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="HighErrorRate", service="checkout"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "opsbot",
+        "groupLabels": {"alertname": "HighErrorRate", "service": "checkout"},
+        "commonLabels": labels,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.local:9093",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "annotations": {
+                    "summary": "checkout 5xx ratio above 5% for 5m",
+                    "description": "Test alert sent by `opsbot send-test-alert`.",
+                },
+                "startsAt": now,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.local:9090/graph",
+                "fingerprint": "0a1b2c3d4e5f6a7b",
+            }
+        ],
+    }
+
+
+@app.command("send-test-alert")
+def send_test_alert(
+    url: Annotated[str, typer.Option(help="the bot's base URL")] = "http://127.0.0.1:8080",
+    token: Annotated[
+        str, typer.Option(envvar="OPSBOT_WEBHOOK_TOKEN", help="webhook bearer token")
+    ] = "",
+) -> None:
+    """Post a sample Alertmanager notification to a running bot."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        resp = httpx.post(
+            f"{url.rstrip('/')}/webhooks/alertmanager",
+            json=_sample_alert(),
+            headers=headers,
+            timeout=10,
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{resp.status_code} {resp.text}")
+    raise typer.Exit(0 if resp.is_success else 1)
+
+
+async def _with_store(cfg: Config, fn):  # type: ignore[no-untyped-def]
+    from bot.store import Store
+
+    store = await Store.open(cfg.storage.url)
+    try:
+        async with store.read() as conn:
+            return await fn(conn)
+    finally:
+        await store.close()
+
+
+def _age(iso_ts: str | None) -> str:
+    if not iso_ts:
+        return "-"
+    secs = (
+        datetime.now(UTC) - datetime.fromisoformat(iso_ts.replace("Z", "+00:00"))
+    ).total_seconds()
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= n:
+            return f"{int(secs // n)}{unit}"
+    return f"{int(secs)}s"
+
+
+@app.command()
+def incidents(
+    action: Annotated[str, typer.Argument(help="list | show")] = "list",
+    ref: Annotated[str | None, typer.Argument(help="incident id or short id (#42)")] = None,
+    status: Annotated[str | None, typer.Option(help="triggered | acknowledged | resolved")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table | json")] = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """Incidents from the store: `list` (default) or `show ID`."""
+    from bot import incidents as inc_mod
+    from bot.errors import NotFound
+
+    cfg = _load(config)
+    if action == "list":
+        found = asyncio.run(_with_store(cfg, lambda c: inc_mod.list_incidents(c, status)))
+        rows = [i.to_json() for i in found]
+        if output == "json":
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        typer.echo(
+            f"{'ID':<6} {'STATUS':<13} {'SEVERITY':<9} {'SERVICE':<20} "
+            f"{'AGE':<5} {'ALERTS':<6} TITLE"
+        )
+        for r in rows:
+            typer.echo(
+                f"#{r['short_id']:<5} {r['status']:<13} {r['severity']:<9} "
+                f"{(r['service'] or '-')[:20]:<20} "
+                f"{_age(r['created_at']):<5} {r['alert_count']:<6} {r['title']}"
+            )
+        return
+    if action != "show" or not ref:
+        typer.echo("usage: opsbot incidents [list | show ID]", err=True)
+        raise typer.Exit(2)
+
+    async def show(conn):  # type: ignore[no-untyped-def]
+        return await inc_mod.detail(conn, await inc_mod.find(conn, ref))
+
+    try:
+        data = asyncio.run(_with_store(cfg, show))
+    except NotFound as exc:
+        typer.echo(f"error: no incident {ref}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command()
+def postmortem(
+    ref: Annotated[str, typer.Argument(help="incident id or short id")], config: ConfigOpt = None
+) -> None:
+    """Print an incident's postmortem (Markdown)."""
+    from sqlalchemy import select
+
+    from bot import incidents as inc_mod
+    from bot.errors import NotFound
+    from bot.store import schema as t
+
+    cfg = _load(config)
+
+    async def fetch(conn):  # type: ignore[no-untyped-def]
+        inc = await inc_mod.find(conn, ref)
+        return inc, await conn.scalar(
+            select(t.postmortems.c.markdown).where(t.postmortems.c.incident_id == inc.id)
+        )
+
+    try:
+        inc, md = asyncio.run(_with_store(cfg, fetch))
+    except NotFound as exc:
+        typer.echo(f"error: no incident {ref}", err=True)
+        raise typer.Exit(1) from exc
+    if md is None:
+        typer.echo(
+            f"incident #{inc.short_id} has no postmortem yet (it is {inc.status.value})", err=True
+        )
+        raise typer.Exit(1)
+    sys.stdout.write(md if md.endswith("\n") else md + "\n")

@@ -1,0 +1,467 @@
+"""Incident lifecycle: alerts in → incidents; one function per transition.
+
+Each transition writes the incident row, its timeline event and the outbox items it causes
+in the caller's transaction, so nothing happens unless all of it is committed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot import outbox
+from bot.adapters.base import Reply
+from bot.config import Config
+from bot.errors import NotFound
+from bot.models import Incident, Status, utcnow
+from bot.store import schema as t
+from integrations.alerts import Alert, AlertStatus, Severity
+
+
+@dataclass(slots=True)
+class IngestResult:
+    opened: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    reopened: list[str] = field(default_factory=list)
+    ignored: int = 0
+
+    @property
+    def incident_ids(self) -> list[str]:
+        return [*self.opened, *self.reopened, *self.updated, *self.resolved]
+
+
+def destinations(cfg: Config, labels: dict[str, str]) -> list[tuple[str, str]]:
+    """(platform, channel) pairs an incident's thread lives in, from the first matching route."""
+    route = cfg.route_for(labels)
+    if route is None:
+        return [("console", "console")] if cfg.console.enabled else []
+    out: list[tuple[str, str]] = []
+    if cfg.console.enabled and route.console:
+        out.append(("console", "console"))
+    if cfg.slack.enabled:
+        out += [("slack", c) for c in route.slack]
+    if cfg.discord.enabled:
+        out += [("discord", c) for c in route.discord]
+    if cfg.whatsapp.enabled:
+        out += [("whatsapp", p) for p in route.whatsapp]
+    return out
+
+
+def _ordering_key(platform: str, channel: str, incident_id: str) -> str:
+    return f"{platform}:{channel}:{incident_id}"
+
+
+async def enqueue_root(conn: AsyncConnection, cfg: Config, inc: Incident, *, post: bool) -> None:
+    """Post the root message everywhere (new incident) or edit it (repeat, state change)."""
+    for platform, channel in destinations(cfg, inc.labels):
+        key = _ordering_key(platform, channel, inc.id)
+        if post:
+            await outbox.enqueue(
+                conn,
+                "post_root",
+                f"{platform}:{channel}",
+                {"incident_id": inc.id},
+                ordering_key=key,
+                incident_id=inc.id,
+            )
+        else:
+            await outbox.enqueue(
+                conn,
+                "update_root",
+                f"{platform}:{channel}",
+                {"incident_id": inc.id},
+                ordering_key=key,
+                incident_id=inc.id,
+                coalesce_key=f"update:{key}",
+                delay_s=cfg.outbox.update_coalesce_s if platform != "console" else 0,
+            )
+
+
+async def enqueue_reply(
+    conn: AsyncConnection,
+    cfg: Config,
+    inc: Incident,
+    reply: Reply,
+    *,
+    only: tuple[str, str] | None = None,
+) -> None:
+    """A threaded reply in every thread of the incident (or just one destination)."""
+    from bot.render import reply_to_json
+
+    targets = [only] if only else destinations(cfg, inc.labels)
+    for platform, channel in targets:
+        await outbox.enqueue(
+            conn,
+            "reply",
+            f"{platform}:{channel}",
+            {"incident_id": inc.id, "reply": reply_to_json(reply)},
+            ordering_key=_ordering_key(platform, channel, inc.id),
+            incident_id=inc.id,
+        )
+
+
+async def enqueue_job(
+    conn: AsyncConnection, kind: str, inc: Incident, payload: dict[str, Any] | None = None
+) -> None:
+    """Slow work for this incident (diagnose, action, ticket, postmortem), run by the worker."""
+    await outbox.enqueue(
+        conn,
+        kind,
+        kind,
+        {"incident_id": inc.id, **(payload or {})},
+        ordering_key=f"job:{kind}:{inc.id}:{uuid.uuid4().hex[:8]}",
+        incident_id=inc.id,
+    )
+
+
+async def add_event(
+    conn: AsyncConnection,
+    incident_id: str,
+    kind: str,
+    actor: str,
+    text: str,
+    at: datetime | None = None,
+) -> None:
+    await conn.execute(
+        insert(t.timeline).values(
+            incident_id=incident_id, at=at or utcnow(), kind=kind, actor=actor, text=text
+        )
+    )
+
+
+async def get(conn: AsyncConnection, incident_id: str) -> Incident:
+    row = (await conn.execute(select(t.incidents).where(t.incidents.c.id == incident_id))).first()
+    if row is None:
+        raise NotFound(f"no incident {incident_id}")
+    return Incident.from_row(row)
+
+
+async def find(conn: AsyncConnection, ref: str) -> Incident:
+    """By id, short id ("42" or "#42")."""
+    ref = ref.strip().lstrip("#")
+    if ref.isdigit():
+        row = (
+            await conn.execute(select(t.incidents).where(t.incidents.c.short_id == int(ref)))
+        ).first()
+        if row is not None:
+            return Incident.from_row(row)
+    return await get(conn, ref)
+
+
+async def list_incidents(
+    conn: AsyncConnection, status: str | None = None, limit: int = 200
+) -> list[Incident]:
+    q = select(t.incidents).order_by(t.incidents.c.created_at.desc()).limit(limit)
+    if status:
+        q = q.where(t.incidents.c.status == status)
+    return [Incident.from_row(r) for r in (await conn.execute(q)).all()]
+
+
+async def _open_incident(
+    conn: AsyncConnection, cfg: Config, alert: Alert, service: str | None, now: datetime
+) -> Incident:
+    for _ in range(5):  # short ids race between replicas: retry on the unique index
+        short = (await conn.scalar(select(func.max(t.incidents.c.short_id)))) or 0
+        inc_id = uuid.uuid4().hex
+        labels = {**alert.labels}
+        if service:
+            labels.setdefault("service", service)
+        values = {
+            "id": inc_id,
+            "short_id": short + 1,
+            "group_key": alert.group_key,
+            "open_key": alert.group_key,
+            "status": Status.TRIGGERED.value,
+            "severity": alert.severity.value,
+            "title": alert.title,
+            "service": service,
+            "labels": labels,
+            "annotations": dict(alert.annotations),
+            "source": alert.source,
+            "signature": alert.signature,
+            "created_at": now,
+            "updated_at": now,
+            "alert_count": 0,
+            "generator_url": alert.generator_url,
+        }
+        try:
+            async with conn.begin_nested():
+                await conn.execute(insert(t.incidents).values(**values))
+        except IntegrityError:
+            existing = (
+                await conn.execute(
+                    select(t.incidents).where(t.incidents.c.open_key == alert.group_key)
+                )
+            ).first()
+            if existing is not None:
+                return Incident.from_row(existing)
+            continue
+        await add_event(conn, inc_id, "triggered", alert.source, f"Triggered: {alert.title}", now)
+        return await get(conn, inc_id)
+    raise RuntimeError("could not allocate an incident short id")
+
+
+async def _upsert_alert(conn: AsyncConnection, inc_id: str, a: Alert, now: datetime) -> None:
+    values = {
+        "status": a.status.value,
+        "title": a.title,
+        "severity": a.severity.value,
+        "labels": dict(a.labels),
+        "annotations": dict(a.annotations),
+        "logs": list(a.logs),
+        "starts_at": a.starts_at,
+        "ends_at": a.ends_at,
+        "updated_at": now,
+    }
+    done = await conn.execute(
+        update(t.alerts)
+        .where(t.alerts.c.incident_id == inc_id, t.alerts.c.fingerprint == a.fingerprint)
+        .values(**values)
+    )
+    if done.rowcount == 0:
+        await conn.execute(
+            insert(t.alerts).values(incident_id=inc_id, fingerprint=a.fingerprint, **values)
+        )
+
+
+async def ingest(
+    conn: AsyncConnection, cfg: Config, alerts: list[Alert], now: datetime | None = None
+) -> IngestResult:
+    """Apply a delivery's alerts: open, update, resolve or re-open incidents by group key."""
+    now = now or utcnow()
+    result = IngestResult()
+    groups: dict[str, list[Alert]] = {}
+    for a in alerts:
+        groups.setdefault(a.group_key, []).append(a)
+    for key, group in groups.items():
+        await _ingest_group(conn, cfg, key, group, now, result)
+    return result
+
+
+async def _ingest_group(
+    conn: AsyncConnection,
+    cfg: Config,
+    key: str,
+    group: list[Alert],
+    now: datetime,
+    result: IngestResult,
+) -> None:
+    firing = [a for a in group if a.status == AlertStatus.FIRING]
+    row = (await conn.execute(select(t.incidents).where(t.incidents.c.open_key == key))).first()
+    inc = Incident.from_row(row) if row else None
+    new = reopened = False
+    if inc is None:
+        if not firing:
+            result.ignored += len(group)  # resolution of something we never saw open
+            return
+        last = (
+            await conn.execute(
+                select(t.incidents)
+                .where(t.incidents.c.group_key == key)
+                .order_by(t.incidents.c.created_at.desc())
+                .limit(1)
+            )
+        ).first()
+        previous = Incident.from_row(last) if last else None
+        window = timedelta(seconds=cfg.webhooks.reopen_window_s)
+        if previous and previous.resolved_at and now - previous.resolved_at <= window:
+            inc = previous
+            reopened = True
+            await conn.execute(
+                update(t.incidents)
+                .where(t.incidents.c.id == inc.id)
+                .values(
+                    status=Status.TRIGGERED.value,
+                    open_key=key,
+                    resolved_at=None,
+                    resolved_by=None,
+                    acknowledged_at=None,
+                    acknowledged_by=None,
+                    updated_at=now,
+                )
+            )
+            await add_event(
+                conn, inc.id, "reopened", firing[0].source, "Re-opened: fired again", now
+            )
+        else:
+            first = firing[0]
+            service = cfg.service_for(first.labels, first.service) or first.service
+            inc = await _open_incident(conn, cfg, first, service, now)
+            new = True
+    for a in group:
+        await _upsert_alert(conn, inc.id, a, now)
+    rows = (
+        await conn.execute(
+            select(t.alerts.c.status, t.alerts.c.severity).where(t.alerts.c.incident_id == inc.id)
+        )
+    ).all()
+    count = len(rows)
+    severity = max((Severity(r.severity) for r in rows), key=lambda s: s.rank)
+    all_resolved = all(r.status == AlertStatus.RESOLVED.value for r in rows)
+    await conn.execute(
+        update(t.incidents)
+        .where(t.incidents.c.id == inc.id)
+        .values(alert_count=count, severity=severity.value, updated_at=now)
+    )
+    inc = await get(conn, inc.id)
+    if all_resolved and inc.is_open:
+        await resolve(conn, cfg, inc, actor=group[0].source, reason="all alerts resolved", now=now)
+        result.resolved.append(inc.id)
+        return
+    if new:
+        result.opened.append(inc.id)
+        await enqueue_root(conn, cfg, inc, post=True)
+        await enqueue_job(conn, "diagnose", inc, {"reason": "new incident"})
+    elif reopened:
+        result.reopened.append(inc.id)
+        await enqueue_root(conn, cfg, inc, post=False)
+        await enqueue_reply(
+            conn, cfg, inc, Reply(f"🔁 Re-opened: {inc.title} fired again.", "info")
+        )
+        await enqueue_job(conn, "diagnose", inc, {"reason": "re-opened"})
+    else:
+        result.updated.append(inc.id)
+        await enqueue_root(conn, cfg, inc, post=False)
+
+
+async def acknowledge(
+    conn: AsyncConnection, cfg: Config, inc: Incident, actor: str, now: datetime | None = None
+) -> bool:
+    """False when it was already acknowledged or resolved."""
+    if inc.status != Status.TRIGGERED:
+        return False
+    now = now or utcnow()
+    await conn.execute(
+        update(t.incidents)
+        .where(t.incidents.c.id == inc.id)
+        .values(
+            status=Status.ACKNOWLEDGED.value,
+            acknowledged_at=now,
+            acknowledged_by=actor,
+            updated_at=now,
+        )
+    )
+    await add_event(conn, inc.id, "acknowledged", actor, f"Acknowledged by {actor}", now)
+    await enqueue_root(conn, cfg, await get(conn, inc.id), post=False)
+    return True
+
+
+async def resolve(
+    conn: AsyncConnection,
+    cfg: Config,
+    inc: Incident,
+    actor: str,
+    reason: str = "",
+    now: datetime | None = None,
+) -> bool:
+    """Resolve (by the source or a person): edit the root, say so, write the postmortem."""
+    if not inc.is_open:
+        return False
+    now = now or utcnow()
+    await conn.execute(
+        update(t.incidents)
+        .where(t.incidents.c.id == inc.id)
+        .values(
+            status=Status.RESOLVED.value,
+            open_key=None,
+            resolved_at=now,
+            resolved_by=actor,
+            updated_at=now,
+        )
+    )
+    text = f"Resolved by {actor}" + (f" ({reason})" if reason else "")
+    await add_event(conn, inc.id, "resolved", actor, text, now)
+    inc = await get(conn, inc.id)
+    minutes = max(1, round((now - inc.created_at).total_seconds() / 60))
+    await enqueue_root(conn, cfg, inc, post=False)
+    await enqueue_reply(
+        conn, cfg, inc, Reply(f"✅ Resolved by {actor} after {minutes} min.", "info")
+    )
+    await enqueue_job(conn, "postmortem", inc)
+    return True
+
+
+async def snooze(
+    conn: AsyncConnection, cfg: Config, inc: Incident, actor: str, seconds: int
+) -> datetime:
+    until = utcnow() + timedelta(seconds=seconds)
+    await conn.execute(
+        update(t.incidents).where(t.incidents.c.id == inc.id).values(snoozed_until=until)
+    )
+    await add_event(conn, inc.id, "snoozed", actor, f"Snoozed for {seconds // 60} min by {actor}")
+    await enqueue_root(conn, cfg, inc, post=False)
+    return until
+
+
+async def detail(conn: AsyncConnection, inc: Incident) -> dict[str, Any]:
+    """The incident as JSON with its timeline, threads, diagnoses, actions, tickets, messages."""
+    from bot.models import iso
+
+    def rows(table: Any, order: Any) -> Any:
+        return conn.execute(select(table).where(table.c.incident_id == inc.id).order_by(order))
+
+    timeline = [
+        {"at": iso(r.at), "kind": r.kind, "actor": r.actor, "text": r.text}
+        for r in await rows(t.timeline, t.timeline.c.id)
+    ]
+    threads = [
+        {"platform": r.platform, "channel": r.channel, "thread_id": r.thread_id}
+        for r in await rows(t.threads, t.threads.c.id)
+    ]
+    diagnoses = [{**r.payload, "at": iso(r.at)} for r in await rows(t.diagnoses, t.diagnoses.c.id)]
+    actions = [
+        {
+            "id": r.id,
+            "action": r.action,
+            "service": r.service,
+            "params": r.params,
+            "state": r.state,
+            "requested_by": r.requested_by,
+            "requested_at": iso(r.requested_at),
+            "approved_by": r.approved_by,
+            "started_at": iso(r.started_at),
+            "finished_at": iso(r.finished_at),
+            "outcome": r.outcome,
+            "auto": r.auto,
+        }
+        for r in await rows(t.actions, t.actions.c.id)
+    ]
+    tickets = [
+        {
+            "key": r.key,
+            "url": r.url,
+            "state": r.state,
+            "assignee": r.assignee,
+            "requested_by": r.requested_by,
+            "created_at": iso(r.created_at),
+            "error": r.error,
+        }
+        for r in await rows(t.tickets, t.tickets.c.id)
+    ]
+    messages = [
+        {
+            "id": r.id,
+            "at": iso(r.at),
+            "author": r.author,
+            **r.payload,
+            "kind": r.kind,
+            "text": r.text,
+        }
+        for r in await rows(t.messages, t.messages.c.id)
+    ]
+    return {
+        **inc.to_json(),
+        "timeline": timeline,
+        "threads": threads,
+        "diagnoses": diagnoses,
+        "actions": actions,
+        "tickets": tickets,
+        "messages": messages,
+    }

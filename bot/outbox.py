@@ -1,0 +1,291 @@
+"""The durable outbound queue: every message, edit and slow job goes through it.
+
+Items are committed with the change that caused them, claimed under a lease (FOR UPDATE
+SKIP LOCKED on PostgreSQL), delivered in order per `ordering_key` (one thread), retried with
+exponential backoff and jitter, rate-limited per destination, and dead-lettered after
+`max_attempts`. A crash leaves the lease to expire, and the item is delivered after restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot import metrics
+from bot.config import OutboxConfig
+from bot.errors import StoreUnavailable
+from bot.models import utcnow
+from bot.store import Store
+from bot.store import schema as t
+from integrations.errors import PermanentError, RateLimited
+
+log = structlog.get_logger(__name__)
+
+CHAT_KINDS = frozenset({"post_root", "update_root", "reply"})
+
+
+@dataclass(slots=True)
+class Item:
+    id: int
+    kind: str
+    destination: str
+    ordering_key: str
+    incident_id: str | None
+    payload: dict[str, Any]
+    attempts: int
+
+
+Handler = Callable[[Item], Awaitable[None]]
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    kind: str,
+    destination: str,
+    payload: dict[str, Any],
+    *,
+    ordering_key: str | None = None,
+    incident_id: str | None = None,
+    coalesce_key: str | None = None,
+    delay_s: float = 0.0,
+) -> bool:
+    """Queue one item in the caller's transaction; False when coalesced into a pending twin."""
+    now = utcnow()
+    if coalesce_key is not None:
+        pending = await conn.scalar(
+            select(t.outbox.c.id).where(t.outbox.c.coalesce_key == coalesce_key)
+        )
+        if pending is not None:
+            return False
+    await conn.execute(
+        insert(t.outbox).values(
+            kind=kind,
+            destination=destination,
+            ordering_key=ordering_key or f"{destination}:{incident_id or kind}",
+            incident_id=incident_id,
+            payload=payload,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now + timedelta(seconds=delay_s),
+            coalesce_key=coalesce_key,
+            created_at=now,
+        )
+    )
+    return True
+
+
+class TokenBucket:
+    """Per-destination rate limit: `rate` tokens a second, up to `burst`."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._state: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """Take a token; returns 0 if granted, else the seconds to wait for one."""
+        now = self.clock()
+        tokens, last = self._state.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self._state[key] = (tokens - 1, now)
+            return 0.0
+        self._state[key] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+
+class OutboxWorker:
+    """Claims due items and runs the handler registered for their kind."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: dict[str, Handler],
+        cfg: OutboxConfig,
+        *,
+        on_dead: Callable[[Item, str], Awaitable[None]] | None = None,
+        concurrency: int = 8,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.store, self.handlers, self.cfg = store, handlers, cfg
+        self.on_dead = on_dead
+        self.worker_id = uuid.uuid4().hex[:12]
+        self.concurrency, self.poll_s = concurrency, poll_s
+        self.bucket = TokenBucket(cfg.per_channel_rate, cfg.per_channel_burst)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._running: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def rate_limited(self, destination: str) -> bool:
+        return destination.split(":", 1)[0] in ("slack", "discord", "whatsapp")
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                items = await self._claim(self.concurrency - len(self._running))
+            except StoreUnavailable as exc:
+                log.warning("outbox.claim_failed", error=str(exc))
+                items = []
+            for item in items:
+                task = asyncio.create_task(self._deliver(item))
+                self._running.add(task)
+                task.add_done_callback(self._done)
+            if items and len(self._running) < self.concurrency:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()
+
+    async def stop(self, drain_s: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._running:
+            await asyncio.wait(self._running, timeout=drain_s)
+
+    async def run_once(self) -> int:
+        """Deliver everything due now (tests and the CLI); returns how many were attempted."""
+        items = await self._claim(100)
+        await asyncio.gather(*(self._deliver(i) for i in items))
+        return len(items)
+
+    async def _claim(self, limit: int) -> list[Item]:
+        if limit <= 0:
+            return []
+        now = utcnow()
+        o, earlier = t.outbox, t.outbox.alias("earlier")
+        lease_until = now + timedelta(seconds=self.cfg.lease_s)
+        async with self.store.write() as conn:
+            blocked = exists().where(
+                and_(
+                    earlier.c.ordering_key == o.c.ordering_key,
+                    earlier.c.status == "pending",
+                    earlier.c.id < o.c.id,
+                )
+            )
+            query = (
+                select(o)
+                .where(
+                    o.c.status == "pending",
+                    o.c.next_attempt_at <= now,
+                    or_(o.c.locked_until.is_(None), o.c.locked_until < now),
+                    ~blocked,
+                )
+                .order_by(o.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=o)
+            )
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            await conn.execute(
+                update(o)
+                .where(o.c.id.in_(ids))
+                .values(locked_until=lease_until, locked_by=self.worker_id)
+            )
+        return [
+            Item(r.id, r.kind, r.destination, r.ordering_key, r.incident_id, r.payload, r.attempts)
+            for r in rows
+        ]
+
+    async def _deliver(self, item: Item) -> None:
+        handler = self.handlers.get(item.kind)
+        if handler is None:
+            await self._dead(item, f"no handler for {item.kind!r}")
+            return
+        if self.rate_limited(item.destination):
+            wait = self.bucket.take(item.destination)
+            if wait > 0:
+                await self._reschedule(item, wait, count_attempt=False, error=None)
+                return
+        try:
+            await handler(item)
+        except RateLimited as exc:
+            log.info("outbox.rate_limited", item=item.id, retry_after=exc.retry_after)
+            await self._reschedule(item, exc.retry_after, count_attempt=False, error=str(exc))
+            return
+        except PermanentError as exc:
+            await self._dead(item, str(exc))
+            return
+        except Exception as exc:  # any failure of a delivery is retried, then dead-lettered
+            attempts = item.attempts + 1
+            metrics.DELIVERY_FAILURES.labels(kind=item.kind).inc()
+            if attempts >= self.cfg.max_attempts:
+                await self._dead(item, f"{type(exc).__name__}: {exc}")
+                return
+            delay = min(self.cfg.max_backoff_s, self.cfg.base_backoff_s * 2 ** (attempts - 1))
+            delay *= random.uniform(0.5, 1.0)
+            log.warning(
+                "outbox.retry", item=item.id, kind=item.kind, attempt=attempts, error=str(exc)
+            )
+            await self._reschedule(item, delay, count_attempt=True, error=str(exc))
+            return
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(t.outbox)
+                .where(t.outbox.c.id == item.id)
+                .values(status="done", done_at=utcnow(), locked_until=None, coalesce_key=None)
+            )
+
+    async def _reschedule(
+        self, item: Item, delay_s: float, *, count_attempt: bool, error: str | None
+    ) -> None:
+        values: dict[str, Any] = {
+            "next_attempt_at": utcnow() + timedelta(seconds=delay_s),
+            "locked_until": None,
+        }
+        if count_attempt:
+            values["attempts"] = item.attempts + 1
+        if error:
+            values["last_error"] = error[:2000]
+        async with self.store.write() as conn:
+            await conn.execute(update(t.outbox).where(t.outbox.c.id == item.id).values(**values))
+
+    async def _dead(self, item: Item, error: str) -> None:
+        log.error("outbox.dead", item=item.id, kind=item.kind, dest=item.destination, error=error)
+        metrics.DEAD_LETTERS.labels(kind=item.kind).inc()
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(t.outbox)
+                .where(t.outbox.c.id == item.id)
+                .values(
+                    status="dead",
+                    locked_until=None,
+                    coalesce_key=None,
+                    last_error=error[:2000],
+                    done_at=utcnow(),
+                )
+            )
+        if self.on_dead is not None:
+            await self.on_dead(item, error)
+
+
+async def counts(conn: AsyncConnection) -> dict[str, int]:
+    rows = (
+        await conn.execute(select(t.outbox.c.status, func.count()).group_by(t.outbox.c.status))
+    ).all()
+    by = {r[0]: r[1] for r in rows}
+    return {"pending": by.get("pending", 0), "failed": by.get("dead", 0)}
+
+
+async def purge_done(conn: AsyncConnection, older_than: datetime) -> None:
+    await conn.execute(
+        delete(t.outbox).where(t.outbox.c.status == "done", t.outbox.c.done_at < older_than)
+    )

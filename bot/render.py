@@ -1,0 +1,126 @@
+"""Platform-neutral rendering: an incident → RootView with its buttons; replies ↔ JSON.
+
+Adapters turn these into Block Kit, embeds or text; nothing here knows a platform.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.types import Diagnosis
+from bot.adapters.base import Button, Reply, RootView
+from bot.config import Config
+from bot.models import Incident, Status, utcnow
+
+SEVERITY_MARK = {"critical": "🔴", "high": "🟠", "warning": "🟡", "info": "🔵"}
+SOURCE_MARK = {"live": "🟢", "fallback": "🟡", "cache": "🔵", "offline": "⚪", "static": "🔴"}
+ACTION_LABEL = {"restart": "Restart", "scale_up": "Scale up", "rollback": "Roll back"}
+KEY_LABELS = ("alertname", "namespace", "cluster", "env", "environment", "region", "team", "pod")
+
+
+def _minutes(seconds: float) -> str:
+    m = max(1, round(seconds / 60))
+    return f"{m} min" if m < 120 else f"{m / 60:.1f} h"
+
+
+def status_line(inc: Incident) -> str:
+    if inc.status == Status.RESOLVED and inc.resolved_at:
+        took = _minutes((inc.resolved_at - inc.created_at).total_seconds())
+        return f"Resolved by {inc.resolved_by or 'source'} after {took}"
+    if inc.status == Status.ACKNOWLEDGED:
+        return f"Acknowledged by {inc.acknowledged_by}"
+    line = "Triggered"
+    if inc.snoozed_until and inc.snoozed_until > utcnow():
+        line += f" · snoozed until {inc.snoozed_until:%H:%M} UTC"
+    return line
+
+
+def buttons_for(cfg: Config, inc: Incident) -> list[Button]:
+    if inc.status == Status.RESOLVED:
+        return []
+    out = []
+    if inc.status == Status.TRIGGERED:
+        out.append(Button("ack", "Acknowledge", inc.id, "primary"))
+    out += [
+        Button("resolve", "Resolve", inc.id),
+        Button("diagnose", "Diagnose again", inc.id),
+        Button("ticket", "Create ticket", inc.id),
+    ]
+    svc = cfg.services.get(inc.service or "")
+    for action in svc.actions if svc else {}:
+        out.append(Button(f"action:{action}", ACTION_LABEL.get(action, action), inc.id, "danger"))
+    return out
+
+
+def root_view(cfg: Config, inc: Incident) -> RootView:
+    links = []
+    if inc.generator_url:
+        links.append(("Source", inc.generator_url))
+    if inc.annotations.get("runbook_url"):
+        links.append(("Runbook", inc.annotations["runbook_url"]))
+    if cfg.http.public_url:
+        links.append(("Console", f"{cfg.http.public_url.rstrip('/')}/#/incidents/{inc.id}"))
+    return RootView(
+        incident_id=inc.id,
+        short_id=inc.short_id,
+        title=inc.title,
+        status=inc.status.value,
+        severity=inc.severity,
+        service=inc.service,
+        labels={k: inc.labels[k] for k in KEY_LABELS if k in inc.labels},
+        started_at=inc.created_at,
+        alert_count=inc.alert_count,
+        status_line=status_line(inc),
+        links=links,
+        buttons=buttons_for(cfg, inc),
+        summary=inc.annotations.get("description") or inc.annotations.get("summary"),
+    )
+
+
+def diagnosis_text(d: Diagnosis) -> str:
+    """The plain-text rendering every platform can fall back to (WhatsApp, notifications)."""
+    mark = SOURCE_MARK.get(d.source.value, "")
+    lines = [f"{mark} Diagnosis ({d.source.value}, {d.confidence:.0%} confident): {d.summary}"]
+    if d.cache_age_s is not None:
+        lines[0] += f" — cached {_minutes(d.cache_age_s)} ago"
+    lines.append(f"Root cause: {d.root_cause}")
+    for ev in d.evidence[:5]:
+        lines.append(f"  • [{ev.tool}] {ev.quote}")
+    if d.checks:
+        lines.append("Check first: " + "; ".join(d.checks[:3]))
+    if d.mitigation:
+        lines.append(f"Mitigation: {d.mitigation}")
+    if d.proposed_action and d.proposed_action.action.value != "none":
+        lines.append(f'Proposed action: {d.proposed_action.action.value} (say "{_say(d)}")')
+    if d.past_fixes:
+        lines.append(f"📎 {d.past_fixes[:1].upper()}{d.past_fixes[1:]}")
+    return "\n".join(lines)
+
+
+def _say(d: Diagnosis) -> str:
+    return {"restart": "restart it", "scale_up": "scale it up", "rollback": "roll it back"}.get(
+        d.action.value, d.action.value
+    )
+
+
+def reply_to_json(r: Reply) -> dict[str, Any]:
+    return {
+        "text": r.text,
+        "kind": r.kind,
+        "diagnosis": r.diagnosis.model_dump(mode="json") if r.diagnosis else None,
+        "buttons": [
+            {"action_id": b.action_id, "label": b.label, "value": b.value, "style": b.style}
+            for b in r.buttons
+        ],
+        "link": list(r.link) if r.link else None,
+    }
+
+
+def reply_from_json(data: dict[str, Any]) -> Reply:
+    return Reply(
+        text=data["text"],
+        kind=data.get("kind", "info"),
+        diagnosis=Diagnosis.model_validate(data["diagnosis"]) if data.get("diagnosis") else None,
+        buttons=[Button(**b) for b in data.get("buttons", [])],
+        link=tuple(data["link"]) if data.get("link") else None,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,1 @@
+"""The one HTTP server: webhooks, chat callbacks, JSON API, ops endpoints and the console."""

@@ -1,0 +1,148 @@
+"""The JSON API the console and scripts use: incidents, their threads, replies and clicks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import insert, select
+
+from bot import incidents
+from bot.adapters.base import InboundMessage, ThreadRef
+from bot.errors import NotFound
+from bot.models import Incident, Status, utcnow
+from bot.runtime import Runtime
+from bot.store import schema as t
+
+router = APIRouter(prefix="/api")
+KEEPALIVE_S = 15.0
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def _incident(rt: Runtime, ref: str) -> Incident:
+    try:
+        async with rt.store.read() as conn:
+            return await incidents.find(conn, ref)
+    except NotFound as exc:
+        raise HTTPException(404, f"no incident {ref}") from exc
+
+
+@router.get("/incidents")
+async def list_incidents(request: Request, status: str | None = None) -> dict[str, Any]:
+    if status and status not in {s.value for s in Status}:
+        raise HTTPException(
+            422, f"status must be one of triggered, acknowledged, resolved; got {status!r}"
+        )
+    async with _rt(request).store.read() as conn:
+        found = await incidents.list_incidents(conn, status)
+    return {"incidents": [i.to_json() for i in found]}
+
+
+@router.get("/incidents/{ref}")
+async def get_incident(request: Request, ref: str) -> dict[str, Any]:
+    rt = _rt(request)
+    inc = await _incident(rt, ref)
+    async with rt.store.read() as conn:
+        return await incidents.detail(conn, inc)
+
+
+@router.get("/incidents/{ref}/postmortem", response_class=PlainTextResponse)
+async def get_postmortem(request: Request, ref: str) -> Response:
+    rt = _rt(request)
+    inc = await _incident(rt, ref)
+    async with rt.store.read() as conn:
+        md = await conn.scalar(
+            select(t.postmortems.c.markdown).where(t.postmortems.c.incident_id == inc.id)
+        )
+    if md is None:
+        raise HTTPException(404, f"incident #{inc.short_id} has no postmortem yet")
+    return PlainTextResponse(md, media_type="text/markdown; charset=utf-8")
+
+
+class MessageIn(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class ButtonIn(BaseModel):
+    action_id: str = Field(min_length=1, max_length=100)
+    value: str = ""
+
+
+def console_user(request: Request) -> str:
+    return getattr(request.state, "user", None) or "console"
+
+
+async def _post_console(
+    request: Request, ref: str, text: str, action: str | None, value: str | None
+) -> dict[str, Any]:
+    rt = _rt(request)
+    inc = await _incident(rt, ref)
+    user = console_user(request)
+    if action is None:
+        async with rt.store.write() as conn:
+            await conn.execute(
+                insert(t.messages).values(
+                    incident_id=inc.id,
+                    at=utcnow(),
+                    author=user,
+                    kind="operator",
+                    text=text,
+                    payload={},
+                )
+            )
+        rt.bus.publish(
+            "message",
+            {"incident_id": inc.id, "message": {"author": user, "kind": "operator", "text": text}},
+        )
+    msg = InboundMessage(
+        platform="console",
+        channel="console",
+        user_id=user,
+        user_name=user,
+        text=text,
+        event_id=f"console-{uuid.uuid4().hex}",
+        thread=ThreadRef("console", "console", inc.id),
+        action=action,
+        action_value=value,
+    )
+    await rt.router.accept(msg)
+    return {"ok": True}
+
+
+@router.post("/incidents/{ref}/messages", status_code=202)
+async def post_message(request: Request, ref: str, body: MessageIn) -> dict[str, Any]:
+    return await _post_console(request, ref, body.text, None, None)
+
+
+@router.post("/incidents/{ref}/buttons", status_code=202)
+async def click_button(request: Request, ref: str, body: ButtonIn) -> dict[str, Any]:
+    return await _post_console(request, ref, body.action_id, body.action_id, body.value or ref)
+
+
+@router.get("/events")
+async def events(request: Request) -> StreamingResponse:
+    rt = _rt(request)
+
+    async def stream() -> AsyncIterator[str]:
+        async with rt.bus.subscribe() as queue:
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                try:
+                    name, data = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                yield f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )

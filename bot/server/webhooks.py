@@ -1,0 +1,147 @@
+"""Alert webhooks: verify → read → parse → persist (delivery + incidents + outbox) → 2xx.
+
+Status codes are a protocol with the sender: 5xx makes Alertmanager and SNS retry, 4xx drops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+import structlog
+from fastapi import APIRouter, HTTPException, Request
+from sqlalchemy import insert, select
+
+from bot import incidents, metrics
+from bot.models import utcnow
+from bot.runtime import Runtime
+from bot.server.inbound import check_bearer, check_content_type, parse_json, read_body
+from bot.store import schema as t
+from integrations.alerts import Alert, alertmanager, generic, sns
+from integrations.errors import PayloadError, SignatureError, TransientError
+
+log = structlog.get_logger(__name__)
+router = APIRouter()
+JSON_TYPES = ("application/json",)
+SNS_TYPES = ("text/plain", "application/json")
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def _intake(
+    request: Request, source: str, types: tuple[str, ...]
+) -> tuple[Runtime, bytes, Any]:
+    rt = _runtime(request)
+    check_bearer(request, rt.cfg.webhooks.token)
+    check_content_type(request, types)
+    body = await read_body(request, rt.cfg.http.max_body_bytes)
+    return rt, body, parse_json(body)
+
+
+def _parse(source: str, parser: Any, data: Any) -> list[Alert]:
+    try:
+        return parser(data)
+    except PayloadError as exc:
+        metrics.WEBHOOKS.labels(source=source, outcome="invalid").inc()
+        message = str(exc)
+        if exc.field and exc.field not in message:
+            message = f"{exc.field}: {message}"
+        raise HTTPException(422, message) from exc
+
+
+async def persist(
+    rt: Runtime, source: str, idem_key: str, body: bytes, alerts: list[Alert]
+) -> dict[str, Any]:
+    """One transaction: record the delivery once, apply its alerts, queue what follows."""
+    async with rt.store.write() as conn:
+        seen = await conn.scalar(
+            select(t.deliveries.c.id).where(
+                t.deliveries.c.source == source, t.deliveries.c.idem_key == idem_key
+            )
+        )
+        if seen is not None:
+            metrics.WEBHOOKS.labels(source=source, outcome="duplicate").inc()
+            return {"status": "duplicate", "incidents": []}
+        result = await incidents.ingest(conn, rt.cfg, alerts)
+        await conn.execute(
+            insert(t.deliveries).values(
+                source=source,
+                idem_key=idem_key,
+                received_at=utcnow(),
+                body=body.decode("utf-8", "replace"),
+                outcome=f"opened={len(result.opened)} updated={len(result.updated)} "
+                f"resolved={len(result.resolved)} reopened={len(result.reopened)}",
+            )
+        )
+    rt.worker.wake()
+    metrics.WEBHOOKS.labels(source=source, outcome="accepted").inc()
+    metrics.ALERTS_RECEIVED.labels(source=source).inc(len(alerts))
+    for iid in result.incident_ids:
+        log.info("incident.updated", incident=iid, source=source)
+    return {
+        "status": "ok",
+        "incidents": result.incident_ids,
+        "opened": len(result.opened),
+        "updated": len(result.updated),
+        "resolved": len(result.resolved),
+        "reopened": len(result.reopened),
+    }
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+@router.post("/webhooks/alertmanager")
+async def alertmanager_webhook(request: Request) -> dict[str, Any]:
+    rt, body, data = await _intake(request, "alertmanager", JSON_TYPES)
+    alerts = _parse("alertmanager", alertmanager.parse, data)
+    return await persist(rt, "alertmanager", _digest(body), body, alerts)
+
+
+@router.post("/webhooks/generic")
+async def generic_webhook(request: Request) -> dict[str, Any]:
+    rt, body, data = await _intake(request, "generic", JSON_TYPES)
+    alerts = _parse("generic", generic.parse, data)
+    return await persist(rt, "generic", _digest(body), body, alerts)
+
+
+@router.post("/webhooks/sns")
+async def sns_webhook(request: Request) -> dict[str, Any]:
+    rt, body, data = await _intake(request, "sns", SNS_TYPES)
+    env = _parse("sns", sns.parse_envelope, data)
+    try:
+        await rt.sns_verifier.verify(env)
+    except SignatureError as exc:
+        metrics.WEBHOOKS.labels(source="sns", outcome="bad_signature").inc()
+        raise HTTPException(401, f"SNS signature rejected: {exc}") from exc
+    except TransientError as exc:
+        raise HTTPException(503, f"could not fetch the SNS signing certificate: {exc}") from exc
+    topics = rt.cfg.webhooks.sns_topics
+    if topics and env.TopicArn not in topics:
+        raise HTTPException(403, f"topic {env.TopicArn} is not in webhooks.sns_topics")
+    if env.Type == "SubscriptionConfirmation":
+        if not topics:
+            raise HTTPException(
+                403, "no webhooks.sns_topics configured: subscription not confirmed"
+            )
+        await _confirm(env.SubscribeURL or "")
+        log.info("sns.subscribed", topic=env.TopicArn)
+        return {"status": "confirmed", "topic": env.TopicArn}
+    if env.Type == "UnsubscribeConfirmation":
+        log.warning("sns.unsubscribed", topic=env.TopicArn)
+        return {"status": "unsubscribed", "topic": env.TopicArn}
+    alerts = _parse("sns", sns.parse_alarm, env)
+    return await persist(rt, "sns", env.MessageId, body, alerts)
+
+
+async def _confirm(url: str) -> None:
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            resp = await client.get(url)
+            resp.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise HTTPException(503, f"could not confirm the SNS subscription: {exc}") from exc

@@ -1,0 +1,259 @@
+"""Tables of the store, in SQLAlchemy Core: portable between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+TS = DateTime(timezone=True)
+
+
+def _incident_fk() -> Column:
+    return Column("incident_id", String(32), ForeignKey("incidents.id"), nullable=False)
+
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("idem_key", String(200), nullable=False),
+    Column("received_at", TS, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("outcome", String(200), nullable=False, default=""),
+    UniqueConstraint("source", "idem_key"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("short_id", Integer, nullable=False, unique=True),
+    Column("group_key", String(500), nullable=False, index=True),
+    # equals group_key while the incident is open, NULL once resolved: one open per group
+    Column("open_key", String(500), nullable=True, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("service", String(200), nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("annotations", JSON, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("signature", String(500), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("acknowledged_at", TS, nullable=True),
+    Column("acknowledged_by", String(200), nullable=True),
+    Column("resolved_at", TS, nullable=True),
+    Column("resolved_by", String(200), nullable=True),
+    Column("snoozed_until", TS, nullable=True),
+    Column("alert_count", Integer, nullable=False, default=0),
+    Column("generator_url", Text, nullable=True),
+    Index("ix_incidents_status_created", "status", "created_at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _incident_fk(),
+    Column("fingerprint", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("annotations", JSON, nullable=False),
+    Column("logs", JSON, nullable=False),
+    Column("starts_at", TS, nullable=False),
+    Column("ends_at", TS, nullable=True),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("incident_id", "fingerprint"),
+)
+
+timeline = Table(
+    "timeline",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _incident_fk(),
+    Column("at", TS, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_timeline_incident", "incident_id", "id"),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _incident_fk(),
+    Column("platform", String(16), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("thread_id", String(200), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("platform", "channel", "thread_id"),
+    UniqueConstraint("incident_id", "platform", "channel"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _incident_fk(),
+    Column("at", TS, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Index("ix_messages_incident", "incident_id", "id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("destination", String(300), nullable=False),
+    Column("ordering_key", String(300), nullable=False),
+    Column("incident_id", String(32), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | done | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("locked_until", TS, nullable=True),
+    Column("locked_by", String(100), nullable=True),
+    Column("last_error", Text, nullable=True),
+    # at most one pending item per coalesce key (root-message edits of one thread)
+    Column("coalesce_key", String(300), nullable=True, unique=True),
+    Column("created_at", TS, nullable=False),
+    Column("done_at", TS, nullable=True),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_order", "ordering_key", "status", "id"),
+)
+
+diagnoses = Table(
+    "diagnoses",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _incident_fk(),
+    Column("at", TS, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("category", String(40), nullable=False),
+    Column("payload", JSON, nullable=False),
+)
+
+diagnosis_cache = Table(
+    "diagnosis_cache",
+    metadata,
+    Column("signature", String(500), primary_key=True),
+    Column("at", TS, nullable=False),
+    Column("payload", JSON, nullable=False),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _incident_fk(),
+    Column("action", String(32), nullable=False),
+    Column("service", String(200), nullable=False),
+    Column("params", JSON, nullable=False),
+    # requested | pending_approval | approved | denied | expired | running
+    # | succeeded | failed | unknown | refused
+    Column("state", String(24), nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("requested_at", TS, nullable=False),
+    Column("approved_by", String(200), nullable=True),
+    Column("decided_at", TS, nullable=True),
+    Column("started_at", TS, nullable=True),
+    Column("finished_at", TS, nullable=True),
+    Column("outcome", Text, nullable=True),
+    Column("auto", Boolean, nullable=False, default=False),
+    # non-NULL while an action on this service is in flight: one at a time per service+action
+    Column("inflight_key", String(300), nullable=True, unique=True),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _incident_fk(),
+    Column("key", String(64), nullable=True),
+    Column("url", Text, nullable=True),
+    Column("state", String(16), nullable=False),  # pending | created | failed
+    Column("assignee", String(200), nullable=True),
+    Column("requested_by", String(200), nullable=False),
+    Column("request_key", String(200), nullable=False, unique=True),
+    Column("created_at", TS, nullable=False),
+    Column("error", Text, nullable=True),
+)
+
+postmortems = Table(
+    "postmortems",
+    metadata,
+    Column("incident_id", String(32), ForeignKey("incidents.id"), primary_key=True),
+    Column("at", TS, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("markdown", Text, nullable=False),
+)
+
+fixes = Table(
+    "fixes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("signature", String(500), nullable=False, index=True),
+    Column("action", String(32), nullable=False),
+    Column("incident_id", String(32), nullable=False, unique=True),
+    Column("at", TS, nullable=False),
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("decision", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("incident_id", String(32), nullable=True),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", JSON, nullable=False),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", Float, nullable=False),
+)
