@@ -64,7 +64,21 @@ class Runtime:
             async with self.store.write() as conn:
                 await stats.bump(conn, stats.DROPPED)
 
+    async def start_adapters(self) -> None:
+        """Connect adapters that hold a connection of their own (Slack Socket Mode, Discord)."""
+        for adapter in self.adapters.values():
+            start = getattr(adapter, "start", None)
+            if start is not None:
+                await start()
+
+    async def stop_adapters(self) -> None:
+        for adapter in self.adapters.values():
+            stop = getattr(adapter, "stop", None)
+            if stop is not None:
+                await stop()
+
     async def start(self) -> None:
+        await self.start_adapters()
         self._tasks.append(asyncio.create_task(self.worker.run(), name="outbox-worker"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
         log.info(
@@ -94,6 +108,7 @@ class Runtime:
             await asyncio.sleep(5)
 
     async def stop(self) -> None:
+        await self.stop_adapters()
         await self.worker.stop()
         for task in self._tasks:
             task.cancel()

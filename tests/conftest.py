@@ -24,3 +24,34 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("OPSBOT_CONFIG", "OPENAI_API_KEY", "SLACK_BOT_TOKEN", "JIRA_URL"):
         monkeypatch.delenv(var, raising=False)
     os.environ.setdefault("OPSBOT_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture
+def sample_am() -> dict:
+    """A minimal Alertmanager v4 notification (one firing alert)."""
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="HighErrorRate"}',
+        "status": "firing",
+        "receiver": "opsbot",
+        "groupLabels": {"alertname": "HighErrorRate"},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "truncatedAlerts": 0,
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "alertname": "HighErrorRate",
+                    "service": "checkout",
+                    "severity": "critical",
+                },
+                "annotations": {"summary": "checkout 5xx above 5%"},
+                "startsAt": "2026-11-25T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph",
+                "fingerprint": "aaaabbbbccccdddd",
+            }
+        ],
+    }
