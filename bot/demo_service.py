@@ -63,6 +63,9 @@ RECENT_LATENCIES = 20
 CRASH_DELAY_S = 0.2
 
 log = logging.getLogger("demo_shop")
+http_log = logging.getLogger("demo_shop.http")
+cache_log = logging.getLogger("demo_shop.cache")
+worker_log = logging.getLogger("demo_shop.worker")
 
 
 class Fault(StrEnum):
@@ -166,14 +169,14 @@ class Shop:
         self.cache.append(bytearray(LEAK_ENTRY_REAL_BYTES))
         self.metrics.memory.set(self.memory_bytes)
         if len(self.cache) % LEAK_WARN_EVERY == 0:
-            logging.getLogger("demo_shop.cache").warning(
+            cache_log.warning(
                 "cache size %d MB and growing (entries=%d, evictions=0, last order_id=%d)",
                 self.memory_bytes // MB,
                 len(self.cache) * 1000,
                 order_id,
             )
 
-    def query_orders(self, order_id: int) -> None:
+    def query_orders(self) -> None:
         """The database call that times out during an error burst."""
         if Fault.ERROR_BURST in self.faults and random.random() < ERROR_BURST_RATIO:
             raise OperationalError(
@@ -186,7 +189,6 @@ class Shop:
 
 async def place_order(shop: Shop, route: str) -> Response:
     """The shop's normal work, with whatever the active faults do to it."""
-    http_log = logging.getLogger("demo_shop.http")
     started = time.monotonic()
     order_id = random.randint(100_000, 999_999)
     code = 200
@@ -196,23 +198,20 @@ async def place_order(shop: Shop, route: str) -> Response:
         await asyncio.sleep(
             random.uniform(*SLOW_REQUEST_S if Fault.LATENCY in shop.faults else NORMAL_REQUEST_S)
         )
-        shop.query_orders(order_id)
+        shop.query_orders()
         if Fault.MEMORY_LEAK in shop.faults:
             shop.cache_order(order_id)
         body: dict[str, object] = {"order_id": order_id, "status": "placed"}
-    except MemoryError:
+    except (MemoryError, OperationalError) as error:
         code = 500
         http_log.exception("error while handling GET %s", route)
-        logging.getLogger("demo_shop.worker").critical(
-            "worker %d killed: out of memory (rss %d MB, limit %d MB)",
-            os.getpid(),
-            shop.memory_bytes // MB,
-            MEMORY_LIMIT_BYTES // MB,
-        )
-        body = {"error": "internal server error"}
-    except OperationalError:
-        code = 500
-        http_log.exception("error while handling GET %s", route)
+        if isinstance(error, MemoryError):
+            worker_log.critical(
+                "worker %d killed: out of memory (rss %d MB, limit %d MB)",
+                os.getpid(),
+                shop.memory_bytes // MB,
+                MEMORY_LIMIT_BYTES // MB,
+            )
         body = {"error": "internal server error"}
     elapsed = time.monotonic() - started
     shop.recent_latencies.append(elapsed)
@@ -233,22 +232,22 @@ async def place_order(shop: Shop, route: str) -> Response:
     return JSONResponse(body, status_code=code)
 
 
-def crash(delay_s: float) -> None:
+def crash() -> None:
     """Log the fatal error and exit(1) shortly after, once the switch request is answered."""
     try:
         raise RuntimeError("invariant violated in payment reconciler: order ledger out of sync")
     except RuntimeError:
-        logging.getLogger("demo_shop.main").critical(
+        worker_log.critical(
             "fatal: unhandled exception in worker %d, exiting with status 1",
             os.getpid(),
             exc_info=True,
         )
-    asyncio.get_running_loop().call_later(delay_s, os._exit, 1)
+    asyncio.get_running_loop().call_later(CRASH_DELAY_S, os._exit, 1)
 
 
 def _report_failure(task: asyncio.Task[httpx.Response]) -> None:
     if not task.cancelled() and (error := task.exception()) is not None:
-        logging.getLogger("demo_shop.traffic").warning("synthetic request failed: %r", error)
+        log.warning("synthetic request failed: %r", error)
 
 
 async def self_traffic(base_url: str) -> None:
@@ -322,7 +321,7 @@ def create_app(shop: Shop, tail: TailBuffer, base_url: str) -> FastAPI:
             shop.faults.discard(fault)
         log.warning("fault %s %s", fault.value, "enabled" if body.enabled else "disabled")
         if fault is Fault.CRASH and body.enabled:
-            crash(CRASH_DELAY_S)
+            crash()
         shop.update_health()
         return {"enabled": body.enabled}
 

@@ -19,6 +19,7 @@ from bot import outbox
 from bot.adapters.base import Reply
 from bot.config import Config
 from bot.errors import NotFound
+from bot.memory import remember_fix
 from bot.models import Incident, Status, utcnow
 from bot.store import schema as t
 from integrations.alerts import Alert, AlertStatus, Severity
@@ -51,7 +52,15 @@ def destinations(cfg: Config, labels: dict[str, str]) -> list[tuple[str, str]]:
         out += [("discord", c) for c in route.discord]
     if cfg.whatsapp.enabled:
         out += [("whatsapp", p) for p in route.whatsapp]
+    asked = labels.get(ASKED_IN_LABEL)  # a manual incident also lives where it was opened
+    if asked:
+        platform, _, channel = asked.partition(":")
+        if (platform, channel) not in out and (platform == "console" or channel):
+            out.append((platform, channel))
     return out
+
+
+ASKED_IN_LABEL = "opsbot_opened_in"
 
 
 def _ordering_key(platform: str, channel: str, incident_id: str) -> str:
@@ -378,6 +387,14 @@ async def resolve(
     )
     text = f"Resolved by {actor}" + (f" ({reason})" if reason else "")
     await add_event(conn, inc.id, "resolved", actor, text, now)
+    fixed_by = await conn.scalar(
+        select(t.actions.c.action)
+        .where(t.actions.c.incident_id == inc.id, t.actions.c.state == "succeeded")
+        .order_by(t.actions.c.id.desc())
+        .limit(1)
+    )
+    if fixed_by is not None:
+        await remember_fix(conn, inc.id, inc.signature, fixed_by)
     inc = await get(conn, inc.id)
     minutes = max(1, round((now - inc.created_at).total_seconds() / 60))
     await enqueue_root(conn, cfg, inc, post=False)
@@ -386,6 +403,35 @@ async def resolve(
     )
     await enqueue_job(conn, "postmortem", inc)
     return True
+
+
+async def open_manual(
+    conn: AsyncConnection, cfg: Config, description: str, actor: str, asked_in: tuple[str, str]
+) -> Incident:
+    """`/incident <description>`: a person opens an incident; it is posted and diagnosed."""
+    now = utcnow()
+    words = description.lower().split()
+    service = next((s for s in cfg.services if s in words), None)
+    alert = Alert(
+        source="manual",
+        group_key=f"manual:{uuid.uuid4().hex}",
+        fingerprint="manual",
+        status=AlertStatus.FIRING,
+        title=description[:200],
+        severity=Severity.HIGH,
+        starts_at=now,
+        service=service,
+        labels={"alertname": "ManualIncident", ASKED_IN_LABEL: ":".join(asked_in)},
+        annotations={"description": description, "opened_by": actor},
+    )
+    inc = await _open_incident(conn, cfg, alert, service, now)
+    await _upsert_alert(conn, inc.id, alert, now)
+    await conn.execute(update(t.incidents).where(t.incidents.c.id == inc.id).values(alert_count=1))
+    inc = await get(conn, inc.id)
+    await add_event(conn, inc.id, "opened_manually", actor, f"Opened by {actor}: {description}")
+    await enqueue_root(conn, cfg, inc, post=True)
+    await enqueue_job(conn, "diagnose", inc, {"reason": f"opened by {actor}"})
+    return inc
 
 
 async def snooze(

@@ -8,19 +8,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from bot import metrics, stats
+from agent.loop import InvestigationLimits
+from agent.pipeline import DiagnosisPipeline, PipelineSettings
+from bot import actions, metrics, stats
 from bot.adapters.base import ChatAdapter
 from bot.adapters.console import ConsoleAdapter
 from bot.chaos import ChaosSwitch
 from bot.config import Config
+from bot.conversation import Conversation
+from bot.diagnosis import Diagnoser
 from bot.events import EventBus
+from bot.memory import StoreDiagnosisCache
 from bot.outbox import CHAT_KINDS, Handler, Item, OutboxWorker
+from bot.postmortem import Postmortems
 from bot.router import Router
 from bot.store import Store
 from bot.store import schema as t
+from bot.tickets import TicketDesk, jira_client
+from bot.wiring import provider_chain
 from integrations.alerts.sns_signature import SnsVerifier
 
 log = structlog.get_logger(__name__)
@@ -43,17 +52,51 @@ class Runtime:
             "direct": self.router.deliver_direct,
             "inbound": self.router.handle,
         }
+        self.chain = provider_chain(cfg.llm)
+        self.chaos = ChaosSwitch(store, self._apply_chaos)
+        self.pipeline = DiagnosisPipeline(
+            self.chain,
+            StoreDiagnosisCache(store),
+            PipelineSettings(
+                cache_ttl_s=cfg.llm.cache_ttl_s,
+                limits=InvestigationLimits(
+                    max_tool_rounds=cfg.llm.max_tool_rounds,
+                    timeout_s=cfg.llm.investigation_timeout_s,
+                    token_budget=cfg.llm.investigation_token_budget,
+                    tool_output_budget_chars=cfg.llm.tool_output_budget_chars,
+                ),
+                redact_patterns=tuple(cfg.llm.redact_patterns),
+            ),
+        )
+        self.diagnoser = Diagnoser(cfg, store, self.pipeline)
+        self.conversation = Conversation(cfg, store, self.router, self.chaos, self.chain)
+        self.tickets = TicketDesk(cfg, store, self.adapters, jira_client(cfg))
+        self.postmortems = Postmortems(cfg, store, self.chain)
+        self.handlers.update(
+            {
+                "diagnose": self.diagnoser.diagnose,
+                "question": self.diagnoser.question,
+                "action": lambda item: actions.run_job(store, cfg, item),
+                "ticket": self.tickets.file,
+                "ticket_comment": self.tickets.comment,
+                "postmortem": self.postmortems.write,
+            }
+        )
         self.worker = OutboxWorker(store, self.handlers, cfg.outbox, on_dead=self._on_dead)
         self.router.wake = self.worker.wake
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
         trusted = cfg.webhooks.sns_trusted_cert_file
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)
-        self.chaos = ChaosSwitch(store)
         self.http_mounts: list[Callable[[FastAPI], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     async def create(cls, cfg: Config) -> Runtime:
         return cls(cfg, await Store.open(cfg.storage.url))
+
+    def _apply_chaos(self, enabled: bool) -> None:
+        if self.chain is not None:
+            self.chain.chaos = enabled
 
     def add_adapter(self, adapter: ChatAdapter) -> None:
         self.adapters[adapter.platform] = adapter
@@ -77,8 +120,22 @@ class Runtime:
             if stop is not None:
                 await stop()
 
+    async def recover(self) -> None:
+        """After a restart: actions that were running have an unknown outcome (never re-run)."""
+        async with self.store.write() as conn:
+            await actions.recover(conn, self.cfg)
+        await self.chaos.get()
+
+    async def _sweep(self) -> None:
+        async with self.store.write() as conn:
+            await actions.expire_approvals(conn, self.cfg)
+        self.worker.wake()
+
     async def start(self) -> None:
+        await self.recover()
         await self.start_adapters()
+        self.scheduler.add_job(self._sweep, "interval", seconds=30, id="expire-approvals")
+        self.scheduler.start()
         self._tasks.append(asyncio.create_task(self.worker.run(), name="outbox-worker"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
         log.info(
@@ -108,6 +165,8 @@ class Runtime:
             await asyncio.sleep(5)
 
     async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         await self.stop_adapters()
         await self.worker.stop()
         for task in self._tasks:

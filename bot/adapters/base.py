@@ -75,6 +75,7 @@ class InboundMessage:
     action: str | None = None  # a Button.action_id, for clicks
     action_value: str | None = None
     mentioned: bool = False
+    command: str | None = None  # a slash command's name ("incident"), its text in `text`
 
 
 class ChatAdapter(Protocol):

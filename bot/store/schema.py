@@ -164,6 +164,7 @@ diagnoses = Table(
     Column("source", String(16), nullable=False),
     Column("category", String(40), nullable=False),
     Column("payload", JSON, nullable=False),
+    Column("job_id", Id, nullable=True, unique=True),  # the outbox job that produced it
 )
 
 diagnosis_cache = Table(

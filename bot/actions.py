@@ -1,0 +1,364 @@
+"""Actions from request to outcome: policy, approval, one run per approval, verification, audit.
+
+State of an `actions` row: pending_approval → approved → running → succeeded | failed, or
+denied / expired / refused; a crash while running leaves `unknown`, never a re-run.
+`inflight_key` (unique) holds one action per service+action at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
+
+from agent.types import Intent
+from bot import incidents
+from bot.adapters.base import Button, Reply
+from bot.config import Config
+from bot.models import Incident, aware, utcnow
+from bot.outbox import Item
+from bot.policy import Actor, Outcome, decide_request, may_approve
+from bot.store import Store
+from bot.store import schema as t
+from bot.wiring import executor_for
+from integrations.actions.base import ActionParams, ActionResult, PlaceholderError
+from integrations.errors import IntegrationError
+from integrations.observability.health import HttpHealthSource
+from integrations.observability.model import HealthResult
+
+log = structlog.get_logger(__name__)
+
+VERB = {"restart": "restarting", "scale_up": "scaling up", "rollback": "rolling back"}
+DONE = {"restart": "restarted", "scale_up": "scaled up", "rollback": "rolled back"}
+VERIFY_TIMEOUT_S = 60.0
+
+
+async def audit(
+    conn: AsyncConnection,
+    actor: str,
+    action: str,
+    target: str,
+    decision: str,
+    reason: str,
+    incident_id: str | None,
+) -> None:
+    await conn.execute(
+        insert(t.audit).values(
+            at=utcnow(),
+            actor=actor,
+            action=action,
+            target=target,
+            decision=decision,
+            reason=reason,
+            incident_id=incident_id,
+        )
+    )
+
+
+def _ago(seconds: float) -> str:
+    return f"{int(seconds)} s" if seconds < 120 else f"{int(seconds // 60)} min"
+
+
+def _params_text(row_params: dict[str, Any]) -> str:
+    if row_params.get("replicas"):
+        return f" to {row_params['replicas']} replicas"
+    if row_params.get("delta"):
+        return f" by {row_params['delta']}"
+    return ""
+
+
+async def request(
+    conn: AsyncConnection,
+    cfg: Config,
+    inc: Incident,
+    actor: Actor,
+    intent: Intent,
+    *,
+    auto: bool = False,
+) -> Reply:
+    """Turn an operator's action intent into a refusal, an approval prompt or a queued run."""
+    action = intent.action.value if intent.action else ""
+    target = intent.service or inc.service
+    services = ", ".join(sorted(cfg.services)) or "none configured"
+    if target in (None, "", "*"):
+        why = "name one service" if target == "*" else "this incident has no known service"
+        await audit(conn, actor.id, action, str(target), "refused", why, inc.id)
+        return Reply(
+            f"🚫 I won't {action.replace('_', ' ')} that: {why}. Services: {services}.", "error"
+        )
+    if target not in cfg.services:
+        await audit(conn, actor.id, action, target, "refused", "unknown service", inc.id)
+        return Reply(
+            f"🚫 There is no service called `{target}`. Services I know: {services}.", "error"
+        )
+    decision = decide_request(cfg, actor, target, action)
+    if decision.outcome == Outcome.REFUSE:
+        await audit(conn, actor.id, action, target, "refused", decision.reason, inc.id)
+        return Reply(f"🚫 Not doing that: {decision.reason}.", "error")
+    inflight = f"{target}:{action}"
+    busy = (
+        await conn.execute(select(t.actions).where(t.actions.c.inflight_key == inflight))
+    ).first()
+    if busy is not None:
+        age = (utcnow() - aware(busy.requested_at)).total_seconds()  # type: ignore[operator]
+        state = (
+            "waiting for approval" if busy.state == "pending_approval" else VERB.get(action, action)
+        )
+        return Reply(
+            f"⏳ Already {state} {target} (asked by {busy.requested_by} {_ago(age)} ago).", "action"
+        )
+    params = {"replicas": intent.replicas, "delta": intent.delta}
+    state = "approved" if decision.outcome == Outcome.RUN else "pending_approval"
+    res = await conn.execute(
+        insert(t.actions).values(
+            incident_id=inc.id,
+            action=action,
+            service=target,
+            params=params,
+            state=state,
+            requested_by=actor.name,
+            requested_at=utcnow(),
+            auto=auto,
+            inflight_key=inflight,
+        )
+    )
+    action_id = res.inserted_primary_key[0]
+    await audit(conn, actor.id, action, target, state, decision.reason, inc.id)
+    what = f"{action.replace('_', ' ')} {target}{_params_text(params)}"
+    await incidents.add_event(
+        conn, inc.id, "action_requested", actor.name, f"{what} requested ({decision.reason})"
+    )
+    if state == "approved":
+        await incidents.enqueue_job(conn, "action", inc, {"action_id": action_id})
+        return Reply(
+            f"▶️ {VERB.get(action, action).capitalize()} {target}{_params_text(params)} (asked by {actor.mention}).",
+            "action",
+        )
+    timeout_min = cfg.policy.approval_timeout_s // 60
+    return Reply(
+        f"🔐 {actor.mention} asks to {what}. {decision.reason.capitalize()}: an approver can "
+        f'click Approve or reply "approve" within {timeout_min} min.',
+        "approval",
+        buttons=[
+            Button(f"approve:{action_id}", "Approve", str(action_id), "primary"),
+            Button(f"deny:{action_id}", "Deny", str(action_id), "danger"),
+        ],
+    )
+
+
+async def pending_for(conn: AsyncConnection, incident_id: str) -> int | None:
+    """The newest action of this incident that waits for approval."""
+    return await conn.scalar(
+        select(t.actions.c.id)
+        .where(t.actions.c.incident_id == incident_id, t.actions.c.state == "pending_approval")
+        .order_by(t.actions.c.id.desc())
+        .limit(1)
+    )
+
+
+async def decide(
+    conn: AsyncConnection, cfg: Config, inc: Incident, actor: Actor, action_id: int, approve: bool
+) -> Reply:
+    row = (await conn.execute(select(t.actions).where(t.actions.c.id == action_id))).first()
+    if row is None or row.incident_id != inc.id:
+        return Reply("There is no such action waiting in this incident.", "error")
+    if row.state != "pending_approval":
+        return Reply(f"That {row.action} request is already {row.state.replace('_', ' ')}.", "info")
+    age = (utcnow() - aware(row.requested_at)).total_seconds()  # type: ignore[operator]
+    if age > cfg.policy.approval_timeout_s:
+        await _close(
+            conn, row.id, "expired", f"approval window of {cfg.policy.approval_timeout_s} s passed"
+        )
+        await audit(
+            conn, actor.id, row.action, row.service, "expired", "approval came too late", inc.id
+        )
+        return Reply(
+            f"⌛ The request to {row.action} {row.service} expired; ask again if still needed.",
+            "info",
+        )
+    if approve:
+        verdict = may_approve(cfg, actor, row.service, _requester_id(cfg, row.requested_by))
+        if verdict.outcome == Outcome.REFUSE:
+            await audit(conn, actor.id, row.action, row.service, "refused", verdict.reason, inc.id)
+            return Reply(f"🚫 {verdict.reason.capitalize()}.", "error")
+    new_state = "approved" if approve else "denied"
+    done = await conn.execute(
+        update(t.actions)
+        .where(t.actions.c.id == action_id, t.actions.c.state == "pending_approval")
+        .values(
+            state=new_state,
+            approved_by=actor.name,
+            decided_at=utcnow(),
+            inflight_key=row.inflight_key if approve else None,
+        )
+    )
+    if done.rowcount == 0:  # someone else decided in between
+        return Reply("That request was just decided by someone else.", "info")
+    await audit(conn, actor.id, row.action, row.service, new_state, f"by {actor.mention}", inc.id)
+    await incidents.add_event(
+        conn,
+        inc.id,
+        f"action_{new_state}",
+        actor.name,
+        f"{row.action} {row.service} {new_state} by {actor.name}",
+    )
+    if approve:
+        await incidents.enqueue_job(conn, "action", inc, {"action_id": action_id})
+        return Reply(
+            f"✅ Approved by {actor.mention}: {VERB.get(row.action, row.action)} {row.service}…",
+            "action",
+        )
+    return Reply(
+        f"❌ Denied by {actor.mention}: {row.action} {row.service} will not run.", "action"
+    )
+
+
+def _requester_id(cfg: Config, requested_by: str) -> str:
+    """Requests store a display name; two-person checks compare people, so map it back."""
+    person = cfg.person(requested_by)
+    return (
+        (person.slack or person.discord or person.whatsapp or person.name)
+        if person
+        else requested_by
+    )
+
+
+async def _close(conn: AsyncConnection, action_id: int, state: str, outcome: str) -> None:
+    await conn.execute(
+        update(t.actions)
+        .where(t.actions.c.id == action_id)
+        .values(state=state, outcome=outcome, finished_at=utcnow(), inflight_key=None)
+    )
+
+
+async def verify(health_url: str | None) -> tuple[bool | None, str]:
+    """Poll the service's health check with backoff until healthy or the deadline passes."""
+    if not health_url:
+        return None, "no health check configured"
+    started = time.monotonic()
+    retrying = AsyncRetrying(
+        retry=retry_if_result(lambda r: not r.healthy),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        stop=stop_after_delay(VERIFY_TIMEOUT_S),
+        retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+    )
+    last: HealthResult = await retrying(HttpHealthSource(health_url).check)
+    took = time.monotonic() - started
+    if last.healthy:
+        return True, f"verified healthy after {took:.0f} s"
+    detail = f"HTTP {last.status}" if last.status else last.body
+    return False, f"still failing after {took:.0f} s: {detail[:200]}"
+
+
+async def run_job(store: Store, cfg: Config, item: Item) -> None:
+    """Outbox handler for `action`: run an approved action exactly once, then verify it."""
+    action_id = item.payload["action_id"]
+    async with store.write() as conn:
+        claimed = await conn.execute(
+            update(t.actions)
+            .where(t.actions.c.id == action_id, t.actions.c.state == "approved")
+            .values(state="running", started_at=utcnow())
+        )
+        row = (await conn.execute(select(t.actions).where(t.actions.c.id == action_id))).first()
+        inc = await incidents.get(conn, row.incident_id)
+    if claimed.rowcount == 0:
+        log.info("action.already_handled", action=action_id, state=row.state)
+        return
+    svc = cfg.services[row.service]
+    params = ActionParams(
+        action=row.action,
+        service=row.service,
+        replicas=row.params.get("replicas"),
+        delta=row.params.get("delta"),
+        requested_by=row.requested_by,
+        incident_id=inc.id,
+    )
+    try:
+        result = await executor_for(svc.actions[row.action]).run(params)
+    except (IntegrationError, PlaceholderError) as exc:
+        result = ActionResult(ok=False, summary=f"{row.action} {row.service}: {exc}")
+    healthy, verdict = await verify(svc.health_url) if result.ok else (False, "")
+    ok = result.ok and healthy is not False
+    lines = [("✅ " if ok else "❌ ") + result.summary]
+    if result.ok:
+        lines.append(("🩺 " if healthy else "⚠️ ") + verdict.capitalize())
+    if not result.ok and result.output:
+        lines.append(f"```{result.output[-800:]}```")
+    outcome = " — ".join([result.summary, verdict] if verdict else [result.summary])
+    async with store.write() as conn:
+        await _close(conn, action_id, "succeeded" if ok else "failed", outcome)
+        await audit(
+            conn,
+            "opsbot",
+            row.action,
+            row.service,
+            "succeeded" if ok else "failed",
+            outcome,
+            inc.id,
+        )
+        await incidents.add_event(
+            conn, inc.id, "action_succeeded" if ok else "action_failed", "opsbot", outcome
+        )
+        await incidents.enqueue_reply(conn, cfg, inc, Reply("\n".join(lines), "action"))
+        inc = await incidents.get(conn, inc.id)
+        if ok and healthy and inc.is_open:
+            await incidents.resolve(
+                conn, cfg, inc, "opsbot", f"{DONE.get(row.action, row.action)} and verified healthy"
+            )
+
+
+async def recover(conn: AsyncConnection, cfg: Config) -> int:
+    """After a crash: actions left running have an unknown outcome; say so, never re-run them."""
+    rows = (await conn.execute(select(t.actions).where(t.actions.c.state == "running"))).all()
+    for row in rows:
+        why = "the bot stopped while it was running; check the service before trying again"
+        await _close(conn, row.id, "unknown", f"outcome unknown: {why}")
+        await audit(conn, "opsbot", row.action, row.service, "unknown", why, row.incident_id)
+        inc = await incidents.get(conn, row.incident_id)
+        await incidents.add_event(
+            conn, inc.id, "action_unknown", "opsbot", f"{row.action} {row.service}: outcome unknown"
+        )
+        await incidents.enqueue_reply(
+            conn,
+            cfg,
+            inc,
+            Reply(f"⚠️ {row.action} {row.service}: outcome unknown — {why}.", "action"),
+        )
+    return len(rows)
+
+
+async def expire_approvals(conn: AsyncConnection, cfg: Config) -> int:
+    cutoff = utcnow() - timedelta(seconds=cfg.policy.approval_timeout_s)
+    rows = (
+        await conn.execute(
+            select(t.actions).where(
+                t.actions.c.state == "pending_approval", t.actions.c.requested_at < cutoff
+            )
+        )
+    ).all()
+    for row in rows:
+        await _close(conn, row.id, "expired", "nobody approved in time")
+        await audit(
+            conn,
+            "opsbot",
+            row.action,
+            row.service,
+            "expired",
+            "approval timed out",
+            row.incident_id,
+        )
+        inc = await incidents.get(conn, row.incident_id)
+        await incidents.enqueue_reply(
+            conn,
+            cfg,
+            inc,
+            Reply(
+                f"⌛ The request to {row.action} {row.service} expired without approval.", "action"
+            ),
+        )
+    return len(rows)

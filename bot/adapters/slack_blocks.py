@@ -1,0 +1,166 @@
+"""Block Kit rendering for Slack: an incident's root message and its threaded replies.
+
+Every piece of data is escaped (`&`, `<`, `>`), so alert or log text can never ping `@channel`
+or smuggle a link; each message also carries a plain `text` fallback for notifications.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from agent.types import Diagnosis
+from bot.adapters.base import Button, Reply, RootView
+from bot.models import aware
+from bot.render import SEVERITY_MARK, SOURCE_MARK, _minutes, _say, diagnosis_text
+
+Block = dict[str, Any]
+
+# Slack's documented limits (https://api.slack.com/reference/block-kit/blocks).
+HEADER_MAX, SECTION_MAX, FIELD_MAX, BUTTON_LABEL_MAX = 150, 3000, 2000, 75
+EVIDENCE_SHOWN, EVIDENCE_QUOTE_MAX = 5, 300
+RESOLVED_MARK = "✅"
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; everything else is shown as written."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _mrkdwn(text: str) -> Block:
+    return {"type": "mrkdwn", "text": _clip(text, SECTION_MAX)}
+
+
+def _plain(text: str, limit: int = HEADER_MAX) -> Block:
+    return {"type": "plain_text", "text": _clip(text, limit), "emoji": True}
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": _mrkdwn(text)}
+
+
+def _link(label: str, url: str) -> str:
+    return f"<{escape(url)}|{escape(label)}>"
+
+
+def _date(view: RootView) -> str:
+    """Shown in each reader's own time zone; the fallback is UTC."""
+    started = cast(datetime, aware(view.started_at))
+    epoch = int(started.timestamp())
+    return f"<!date^{epoch}^{{date_short_pretty}} {{time}}|{started:%Y-%m-%d %H:%M} UTC>"
+
+
+def _mark(view: RootView) -> str:
+    return RESOLVED_MARK if view.status == "resolved" else SEVERITY_MARK.get(view.severity, "⚪")
+
+
+def button(b: Button) -> Block:
+    """A Block Kit button; a danger button asks for confirmation before it is sent."""
+    element: Block = {
+        "type": "button",
+        "action_id": b.action_id,
+        "text": _plain(b.label, BUTTON_LABEL_MAX),
+    }
+    if b.value:
+        element["value"] = b.value
+    if b.style in ("primary", "danger"):
+        element["style"] = b.style
+    if b.style == "danger":
+        element["confirm"] = {
+            "title": _plain("Are you sure?"),
+            "text": _mrkdwn(f"*{escape(b.label)}* will run against the live service."),
+            "confirm": _plain(b.label, BUTTON_LABEL_MAX),
+            "deny": _plain("Cancel"),
+            "style": "danger",
+        }
+    return element
+
+
+def _actions(buttons: list[Button], block_id: str) -> list[Block]:
+    if not buttons:
+        return []
+    return [{"type": "actions", "block_id": block_id, "elements": [button(b) for b in buttons]}]
+
+
+def root_text(view: RootView) -> str:
+    """The notification and screen-reader text of a root message."""
+    service = f" · {view.service}" if view.service else ""
+    return escape(f"{_mark(view)} #{view.short_id} {view.title}{service} · {view.status_line}")
+
+
+def root_blocks(view: RootView) -> list[Block]:
+    """Header, summary, facts, key labels, links, and the buttons while the incident is open."""
+    blocks: list[Block] = [
+        {"type": "header", "text": _plain(f"{_mark(view)} #{view.short_id} {view.title}")}
+    ]
+    if view.summary:
+        blocks.append(_section(escape(view.summary)))
+    fields = [
+        ("Service", escape(view.service or "unknown")),
+        ("Status", escape(view.status_line)),
+        ("Severity", escape(view.severity)),
+        ("Alerts", str(view.alert_count)),
+        ("Started", _date(view)),
+    ]
+    blocks.append(
+        {
+            "type": "section",
+            "fields": [_mrkdwn(_clip(f"*{k}*\n{v}", FIELD_MAX)) for k, v in fields],
+        }
+    )
+    if view.labels:
+        labels = "  ".join(f"`{escape(k)}={escape(v)}`" for k, v in view.labels.items())
+        blocks.append({"type": "context", "elements": [_mrkdwn(labels)]})
+    if view.links:
+        links = " · ".join(_link(label, url) for label, url in view.links)
+        blocks.append({"type": "context", "elements": [_mrkdwn(links)]})
+    return blocks + _actions(view.buttons, f"incident:{view.incident_id}")
+
+
+def diagnosis_blocks(d: Diagnosis) -> list[Block]:
+    """Which layer answered, the finding, the quoted evidence and what to do next."""
+    source = d.source.value
+    head = f"{SOURCE_MARK.get(source, '')} *Diagnosis* · {source} · {d.confidence:.0%} confident"
+    if d.cache_age_s is not None:
+        head += f" · cached {_minutes(d.cache_age_s)} ago"
+    blocks = [
+        _section(f"{head}\n*{escape(d.summary)}*"),
+        _section(f"*Root cause*\n{escape(d.root_cause)}"),
+    ]
+    if d.evidence:
+        quotes = [
+            f"> `{escape(ev.tool)}` {escape(_clip(' '.join(ev.quote.split()), EVIDENCE_QUOTE_MAX))}"
+            for ev in d.evidence[:EVIDENCE_SHOWN]
+        ]
+        blocks.append(_section("*Evidence*\n" + "\n".join(quotes)))
+    if d.checks:
+        checks = [f"{i}. {escape(c)}" for i, c in enumerate(d.checks, 1)]
+        blocks.append(_section("*Check first*\n" + "\n".join(checks)))
+    if d.mitigation:
+        blocks.append(_section(f"*Mitigation*\n{escape(d.mitigation)}"))
+    if d.proposed_action and d.action.value != "none":
+        say = escape(_say(d))
+        blocks.append(_section(f"*Proposed action:* `{d.action.value}` — say “{say}”"))
+    if d.past_fixes:
+        fixes = f"📎 {d.past_fixes[:1].upper()}{d.past_fixes[1:]}"
+        blocks.append({"type": "context", "elements": [_mrkdwn(escape(fixes))]})
+    return blocks
+
+
+def reply_content(reply: Reply) -> tuple[str, list[Block] | None]:
+    """(text, blocks) for a threaded reply; plain messages need no blocks."""
+    if reply.diagnosis is not None:
+        blocks = diagnosis_blocks(reply.diagnosis)
+        text = escape(diagnosis_text(reply.diagnosis))
+    else:
+        text = escape(reply.text)
+        if reply.link:
+            text += f"\n{_link(*reply.link)}"
+        if not reply.buttons:
+            return text, None
+        blocks = [_section(text)]
+    return text, blocks + _actions(reply.buttons, "reply")

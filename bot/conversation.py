@@ -1,0 +1,330 @@
+"""What the bot does with an operator's message: understand it, then answer, ask or act.
+
+Buttons map straight to intents; text goes through the agent's intent understanding (LLM
+with the grammar as fallback). Nothing here knows which chat platform a message came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent.intents import understand
+from agent.llm.chain import ProviderChain
+from agent.types import ActionKind, Intent, IntentKind
+from bot import actions, incidents, stats, tickets
+from bot.adapters.base import InboundMessage, Reply
+from bot.chaos import ChaosSwitch
+from bot.config import Config
+from bot.errors import NotFound
+from bot.models import Incident, Status
+from bot.policy import Actor, actor_for
+from bot.render import status_line
+from bot.router import Router
+from bot.store import Store
+
+log = structlog.get_logger(__name__)
+
+HELP = """Reply in an incident's thread:
+• `ack` / `on it` — acknowledge   • `resolve` / `fixed` — resolve
+• `restart it` · `scale it to 6` · `add 2 replicas` · `roll it back` — actions (approval by policy)
+• `approve` / `deny` — decide a pending action
+• `diagnose again` — fresh diagnosis   • any question, e.g. `what changed in the last hour?`
+• `file a Jira for ravi` · `open a ticket, priority high`
+• `snooze 30m` · `status` · `who is on call` · `stats` · `list` · `chaos on|off` · `help`"""
+
+_BUTTON_INTENTS = {
+    "ack": IntentKind.ACKNOWLEDGE,
+    "resolve": IntentKind.RESOLVE,
+    "diagnose": IntentKind.DIAGNOSE,
+    "ticket": IntentKind.TICKET,
+}
+NEEDS_INCIDENT = frozenset(
+    {
+        IntentKind.ACKNOWLEDGE,
+        IntentKind.RESOLVE,
+        IntentKind.DIAGNOSE,
+        IntentKind.QUESTION,
+        IntentKind.ACTION,
+        IntentKind.TICKET,
+        IntentKind.SNOOZE,
+        IntentKind.STATUS,
+        IntentKind.APPROVE,
+        IntentKind.DENY,
+    }
+)
+
+
+def button_intent(msg: InboundMessage) -> tuple[Intent, int | None]:
+    """A click → (intent, action id for approve/deny buttons)."""
+    action_id = msg.action or ""
+    name, _, arg = action_id.partition(":")
+    if name in _BUTTON_INTENTS:
+        return Intent(kind=_BUTTON_INTENTS[name], text=action_id, source="button"), None
+    if name == "action" and arg in {a.value for a in ActionKind}:
+        return Intent(
+            kind=IntentKind.ACTION, action=ActionKind(arg), text=action_id, source="button"
+        ), None
+    if name in ("approve", "deny") and arg.isdigit():
+        kind = IntentKind.APPROVE if name == "approve" else IntentKind.DENY
+        return Intent(kind=kind, text=action_id, source="button"), int(arg)
+    if name == "assign" and arg:
+        return Intent(kind=IntentKind.TICKET, assignee=arg, text=action_id, source="button"), None
+    return Intent(kind=IntentKind.UNKNOWN, text=action_id, source="button"), None
+
+
+class Conversation:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        router: Router,
+        chaos: ChaosSwitch,
+        chain: ProviderChain | None,
+    ) -> None:
+        self.cfg, self.store, self.router, self.chaos, self.chain = cfg, store, router, chaos, chain
+        router.on_inbound = self.handle
+
+    async def _understand(self, msg: InboundMessage, inc: Incident | None) -> Intent:
+        context = f"incident #{inc.short_id} {inc.title} (service {inc.service})" if inc else ""
+        people = [n for p in self.cfg.people for n in (p.name, *p.aliases)]
+        return await understand(
+            msg.text,
+            services=list(self.cfg.services),
+            people=people,
+            chain=self.chain,
+            context=context,
+        )
+
+    async def handle(self, msg: InboundMessage, inc: Incident | None) -> None:
+        actor = actor_for(self.cfg, msg)
+        action_id: int | None = None
+        if msg.command == "incident":
+            await self._command(msg, actor)
+            return
+        if msg.action:
+            intent, action_id = button_intent(msg)
+        else:
+            intent = await self._understand(msg, inc)
+        if intent.incident_ref and (inc is None or str(inc.short_id) != intent.incident_ref):
+            try:
+                async with self.store.read() as conn:
+                    inc = await incidents.find(conn, intent.incident_ref)
+            except NotFound:
+                await self.router.answer(
+                    msg, None, Reply(f"There is no incident #{intent.incident_ref}.", "error")
+                )
+                return
+        log.info(
+            "conversation.intent",
+            kind=intent.kind.value,
+            source=intent.source,
+            incident=inc.id if inc else None,
+        )
+        if inc is None and intent.kind in NEEDS_INCIDENT:
+            text = "Which incident? Reply in its thread, or name it like `#42`. Open ones: `list`."
+            await self.router.answer(msg, None, Reply(text, "info"))
+            return
+        reply = await self._dispatch(msg, actor, intent, inc, action_id)
+        if reply is not None:
+            await self.router.answer(msg, inc, reply)
+
+    async def _dispatch(
+        self,
+        msg: InboundMessage,
+        actor: Actor,
+        intent: Intent,
+        inc: Incident | None,
+        action_id: int | None,
+    ) -> Reply | None:
+        handler: Callable[[], Awaitable[Reply | None]] | None = {
+            IntentKind.HELP: lambda: _const(Reply(HELP, "info")),
+            IntentKind.STATS: self._stats,
+            IntentKind.LIST: self._list,
+            IntentKind.ONCALL: lambda: _const(self._oncall(inc)),
+            IntentKind.CHAOS: lambda: self._chaos(actor, intent),
+        }.get(intent.kind)
+        if handler is not None:
+            return await handler()
+        if inc is None:
+            return Reply(_unknown(intent), "info")
+        async with self.store.write() as conn:
+            reply = await self._in_incident(conn, msg, actor, intent, inc, action_id)
+        self.router.wake()
+        return reply
+
+    async def _in_incident(
+        self,
+        conn: AsyncConnection,
+        msg: InboundMessage,
+        actor: Actor,
+        intent: Intent,
+        inc: Incident,
+        action_id: int | None,
+    ) -> Reply | None:
+        cfg = self.cfg
+        match intent.kind:
+            case IntentKind.ACKNOWLEDGE:
+                if await incidents.acknowledge(conn, cfg, inc, actor.name):
+                    await incidents.enqueue_reply(
+                        conn, cfg, inc, Reply(f"👀 Acknowledged by {actor.mention}.", "info")
+                    )
+                    return None
+                return Reply(f"#{inc.short_id} is already {status_line(inc).lower()}.", "info")
+            case IntentKind.RESOLVE:
+                if await incidents.resolve(conn, cfg, inc, actor.name, "marked resolved in chat"):
+                    return None
+                return Reply(f"#{inc.short_id} is already resolved.", "info")
+            case IntentKind.DIAGNOSE:
+                await incidents.enqueue_job(
+                    conn, "diagnose", inc, {"reason": f"asked by {actor.name}"}
+                )
+                return Reply("🔎 Diagnosing again…", "info")
+            case IntentKind.QUESTION:
+                await incidents.enqueue_job(
+                    conn,
+                    "question",
+                    inc,
+                    {
+                        "question": intent.text or msg.text,
+                        "platform": msg.platform,
+                        "channel": msg.channel,
+                    },
+                )
+                return None
+            case IntentKind.ACTION:
+                if not inc.is_open:
+                    return Reply(
+                        f"#{inc.short_id} is resolved; re-open it by alert before acting on it.",
+                        "info",
+                    )
+                reply = await actions.request(conn, cfg, inc, actor, intent)
+                await incidents.enqueue_reply(conn, cfg, inc, reply)
+                return None
+            case IntentKind.APPROVE | IntentKind.DENY:
+                target = action_id or await actions.pending_for(conn, inc.id)
+                if target is None:
+                    return Reply("Nothing is waiting for approval in this incident.", "info")
+                reply = await actions.decide(
+                    conn, cfg, inc, actor, target, intent.kind == IntentKind.APPROVE
+                )
+                await incidents.enqueue_reply(conn, cfg, inc, reply)
+                return None
+            case IntentKind.TICKET:
+                return await tickets.request(conn, cfg, inc, actor, intent, msg)
+            case IntentKind.SNOOZE:
+                seconds = intent.duration_s or 1800
+                until = await incidents.snooze(conn, cfg, inc, actor.name, seconds)
+                return Reply(f"😴 Snoozed until {until:%H:%M} UTC by {actor.mention}.", "info")
+            case IntentKind.STATUS:
+                return Reply(await _status(conn, inc), "info")
+        return Reply(_unknown(intent), "info")
+
+    async def _command(self, msg: InboundMessage, actor: Actor) -> None:
+        """`/incident <description>` opens a manual incident; `/incident list|stats|help`."""
+        text = msg.text.strip()
+        word = text.lower()
+        if word in ("", "help"):
+            await self.router.answer(
+                msg,
+                None,
+                Reply(
+                    "`/incident <what is wrong>` opens an incident; `/incident list`; `/incident stats`.\n"
+                    + HELP,
+                    "info",
+                ),
+            )
+            return
+        if word in ("list", "stats"):
+            reply = await (self._list() if word == "list" else self._stats())
+            await self.router.answer(msg, None, reply)
+            return
+        async with self.store.write() as conn:
+            inc = await incidents.open_manual(
+                conn, self.cfg, text, actor.name, (msg.platform, msg.channel)
+            )
+        self.router.wake()
+        log.info("incident.manual", incident=inc.id, by=actor.name)
+
+    async def _stats(self) -> Reply:
+        async with self.store.read() as conn:
+            s = await stats.compute(conn)
+        i, d = s["incidents"], s["diagnoses"]
+        mtta = f"{s['mtta_s'] / 60:.1f} min" if s["mtta_s"] is not None else "–"
+        mttr = f"{s['mttr_s'] / 60:.1f} min" if s["mttr_s"] is not None else "–"
+        text = (
+            f"📊 Incidents: {i['triggered']} triggered, {i['acknowledged']} acknowledged, {i['resolved']} resolved · "
+            f"MTTA {mtta} · MTTR {mttr}\n"
+            f"Diagnoses: "
+            + ", ".join(f"{k} {v}" for k, v in d.items())
+            + f" · dropped requests: {s['user_dropped_count']}"
+            f" · outbox: {s['outbox']['pending']} pending, {s['outbox']['failed']} failed"
+        )
+        return Reply(text, "info")
+
+    async def _list(self) -> Reply:
+        async with self.store.read() as conn:
+            open_ = [i for i in await incidents.list_incidents(conn, None, 50) if i.is_open]
+        if not open_:
+            return Reply("No open incidents. 🎉", "info")
+        lines = [
+            f"• #{i.short_id} [{i.severity}] {i.title} — {i.service or '-'} — {status_line(i)}"
+            for i in open_[:15]
+        ]
+        return Reply("Open incidents:\n" + "\n".join(lines), "info")
+
+    def _oncall(self, inc: Incident | None) -> Reply:
+        responders = [
+            p.name for p in self.cfg.people if "responder" in p.roles or "approver" in p.roles
+        ]
+        lines = []
+        if inc and inc.acknowledged_by:
+            lines.append(f"{inc.acknowledged_by} acknowledged #{inc.short_id}.")
+        lines.append(
+            "Responders: "
+            + (", ".join(responders) if responders else "nobody is configured in `people`")
+        )
+        return Reply(" ".join(lines), "info")
+
+    async def _chaos(self, actor: Actor, intent: Intent) -> Reply:
+        if not actor.has("admin"):
+            return Reply(
+                f"🚫 Only admins can switch chaos mode ({actor.mention} is not one).", "error"
+            )
+        enabled = True if intent.enabled is None else intent.enabled
+        await self.chaos.set(enabled, actor.name)
+        state = "ON: every LLM call now fails, watch the fallbacks" if enabled else "OFF"
+        return Reply(f"🧪 Chaos mode {state} (by {actor.mention}).", "info")
+
+
+async def _const(reply: Reply) -> Reply:
+    return reply
+
+
+async def _status(conn: AsyncConnection, inc: Incident) -> str:
+    data = await incidents.detail(conn, inc)
+    lines = [
+        f"#{inc.short_id} {inc.title} — {status_line(inc)} · {inc.alert_count} alert(s) · severity {inc.severity}"
+    ]
+    if data["diagnoses"]:
+        last = data["diagnoses"][-1]
+        lines.append(f"Last diagnosis ({last['source']}): {last['summary']}")
+    for a in data["actions"][-3:]:
+        lines.append(
+            f"Action {a['action']} {a['service']}: {a['state']}"
+            + (f" — {a['outcome']}" if a["outcome"] else "")
+        )
+    for tk in data["tickets"]:
+        lines.append(f"Ticket: {tk['key'] or tk['state']} {tk['url'] or ''}".rstrip())
+    if inc.status == Status.RESOLVED:
+        lines.append("Postmortem: `opsbot postmortem " + str(inc.short_id) + "`")
+    return "\n".join(lines)
+
+
+def _unknown(intent: Intent) -> str:
+    return (
+        "I didn't understand that as a command. Try `restart it`, `ack`, `status`, "
+        "`file a Jira for ravi`, or ask a question ending with `?`. Type `help` for all."
+    )

@@ -1,0 +1,109 @@
+"""Who may do what: the service allow-list, people's roles, approval modes, auto-remediation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from agent.types import Diagnosis
+from bot.adapters.base import InboundMessage
+from bot.config import Config, PersonConfig
+from bot.server.console import is_loopback
+
+
+class Outcome(StrEnum):
+    RUN = "run"
+    APPROVE = "needs_approval"
+    REFUSE = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    id: str
+    name: str
+    roles: frozenset[str]
+    person: PersonConfig | None = None
+
+    @property
+    def mention(self) -> str:
+        return f"@{self.name}"
+
+    def has(self, role: str) -> bool:
+        return role in self.roles or "admin" in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+
+
+def actor_for(cfg: Config, msg: InboundMessage) -> Actor:
+    """The person behind a message; the local console user on loopback is an admin."""
+    person = cfg.person(msg.user_id) or cfg.person(msg.user_name)
+    if person is not None:
+        return Actor(
+            msg.user_id,
+            person.aliases[0] if person.aliases else person.name,
+            frozenset(person.roles),
+            person,
+        )
+    if msg.platform == "console" and is_loopback(cfg.http.host):
+        return Actor(msg.user_id, msg.user_name or "console", frozenset({"admin"}))
+    return Actor(
+        msg.user_id, msg.user_name or msg.user_id, frozenset(cfg.policy.unknown_user_roles)
+    )
+
+
+def decide_request(cfg: Config, actor: Actor, service: str, action: str) -> Decision:
+    svc = cfg.services.get(service)
+    if svc is None:
+        return Decision(Outcome.REFUSE, f"{service} is not a configured service")
+    if action not in svc.actions:
+        allowed = ", ".join(sorted(svc.actions)) or "none"
+        return Decision(
+            Outcome.REFUSE, f"{action} is not allowed on {service} (allowed: {allowed})"
+        )
+    if not actor.has("responder") and not actor.has("approver"):
+        return Decision(
+            Outcome.REFUSE, f"{actor.mention} has no responder role in the people directory"
+        )
+    if svc.approval == "none":
+        return Decision(Outcome.RUN, "no approval required for this service")
+    return Decision(
+        Outcome.APPROVE,
+        f"{service} requires {'two-person ' if svc.approval == 'two_person' else ''}approval",
+    )
+
+
+def may_approve(cfg: Config, actor: Actor, service: str, requested_by: str) -> Decision:
+    svc = cfg.services.get(service)
+    if not actor.has("approver"):
+        return Decision(Outcome.REFUSE, f"{actor.mention} is not an approver")
+    if svc is not None and svc.approval == "two_person" and actor.id == requested_by:
+        return Decision(
+            Outcome.REFUSE, "two-person approval: someone other than the requester must approve"
+        )
+    return Decision(Outcome.RUN, f"approved by {actor.mention}")
+
+
+def auto_remediation(cfg: Config, service: str | None, d: Diagnosis) -> Decision:
+    """Only listed actions, only when proposed with enough confidence, only when allowed."""
+    rule = cfg.policy.auto_remediate
+    action = d.action.value
+    if not rule.enabled:
+        return Decision(Outcome.REFUSE, "auto-remediation is off")
+    if d.proposed_action is None or action == "none":
+        return Decision(Outcome.REFUSE, "the diagnosis proposes no action")
+    if action not in rule.actions:
+        return Decision(Outcome.REFUSE, f"{action} is not in policy.auto_remediate.actions")
+    if d.confidence < rule.min_confidence:
+        return Decision(
+            Outcome.REFUSE, f"confidence {d.confidence:.2f} is below {rule.min_confidence:.2f}"
+        )
+    svc = cfg.services.get(service or "")
+    if svc is None or action not in svc.actions:
+        return Decision(Outcome.REFUSE, f"{action} is not allowed on {service}")
+    return Decision(
+        Outcome.RUN, f"auto-remediation: {action} proposed with confidence {d.confidence:.2f}"
+    )

@@ -1,0 +1,119 @@
+"""From configuration to working parts: each service's sources and executors, the LLM chain."""
+
+from __future__ import annotations
+
+from agent.llm.chain import ProviderChain, ProviderSettings
+from agent.sources import PastIncidentSource, Sources
+from bot.config import (
+    ActionSpec,
+    Config,
+    DockerAction,
+    EcsAction,
+    HttpAction,
+    KubernetesAction,
+    LlmConfig,
+    ServiceConfig,
+    ShellAction,
+)
+from integrations.actions.base import Executor
+from integrations.actions.docker import DockerExecutor
+from integrations.actions.ecs import EcsExecutor
+from integrations.actions.http import HttpExecutor
+from integrations.actions.kubernetes import KubernetesExecutor
+from integrations.actions.shell import ShellExecutor
+from integrations.observability.cloudwatch import CloudWatchMetric, CloudWatchMetricsSource
+from integrations.observability.github import GitHubDeploySource
+from integrations.observability.health import HttpHealthSource
+from integrations.observability.logs import (
+    CloudWatchLogSource,
+    FileLogSource,
+    HttpLogSource,
+    LokiLogSource,
+)
+from integrations.observability.model import LogSource, MetricsSource
+from integrations.observability.prometheus import PrometheusSource
+from integrations.observability.sentry import SentryErrorSource
+
+
+def _logs(svc: ServiceConfig) -> LogSource | None:
+    c = svc.logs
+    if c is None:
+        return None
+    if c.file:
+        return FileLogSource(c.file)
+    if c.url:
+        return HttpLogSource(c.url)
+    if c.loki:
+        return LokiLogSource(c.loki.url, c.loki.query)
+    if c.cloudwatch:
+        cw = c.cloudwatch
+        return CloudWatchLogSource(cw.log_group, cw.region, cw.filter_pattern, cw.endpoint_url)
+    return None
+
+
+def _metrics(svc: ServiceConfig) -> MetricsSource | None:
+    c = svc.metrics
+    if c is None:
+        return None
+    if c.prometheus and c.queries:
+        return PrometheusSource(c.prometheus, c.queries)
+    if c.cloudwatch:
+        specs = {
+            name: CloudWatchMetric(m.namespace, m.metric, m.dimensions, m.statistic)
+            for name, m in c.cloudwatch.items()
+        }
+        return CloudWatchMetricsSource(specs, c.region, c.endpoint_url)
+    return None
+
+
+def sources_for(
+    cfg: Config, service: str | None, past: PastIncidentSource | None = None
+) -> Sources:
+    """The tools an investigation of `service` may use (only `past` when it is unknown)."""
+    svc = cfg.services.get(service or "")
+    if svc is None:
+        return Sources(past=past)
+    repo, errors = svc.repo, svc.errors
+    return Sources(
+        logs=_logs(svc),
+        metrics=_metrics(svc),
+        deploys=GitHubDeploySource(repo.github, repo.api_url, repo.token)
+        if repo and repo.github
+        else None,
+        errors=SentryErrorSource(errors.sentry, errors.api_url, errors.token)
+        if errors and errors.sentry
+        else None,
+        health=HttpHealthSource(svc.health_url) if svc.health_url else None,
+        past=past,
+    )
+
+
+def executor_for(spec: ActionSpec) -> Executor:
+    match spec:
+        case ShellAction():
+            return ShellExecutor(spec.shell, spec.timeout_s)
+        case HttpAction(http=h):
+            return HttpExecutor(h.url, h.method, h.headers, h.body, h.timeout_s)
+        case DockerAction(docker=d):
+            return DockerExecutor(d.container, d.url)
+        case KubernetesAction(kubernetes=k):
+            return KubernetesExecutor(
+                k.deployment, k.namespace, k.api_url, k.token, replicas=k.replicas
+            )
+        case EcsAction(ecs=e):
+            return EcsExecutor(e.cluster, e.service, e.region, e.endpoint_url, e.operation)
+    raise TypeError(f"unknown action spec {spec!r}")
+
+
+def provider_chain(llm: LlmConfig) -> ProviderChain | None:
+    """None when no provider is configured: the offline engine is then the brain."""
+    if not llm.providers:
+        return None
+    return ProviderChain.from_config(
+        [
+            ProviderSettings(p.name, p.base_url, p.api_key, p.model, p.timeout_s, p.json_mode)
+            for p in llm.providers
+        ],
+        breaker_failures=llm.breaker_failures,
+        breaker_cooldown_s=llm.breaker_cooldown_s,
+    )
