@@ -115,6 +115,40 @@ def _sample_alert() -> dict[str, object]:
     }
 
 
+@app.command("eval")
+def eval_scenarios(
+    directory: Annotated[Path, typer.Argument(help="folder of scenario *.json files")],
+    llm: Annotated[
+        bool, typer.Option("--llm", help="diagnose with the configured LLM chain")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Replay scenario files through the diagnosis pipeline and score them."""
+    from agent.eval import format_report, offline_pipeline, run_eval
+    from agent.pipeline import DiagnosisPipeline
+    from bot.wiring import provider_chain
+
+    if not directory.is_dir():
+        typer.echo(f"error: {directory} is not a directory", err=True)
+        raise typer.Exit(2)
+    logs.setup("WARNING")
+    diagnose = offline_pipeline
+    if llm:
+        chain = provider_chain(_load(config).llm)
+        if chain is None:
+            typer.echo(
+                "error: --llm needs llm.providers in the config (or OPENAI_API_KEY)", err=True
+            )
+            raise typer.Exit(2)
+        diagnose = DiagnosisPipeline(chain, None).diagnose
+    report = asyncio.run(run_eval(directory, diagnose))
+    typer.echo(report.model_dump_json() if as_json else format_report(report))
+    if report.scenarios == 0:
+        typer.echo(f"error: no scenario files in {directory}", err=True)
+        raise typer.Exit(1)
+
+
 @app.command("send-test-alert")
 def send_test_alert(
     url: Annotated[str, typer.Option(help="the bot's base URL")] = "http://127.0.0.1:8080",
