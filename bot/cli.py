@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -35,13 +36,15 @@ def _load(path: Path | None) -> Config:
         raise typer.Exit(1) from exc
 
 
-def serve(cfg: Config) -> None:
+def serve(cfg: Config, after_start: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run the HTTP server and everything behind it until SIGTERM/SIGINT."""
     from bot.runtime import Runtime
     from bot.server.app import create_app
 
     async def main() -> None:
         runtime = await Runtime.create(cfg)
+        if after_start is not None:
+            runtime.after_start.append(after_start)
         server = uvicorn.Server(
             uvicorn.Config(
                 create_app(runtime),
@@ -67,6 +70,43 @@ def run(config: ConfigOpt = None) -> None:
         f"opsbot: config {where}; listening on http://{cfg.http.host}:{cfg.http.port}", err=True
     )
     serve(cfg)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="the bot's port")] = 8080,
+    shop_port: Annotated[int, typer.Option(help="the demo service's port")] = 9000,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="where the demo keeps its database and logs")
+    ] = None,
+) -> None:
+    """The embedded default end to end: bot + console + a failing demo service + a first alert."""
+    import tempfile
+
+    from bot import demo as demo_mod
+
+    logs.setup()
+    where = directory or Path(tempfile.mkdtemp(prefix="opsbot-demo-"))
+    where.mkdir(parents=True, exist_ok=True)
+    shop_url = f"http://127.0.0.1:{shop_port}"
+    demo_mod.start_service(where, shop_port)
+    if not demo_mod.wait_healthy(f"{shop_url}/health"):
+        demo_mod.stop_service(where)
+        typer.echo(f"error: the demo service did not start on port {shop_port}", err=True)
+        raise typer.Exit(1)
+    bot_url = f"http://127.0.0.1:{port}"
+    typer.echo(
+        f"opsbot demo: console {bot_url}/ · demo-shop {shop_url} · data in {where}\n"
+        "  In a few seconds demo-shop runs out of memory and an incident opens with its diagnosis.\n"
+        '  Type "restart it" in the incident and click Approve. Ctrl-C stops everything.'
+    )
+    try:
+        serve(
+            demo_mod.demo_config(where, port, shop_port),
+            lambda: demo_mod.fire_first_alert(bot_url, shop_url),
+        )
+    finally:
+        demo_mod.stop_service(where)
 
 
 @app.command("check-config")

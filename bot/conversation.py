@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agent.intents import understand
+from agent.intents import parse, understand
 from agent.llm.chain import ProviderChain
 from agent.types import ActionKind, Intent, IntentKind
 from bot import actions, incidents, stats, tickets
@@ -88,8 +88,12 @@ class Conversation:
         router.on_inbound = self.handle
 
     async def _understand(self, msg: InboundMessage, inc: Incident | None) -> Intent:
+        """The grammar places the common phrasings; the LLM only reads what it cannot."""
         context = f"incident #{inc.short_id} {inc.title} (service {inc.service})" if inc else ""
         people = [n for p in self.cfg.people for n in (p.name, *p.aliases)]
+        known = parse(msg.text, services=list(self.cfg.services), people=people)
+        if known.kind != IntentKind.UNKNOWN or self.chain is None:
+            return known
         return await understand(
             msg.text,
             services=list(self.cfg.services),

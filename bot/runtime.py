@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -17,6 +17,7 @@ from agent.pipeline import DiagnosisPipeline, PipelineSettings
 from bot import actions, metrics, stats
 from bot.adapters.base import ChatAdapter
 from bot.adapters.console import ConsoleAdapter
+from bot.adapters.slack import SlackAdapter
 from bot.chaos import ChaosSwitch
 from bot.config import Config
 from bot.conversation import Conversation
@@ -88,6 +89,11 @@ class Runtime:
         trusted = cfg.webhooks.sns_trusted_cert_file
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)
         self.http_mounts: list[Callable[[FastAPI], None]] = []
+        self.after_start: list[Callable[[], Awaitable[None]]] = []
+        if cfg.slack.enabled:
+            slack = SlackAdapter(cfg.slack, self.router.accept)
+            self.add_adapter(slack)
+            self.http_mounts.append(slack.mount)
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -138,6 +144,7 @@ class Runtime:
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self.worker.run(), name="outbox-worker"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
+        self._tasks += [asyncio.create_task(hook()) for hook in self.after_start]
         log.info(
             "opsbot.started", storage=self.store.engine.dialect.name, adapters=sorted(self.adapters)
         )
