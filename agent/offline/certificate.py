@@ -1,0 +1,92 @@
+"""Certificate expired or invalid: TLS handshakes fail (OpenSSL/nginx alerts, Go x509, Java
+PKIX, Node CERT_HAS_EXPIRED), expiry metrics at or below zero, failing renewals."""
+
+from __future__ import annotations
+
+import re
+
+from agent.offline import signals as s
+from agent.offline.model import Case, Finding
+from agent.types import ActionKind, Category, IncidentContext, Observations
+
+TLS_FAILURES = (
+    s.pattern(
+        "expired", r"certificate has expired|CERT_HAS_EXPIRED|CertificateExpiredException", 0.5
+    ),
+    s.pattern("alert_expired", r"SSL alert number 45|certificate expired", 0.4),
+    s.pattern("alert_bad", r"SSL alert number 4[28]|bad certificate|unknown ca", 0.3),
+    s.pattern(
+        "verify_failed",
+        r"certificate verify failed|tls: failed to verify certificate|PKIX path (building|validation) "
+        r"failed|unable to get local issuer certificate|certificate signed by unknown authority|"
+        r"self[- ]signed certificate|x509: ",
+        0.3,
+    ),
+    s.pattern(
+        "handshake", r"SSL_do_handshake\(\) failed|SSLHandshakeException|handshake failure", 0.1
+    ),
+)
+RENEWAL = (
+    s.pattern(
+        "renewal_failed",
+        r"certificate request has failed|Failed to finalize Order|renew(al)? (has )?failed|"
+        r"failed to renew|acme: error|urn:ietf:params:acme:error",
+        0.1,
+        ignore_case=True,
+    ),
+    s.pattern("cert_object", r"certificate/[\w.-]+", 0.0),
+)
+_EXPIRY = re.compile(r"(cert|ssl|tls)\w*expir|expir\w*(cert|ssl|tls)", re.IGNORECASE)
+_ALERT = re.compile(r"certificate|\bcert\b|\bSSL\b|\bTLS\b|x509", re.IGNORECASE)
+_SECONDS_PER_DAY = 86400
+
+
+class CertificateExpired:
+    name = "certificate_expired"
+    category = Category.CERTIFICATE_EXPIRED
+    action = ActionKind.NONE
+
+    def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
+        hits = s.observed(obs, TLS_FAILURES)
+        expiry = next(iter(s.metrics_named(obs, _EXPIRY)), None)
+        expired = expiry is not None and expiry.values[-1] <= 0
+        alert = s.alert_hit(ctx, _ALERT)
+        if not (hits or expired):
+            return None
+        case = Case()
+        case.add(s.weight(hits, 0.6), *(h.evidence for h in hits[:2]))
+        if expiry is not None:
+            left = expiry.values[-1]
+            quote = f"{expiry.name} {s.fmt(left)} (expired)" if left <= 0 else expiry.describe()
+            soon = 0.4 if left <= 0 else 0.15 if left < 7 * _SECONDS_PER_DAY else 0.0
+            case.add(soon, s.Evidence(tool="metrics", quote=quote))
+        renewal = s.find(obs.logs, RENEWAL)
+        case.add(s.weight(renewal, 0.1), *(h.evidence for h in renewal[:1]))
+        case.add(0.1 if alert else 0.0, alert)
+        case.cite(h.evidence for h in hits[2:3])
+
+        what = hits[0].text if hits else "the certificate's expiry time has passed"
+        renew = f" Renewal is failing: {renewal[0].quote}." if renewal else ""
+        return case.finding(
+            self,
+            headline=f"TLS certificate expired or invalid ({what})",
+            root_cause=(
+                f"The TLS certificate served (or trusted) is expired or invalid, so clients "
+                f"abort the handshake ({what}).{renew}"
+            ),
+            checks=(
+                "Check the served certificate: openssl s_client -connect HOST:443 -servername "
+                "HOST | openssl x509 -noout -dates -subject -issuer",
+                "Check the renewal automation (cert-manager Certificate/Order events, ACME "
+                "account, DNS/HTTP challenge) for the error",
+                "Confirm the chain (intermediates) and the clients' trust store",
+            ),
+            mitigation=(
+                "A human must renew or replace the certificate (fix the renewal and re-issue, "
+                "or install a valid one manually) and reload the server; restarts and rollbacks "
+                "do not help"
+            ),
+        )
+
+
+RULE = CertificateExpired()

@@ -1,0 +1,147 @@
+"""Crash loop: the process fails at start-up (bad config, missing secret or file, failed
+migration, missing module) and the orchestrator keeps restarting it."""
+
+from __future__ import annotations
+
+import re
+
+from agent.offline import memory_leak
+from agent.offline import signals as s
+from agent.offline.model import Case, Finding
+from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
+
+RESTARTING = (
+    s.pattern("backoff", r"Back-off restarting failed container", 0.35),
+    s.pattern("crashloop", r"CrashLoopBackOff", 0.35),
+    s.pattern(
+        "restart_loop",
+        r"start request repeated too quickly|Start request repeated too quickly|"
+        r"Essential container in task exited|Restarting \(\d+\)|restart count \d+",
+        0.3,
+    ),
+    s.pattern(
+        "exited",
+        r"exited with (code|status) [1-9]\d*|Exit Code:\s+[1-9]|code=exited, status=[1-9]|"
+        r"terminated with exit code [1-9]",
+        0.1,
+    ),
+)
+STARTUP_FAILURES = (
+    s.pattern(
+        "bad_config",
+        r"[Ii]nvalid config(uration)?|failed to (load|parse|read) config(uration)?|"
+        r"config(uration)? (error|invalid)|ConfigurationError|ImproperlyConfigured",
+        0.25,
+    ),
+    s.pattern(
+        "missing_setting",
+        r"(environment variable|env var|setting|secret|key)\b[^\n]{0,40}\b(is )?(not set|missing|"
+        r"required|not found|undefined)|missing required|KeyError: '[A-Z][A-Z0-9_]+'|"
+        r"CreateContainerConfigError|secret \"[\w.-]+\" not found",
+        0.25,
+    ),
+    s.pattern("no_such_file", r"no such file or directory|No such file or directory|ENOENT", 0.2),
+    s.pattern("permission", r"[Pp]ermission denied|EACCES|\b403\b[^\n]{0,40}denied", 0.15),
+    s.pattern(
+        "missing_code",
+        r"Cannot find module|ModuleNotFoundError|ImportError|ClassNotFoundException|"
+        r"NoClassDefFoundError|exec format error|executable file not found",
+        0.2,
+    ),
+    s.pattern(
+        "migration", r"migration[s]? failed|failed to (run|apply) migration", 0.2, ignore_case=True
+    ),
+    s.pattern("bind", r"address already in use|EADDRINUSE", 0.2),
+    s.pattern("fatal_start", r"\bFATAL\b|\bfatal\b|panic: |Uncaught|Error: ", 0.05),
+)
+_ALERT = re.compile(
+    r"CrashLoop|crash[- ]?loop|restart(ed|ing)? \d+ times|restart loop", re.IGNORECASE
+)
+_CONFIG_CHANGE = re.compile(r"config|env|secret|setting|flag|url|values", re.IGNORECASE)
+
+
+def _climbing(restarts: s.Shape | None) -> bool:
+    return restarts is not None and restarts.values[-1] - restarts.values[0] >= 3
+
+
+def looping(ctx: IncidentContext, obs: Observations) -> bool:
+    """Whether the orchestrator reports the service restarting over and over."""
+    return bool(
+        s.find(obs.logs, RESTARTING[:3])
+        or _climbing(s.metric(obs, s.RESTARTS))
+        or s.alert_hit(ctx, _ALERT)
+    )
+
+
+class CrashLoop:
+    name = "crash_loop"
+    category = Category.CRASH_LOOP
+    action = ActionKind.NONE
+
+    def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
+        loop = s.find(obs.logs, RESTARTING)
+        restarts = s.metric(obs, s.RESTARTS)
+        climbing = _climbing(restarts)
+        alert = s.alert_hit(ctx, _ALERT)
+        if not (loop or climbing or alert):
+            return None
+        causes = s.observed(obs, STARTUP_FAILURES)
+        shown = s.distinct(causes)
+        frame = s.frame_near(obs, causes)
+        case = Case()
+        case.add(s.weight(loop, 0.5), *(h.evidence for h in loop[:1]))
+        case.add(s.weight(causes, 0.35), *(h.evidence for h in shown[:2]))
+        case.cite(h.evidence for h in loop[1:2])
+        if restarts is not None and climbing:
+            count = f"{restarts.name} {s.fmt(restarts.values[0])} -> {s.fmt(restarts.values[-1])}"
+            case.add(0.1, Evidence(tool="metrics", quote=count))
+        case.add(0.15 if alert else 0.0, alert)
+        if memory_leak.oom_hits(obs):
+            case.score *= 0.5  # killed for memory, not failing to start: a memory problem
+
+        deploy = s.recent_deploy(obs)
+        suspect = deploy is not None and (
+            bool(_CONFIG_CHANGE.search(deploy.message))
+            or any(_token_in(c.line, deploy.message) for c in causes)
+        )
+        if deploy is not None:
+            case.add(0.05, s.deploy_evidence(deploy))
+        case.cite(h.evidence for h in shown[2:3])
+        case.cite([frame.evidence] if frame else [])
+
+        cause = causes[0].quote if causes else "the start-up error is not in the logs shown"
+        where = f" ({frame.describe()})" if frame else ""
+        change = (
+            f" It began with deploy {s.deploy_quote(deploy)}"
+            + (", a config change that matches the error." if suspect else ".")
+            if deploy
+            else " No deploy in the last hour: something in the environment changed (a secret, "
+            "a mounted file, a permission, a dependency at start-up)."
+        )
+        return case.finding(
+            self,
+            headline="crash loop at start-up" + (f": {causes[0].phrase}" if causes else ""),
+            root_cause=f"The process exits during start-up and is restarted repeatedly: {cause}{where}.{change}",
+            checks=(
+                "Read the previous container's last lines: kubectl logs POD --previous",
+                "kubectl describe pod POD: last state, exit code, events (mounts, secrets, probes)",
+                "Compare the config, secrets and mounted files the new pods get with the last "
+                "working ones",
+            ),
+            mitigation=(
+                f"Roll back {deploy.sha} to the last working config, then fix and redeploy"
+                if deploy
+                else "Restarting will not help: a human must restore what start-up needs (the "
+                "secret, file, permission or setting) and the pods will then start"
+            ),
+            action=ActionKind.ROLLBACK if deploy else self.action,
+        )
+
+
+def _token_in(error: str, message: str) -> bool:
+    """Whether the start-up error names something the deploy message mentions (REDIS_URL)."""
+    tokens = {t for t in re.findall(r"[A-Za-z_][A-Za-z0-9_]{3,}", error) if not t.islower()}
+    return any(t in message for t in tokens)
+
+
+RULE = CrashLoop()

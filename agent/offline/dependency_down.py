@@ -1,0 +1,185 @@
+"""Dependency down: calls to a named upstream (API, carrier, cache, broker, database host) time
+out or fail with 5xx while the service's own resources are fine."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from agent.offline import signals as s
+from agent.offline.model import Case, Finding
+from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
+
+FAILURES = (
+    s.pattern(
+        "deadline", r"context deadline exceeded|DEADLINE_EXCEEDED|Client\.Timeout exceeded", 0.2
+    ),
+    s.pattern(
+        "nginx_upstream",
+        r"upstream timed out|upstream prematurely closed|no live upstreams|"
+        r"connect\(\) failed .* while connecting to upstream",
+        0.25,
+    ),
+    s.pattern(
+        "http_5xx", r"50[234] Service Unavailable|502 Bad Gateway|504 Gateway Time-?out", 0.2
+    ),
+    s.pattern(
+        "status_5xx",
+        r"\"?(status|status_code|code)\"?\s*[:=]\s*\"?50[234]\b",
+        0.15,
+        ignore_case=True,
+    ),
+    s.pattern(
+        "breaker",
+        r"circuit( breaker)?[^\n]{0,60}\bopen\b|CircuitBreakerOpen",
+        0.2,
+        ignore_case=True,
+    ),
+    s.pattern(
+        "refused",
+        r"Connection refused|ECONNREFUSED|connection reset by peer|ECONNRESET|"
+        r"EHOSTUNREACH|No route to host",
+        0.2,
+    ),
+    s.pattern(
+        "read_timeout",
+        r"Read timed out|ReadTimeout|SocketTimeoutException|ETIMEDOUT|i/o timeout|"
+        r"Connection timed out|ConnectTimeout",
+        0.2,
+    ),
+    s.pattern(
+        "dns",
+        r"no such host|Name or service not known|ENOTFOUND|UnknownHostException|"
+        r"Temporary failure in name resolution",
+        0.2,
+    ),
+    s.pattern("retries", r"Max retries exceeded with url|retries exhausted|giving up after", 0.1),
+    s.pattern("grpc_unavailable", r"\bUNAVAILABLE\b|code = Unavailable", 0.15),
+    s.pattern(
+        "broker", r"LEADER_NOT_AVAILABLE|NoBrokersAvailable|Broker[^\n]{0,30}not available", 0.2
+    ),
+    s.pattern(
+        "cache_down",
+        r"Could not connect to Redis|Error connecting to Redis|Redis connection lost",
+        0.2,
+    ),
+    s.pattern("registry", r"pull access denied|failed to resolve reference|ErrImagePull", 0.1),
+)
+_NAME_LABELS = ("upstream", "dependency", "peer_service", "destination_service", "remote_service")
+_URL_HOST = re.compile(r"https?://([\w.-]+)|host='([\w.-]+)'")
+_ADDRESS = re.compile(r"(?:dial tcp|connect to|connecting to|host=|\bat) ([a-z][\w.-]*):\d{2,5}\b")
+_NAMED = re.compile(
+    r'"?(?:carrier|provider|dependency|upstream|peer|remote|target|backend)"?\s*[:=]\s*"([\w.-]+)"'
+)
+_BREAKER_NAME = re.compile(r'"?name"?\s*[:=]\s*"([\w.-]+)"')
+_ALERT = re.compile(
+    r"upstream|dependency|downstream|third[- ]party|external|timeout", re.IGNORECASE
+)
+
+
+def _named_in_logs(lines: Sequence[str], hits: Sequence[s.Hit]) -> str | None:
+    """The dependency most failure lines name (a JSON field, a URL host)."""
+    failing = {i for h in hits for i, line in enumerate(lines) if h.pattern.regex.search(line)}
+    names: Counter[str] = Counter()
+    for i in failing:
+        line = lines[i]
+        for regex in (_NAMED, _URL_HOST, _ADDRESS, _BREAKER_NAME):
+            if m := regex.search(line):
+                names[next(g for g in m.groups() if g)] += 1
+                break
+    return names.most_common(1)[0][0] if names else None
+
+
+def _short(name: str) -> str:
+    """api.parcelhub.io and parcelhub are one dependency; compare on the distinctive part."""
+    parts = [
+        p for p in name.lower().split(".") if p not in ("api", "www", "com", "io", "net", "org")
+    ]
+    return max(parts, key=len) if parts else name.lower()
+
+
+class DependencyDown:
+    name = "dependency_down"
+    category = Category.DEPENDENCY_DOWN
+    action = ActionKind.NONE
+
+    def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
+        hits = s.observed(obs, FAILURES)
+        failing_deps = [
+            m
+            for m in s.metrics_named(obs, s.DEPENDENCY_ERRORS)
+            if not s.OWN_ERRORS.search(m.name) and m.stepped(3.0, 0.05)
+        ]
+        if not (hits or failing_deps):
+            return None
+        case = Case()
+        metric_name = None
+        if failing_deps:
+            worst = max(failing_deps, key=lambda m: m.current)
+            named = s.DEPENDENCY_ERRORS.search(worst.name)
+            metric_name = named["dep"] if named else None
+            case.add(0.35, worst.evidence)
+        case.add(s.weight(hits, 0.45), *(h.evidence for h in hits[:3]))
+        label = s.alert_label(ctx, *_NAME_LABELS)
+        name = label or metric_name or _named_in_logs(obs.logs, hits)
+        if label:
+            case.score += 0.1
+        healthy = [
+            m
+            for m in s.metrics_named(obs, s.DEPENDENCY_ERRORS)
+            if not s.OWN_ERRORS.search(m.name) and m not in failing_deps and m.current < 0.05
+        ]
+        if failing_deps and healthy:
+            other = healthy[0]
+            case.cite(
+                [Evidence(tool="metrics", quote=f"{other.describe()}: other dependencies are fine")]
+            )
+        own = s.metric(obs, s.OWN_ERRORS)
+        if own is not None and own.stepped(3.0, 0.01):
+            case.cite([own.evidence])
+        cpu, memory, requests = s.metric(obs, s.CPU), s.metric(obs, s.MEMORY), s.requests(obs)
+        if (
+            s.saturated(cpu, 85)
+            or s.saturated(memory, 90)
+            or (requests is not None and requests.ratio >= 2)
+        ):
+            case.score *= 0.4  # the service itself is overloaded: its upstream calls time out too
+        elif cpu is not None or memory is not None:
+            case.score += 0.05
+        if obs.health is not None and name and _short(name) in obs.health.body.lower():
+            case.add(0.05, s.health_evidence(obs))
+        issue = next(
+            (i for i in obs.errors if name and _short(name) in i.title.lower()),
+            None,
+        )
+        case.add(0.05 if issue else 0.0, s.issue_evidence(issue) if issue else None)
+        alert = s.alert_hit(ctx, _ALERT)
+        case.add(0.05 if alert else 0.0, alert)
+
+        who = name or "an upstream dependency"
+        kinds = ", ".join(dict.fromkeys(h.text for h in hits[:3]))
+        return case.finding(
+            self,
+            headline=f"upstream {who} is failing" + (f" ({kinds})" if kinds else ""),
+            root_cause=(
+                f"Calls to {who} fail"
+                + (f" ({kinds})" if kinds else "")
+                + " while the service's own CPU and memory are normal, so the outage is "
+                "upstream and this service only passes it on."
+            ),
+            checks=(
+                f"Check {who}'s status page or its own dashboards and on-call",
+                f"Call {who} directly from the service's network (curl with a timeout) to see "
+                "whether it is down, slow or refusing this client",
+                "Confirm retries and circuit breakers are limiting the damage, and that timeouts "
+                "are shorter than the callers' timeouts",
+            ),
+            mitigation=(
+                f"No restart or rollback fixes an upstream outage: fail over or degrade "
+                f"gracefully (cached answers, skip {who}) and escalate to its owners"
+            ),
+        )
+
+
+RULE = DependencyDown()

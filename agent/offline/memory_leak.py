@@ -1,0 +1,128 @@
+"""Memory leak: memory grows until the runtime or the kernel kills the process (JVM, V8, Go,
+Python, kernel OOM killer, Kubernetes OOMKilled), often with GC thrash on the way."""
+
+from __future__ import annotations
+
+import re
+
+from agent.offline import signals as s
+from agent.offline.model import Case, Finding
+from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
+
+OUT_OF_MEMORY = (
+    s.pattern("jvm_oom", r"java\.lang\.OutOfMemoryError(: [\w ]+)?|OutOfMemoryError: [\w ]+", 0.5),
+    s.pattern("gc_overhead", r"GC overhead limit exceeded", 0.45),
+    s.pattern("v8_oom", r"JavaScript heap out of memory", 0.5),
+    s.pattern(
+        "v8_heap_limit", r"Reached heap limit|Ineffective mark-compacts near heap limit", 0.2
+    ),
+    s.pattern("go_oom", r"runtime: out of memory|fatal error: out of memory", 0.45),
+    s.pattern("python_oom", r"^\s*MemoryError\b|\bMemoryError: |\bMemoryError$", 0.45),
+    s.pattern(
+        "kernel_oom",
+        r"Out of memory: Kill(ed)? process|invoked oom-killer|oom[-_]kill|"
+        r"Memory cgroup out of memory",
+        0.45,
+    ),
+    s.pattern("k8s_oomkilled", r"OOMKilled", 0.45),
+    s.pattern(
+        "sigkill",
+        r"(exit(ed)?( with)?|Exit) (code|status)[:=]? ?137\b|signal 9 \(SIGKILL\)|signal: killed",
+        0.2,
+    ),
+    s.pattern("bad_alloc", r"std::bad_alloc|Cannot allocate memory|cannot allocate memory", 0.3),
+    s.pattern("quota", r"R14 \(Memory quota exceeded\)|Memory limit (reached|exceeded)", 0.35),
+)
+GC_THRASH = (
+    s.pattern("jvm_full_gc", r"Pause Full\b|Full GC \(", 0.15),
+    s.pattern("v8_mark_compact", r"Mark-Compact .* allocation failure", 0.1),
+    s.pattern("python_gc", r"gc: collecting generation 2", 0.05),
+)
+LEAK_HINTS = (
+    s.pattern("emitter_leak", r"Possible EventEmitter memory leak detected", 0.2),
+    s.pattern("memory_leak", r"memory leak", 0.15, ignore_case=True),
+    s.pattern(
+        "heap_high", r"heap (usage|used)[^\n]{0,20}(above|over|exceeds?) \d+", 0.1, ignore_case=True
+    ),
+    s.pattern("unbounded", r"eviction disabled|unbounded (cache|queue|map)", 0.1, ignore_case=True),
+)
+_OOM_TEXT = re.compile(
+    r"OutOfMemory|out of memory|OOM|heap limit|MemoryError|memory (above|near|usage|limit)",
+    re.IGNORECASE,
+)
+
+
+def oom_hits(obs: Observations) -> list[s.Hit]:
+    """Where a runtime or the kernel reports running out of memory."""
+    return s.observed(obs, OUT_OF_MEMORY)
+
+
+class MemoryLeak:
+    name = "memory_leak"
+    category = Category.MEMORY_LEAK
+    action = ActionKind.RESTART
+
+    def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
+        oom = oom_hits(obs)
+        memory = s.metric(obs, s.MEMORY)
+        growing = memory is not None and memory.grows and s.near_limit(memory, 85)
+        if not (oom or growing):
+            return None
+        gc = s.find(obs.logs, GC_THRASH)
+        hints = s.find(obs.logs, LEAK_HINTS)
+        frame = s.frame_near(obs, oom)
+        deploy = s.recent_deploy(obs)
+        case = Case()
+        case.add(s.weight(oom[:2], 0.55), *(h.evidence for h in oom[:2]))
+        case.add(s.weight(hints, 0.2), *(h.evidence for h in hints[:1]))
+        case.add(s.weight(gc, 0.15), *(h.evidence for h in gc[:1]))
+        case.cite([frame.evidence] if frame else [])
+        if memory is not None and growing:
+            case.add(0.3, Evidence(tool="metrics", quote=memory.describe_growth()))
+        elif memory is not None and s.saturated(memory, 90):
+            case.add(0.15, memory.evidence)
+        issues = s.matching_issues(obs, _OOM_TEXT)
+        case.add(0.1 if issues else 0.0, *(s.issue_evidence(i) for i in issues[:1]))
+        alert = s.alert_hit(ctx, _OOM_TEXT)
+        case.add(0.1 if alert else 0.0, alert)
+        if obs.health is not None and not obs.health.healthy:
+            case.cite([s.health_evidence(obs)])
+        if deploy is not None:
+            case.cite([s.deploy_evidence(deploy)])
+
+        story = ["Memory is retained and never freed until the process hits its limit"]
+        if memory is not None and growing:
+            story.append(f" ({memory.describe_growth()})")
+        story.append(
+            f"; the runtime then fails with {oom[0].text}" if oom else "; it will fail at the limit"
+        )
+        story.append(" and spends its time in full garbage collections." if gc else ".")
+        if frame:
+            story.append(f" The allocation that failed was in {frame.describe()}.")
+        if hints:
+            story.append(f" The logs point at the leak: {hints[0].quote}.")
+        if deploy:
+            story.append(
+                f" It started after deploy {s.deploy_quote(deploy)}, which likely caused it."
+            )
+        return case.finding(
+            self,
+            headline="memory leak, the process runs out of memory"
+            + (f" ({oom[0].text})" if oom else ""),
+            root_cause="".join(story),
+            checks=(
+                "Take a heap dump or heap profile before restarting, to find what is retained",
+                "Compare memory of pods started recently with old ones: a leak grows with uptime",
+                "Look for caches, registries or listeners that only ever grow",
+            ),
+            mitigation=(
+                "Roll back the deploy that introduced the leak, then fix it in code"
+                if deploy
+                else "Restart to reclaim memory now (it will come back), then fix the leak; "
+                "raise the memory limit only as a stopgap"
+            ),
+            action=ActionKind.ROLLBACK if deploy else self.action,
+        )
+
+
+RULE = MemoryLeak()
