@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -100,6 +101,8 @@ def demo(
         "  In a few seconds demo-shop runs out of memory and an incident opens with its diagnosis.\n"
         '  Type "restart it" in the incident and click Approve. Ctrl-C stops everything.'
     )
+    # uvicorn re-raises SIGTERM after its graceful shutdown: make that unwind to `finally`
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         serve(
             demo_mod.demo_config(where, port, shop_port),

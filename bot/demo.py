@@ -70,12 +70,24 @@ def stop_service(directory: Path) -> None:
         return
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _gone(pid):
             return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
+
+
+def _gone(pid: int) -> bool:
+    """Exited (and reaped, when it is our own child: a zombie still answers kill(pid, 0))."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    except ChildProcessError:
+        pass  # started by an earlier restart command, not by us
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def wait_healthy(url: str, timeout_s: float = START_TIMEOUT_S) -> bool:
