@@ -77,6 +77,16 @@ class LlmConfig(_Model):
     breaker_cooldown_s: float = 60.0
     redact_patterns: list[str] = Field(default_factory=list)
 
+    @field_validator("redact_patterns")
+    @classmethod
+    def _compiles(cls, v: list[str]) -> list[str]:
+        for i, pattern in enumerate(v):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {i} {pattern!r} is not a valid regex: {exc}") from exc
+        return v
+
 
 class SlackConfig(_Model):
     bot_token: str = ""
