@@ -273,6 +273,8 @@ def create_app(shop: Shop, tail: TailBuffer, base_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Logged here, not before serving: from now on SIGTERM is handled (tests wait for it).
+        log.info("%s starting pid=%d listening on %s", SERVICE, os.getpid(), base_url)
         traffic = asyncio.create_task(self_traffic(base_url))
         yield
         log.info("shutting down %s pid=%d", SERVICE, os.getpid())
@@ -368,7 +370,6 @@ def main(argv: list[str] | None = None) -> None:
     port = sock.getsockname()[1]
     base_url = f"http://{args.host}:{port}"
     with logging_to(args.log_file) as tail:
-        log.info("%s starting pid=%d listening on %s", SERVICE, os.getpid(), base_url)
         app = create_app(Shop(), tail, base_url)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
         asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))

@@ -30,7 +30,8 @@ const state = {
   stats: null,
   selectedId: null,
   detail: null,
-  rendered: new Map(), // message id -> JSON it was rendered from
+  rendered: new Map(), // message id -> what it was rendered from (see renderedFrom)
+  provisional: [], // operators' messages echoed over SSE before they have a stored id
   unread: new Set(),
   events: null,
   connectedOnce: false,
@@ -363,14 +364,14 @@ function incidentRow(incident) {
 }
 
 function renderList() {
-  const focusedId = document.activeElement?.dataset?.id;
+  const focusedId = document.activeElement?.closest?.('[data-testid="incident-row"]')?.dataset.id;
   $("incident-list").replaceChildren(...(state.incidents ?? []).map(incidentRow));
   $("list-empty").hidden = state.incidents?.length !== 0;
   if (focusedId) rowFor(focusedId)?.focus();
 }
 
 function rowFor(id) {
-  return document.querySelector(`[data-testid="incident-row"][data-id="${CSS.escape(id)}"]`);
+  return document.querySelector(`[data-testid="incident-row"][data-id="${CSS.escape(String(id))}"]`);
 }
 
 async function loadList() {
@@ -410,11 +411,16 @@ function confidenceEl(confidence) {
     `${percent}%`);
 }
 
+function formatLatency(ms) {
+  if (!ms) return null;
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
 function diagnosisMeta(diagnosis) {
   const tokens = (diagnosis.tokens?.prompt ?? 0) + (diagnosis.tokens?.completion ?? 0);
   return [
     diagnosis.model,
-    diagnosis.latency_ms ? `${(diagnosis.latency_ms / 1000).toFixed(1)} s` : null,
+    formatLatency(diagnosis.latency_ms),
     tokens ? `${tokens.toLocaleString()} tokens` : null,
     diagnosis.tool_calls?.length > 0 ? `tools: ${diagnosis.tool_calls.join(", ")}` : null,
     diagnosis.cache_age_s !== null && diagnosis.cache_age_s !== undefined
@@ -491,7 +497,7 @@ function messageItem(message) {
       bot && message.kind !== "info" && el("span", { class: "kind" }, message.kind)),
     message.diagnosis
       ? diagnosisCard(message.diagnosis)
-      : message.text && el("div", { class: "message-text", "data-testid": "message-text" }, message.text),
+      : message.text && el("div", { class: "message-text", "data-testid": "message-text" }, inline(message.text)),
     message.buttons?.length > 0 && el("div", { class: "message-buttons" },
       message.buttons.map((spec) => el("button", {
         type: "button",
@@ -513,13 +519,28 @@ function scrollToBottom() {
   scroller.scrollTop = scroller.scrollHeight;
 }
 
+// SSE and the detail view spell the same message with keys in another order: compare content.
+function renderedFrom(message) {
+  return JSON.stringify([message.kind, message.author, message.text, message.buttons, message.link, message.diagnosis]);
+}
+
 // Adds new messages and replaces changed ones; unchanged ones stay (with their button state).
+// An operator's own message arrives over SSE without an id; its stored copy takes its place.
 function upsertMessage(message, fresh) {
-  const json = JSON.stringify(message);
-  if (state.rendered.get(message.id) === json) return;
   const node = messageItem(message);
   if (fresh) node.classList.add("is-new");
-  const existing = $("thread").querySelector(`[data-testid="message"][data-id="${CSS.escape(message.id)}"]`);
+  if (message.id === undefined || message.id === null) {
+    state.provisional.push({ text: message.text, node });
+    $("thread").append(node);
+    return;
+  }
+  const json = renderedFrom(message);
+  if (state.rendered.get(message.id) === json) return;
+  let existing = $("thread").querySelector(`[data-testid="message"][data-id="${CSS.escape(String(message.id))}"]`);
+  const echo = state.provisional.findIndex((item) => item.text === message.text);
+  if (!existing && !BOT_KINDS.has(message.kind) && echo >= 0) {
+    existing = state.provisional.splice(echo, 1)[0].node;
+  }
   if (existing) existing.replaceWith(node);
   else $("thread").append(node);
   state.rendered.set(message.id, json);
@@ -552,7 +573,7 @@ async function sendReply(text) {
   }
 }
 
-// ---------------------------------------------------------------- postmortem (minimal Markdown)
+// ---------------------------------------------------------------- minimal Markdown (messages inline, postmortem blocks)
 
 function inline(text) {
   const parts = [];
@@ -624,16 +645,23 @@ async function loadPostmortem(incident) {
 // ---------------------------------------------------------------- incident view
 
 function timesEl(incident) {
-  const entry = (name, at, tookFrom) => at && el("div", {},
+  const entry = (name, at, tookFrom, by) => at && el("div", {},
     el("dt", {}, name),
-    el("dd", {}, timeEl(at), tookFrom
+    el("dd", {}, timeEl(at), by && ` by ${by}`, tookFrom
       ? el("span", { class: "took" }, ` · after ${formatDuration(secondsBetween(tookFrom, at))}`)
       : el("span", { class: "took" }, " · ", ageEl(at), " ago")));
   return [
     entry("Started", incident.created_at),
-    entry("Acknowledged", incident.acknowledged_at, incident.created_at),
-    entry("Resolved", incident.resolved_at, incident.created_at),
+    entry("Acknowledged", incident.acknowledged_at, incident.created_at, incident.acknowledged_by),
+    entry("Resolved", incident.resolved_at, incident.created_at, incident.resolved_by),
   ];
+}
+
+function ticketEl(ticket) {
+  if (ticket.key) return el("li", {}, link(`${ticket.key} ↗`, ticket.url));
+  const who = ticket.assignee ? ` for ${ticket.assignee}` : "";
+  return el("li", {}, el("span", { class: `ticket-${token(ticket.state)}`, title: ticket.error },
+    `ticket${who}: ${ticket.state ?? "pending"}`));
 }
 
 function renderIncident(incident) {
@@ -650,8 +678,7 @@ function renderIncident(incident) {
   $("incident-labels").replaceChildren(...Object.entries(incident.labels ?? {}).map(([key, value]) =>
     el("li", { class: "label" }, `${key}=`, el("b", {}, value))));
   $("incident-times").replaceChildren(...timesEl(incident).filter(Boolean));
-  $("incident-tickets").replaceChildren(...(incident.tickets ?? []).map((ticket) =>
-    el("li", {}, link(`${ticket.key} ↗`, ticket.url))));
+  $("incident-tickets").replaceChildren(...(incident.tickets ?? []).map(ticketEl));
   const timeline = incident.timeline ?? [];
   $("timeline-section").hidden = timeline.length === 0;
   $("timeline-section").querySelector("summary").textContent = `Timeline (${timeline.length})`;
@@ -680,6 +707,7 @@ function openIncident(id) {
     state.selectedId = id;
     state.detail = null;
     state.rendered.clear();
+    state.provisional = [];
     // Filling the thread of another incident is not news: keep screen readers quiet meanwhile.
     $("thread").setAttribute("aria-live", "off");
     $("thread").replaceChildren();
@@ -701,6 +729,7 @@ function closeIncident() {
   state.selectedId = null;
   state.detail = null;
   state.rendered.clear();
+  state.provisional = [];
   $("incident").hidden = true;
   $("empty-view").hidden = false;
   document.body.classList.remove("has-incident");
@@ -734,6 +763,7 @@ function onMessageEvent({ incident_id: incidentId, message }) {
     upsertMessage(message, true);
     if (follow) scrollToBottom();
     if (BOT_KINDS.has(message.kind)) hidePending();
+    if (message.kind === "postmortem") refreshIncident();
   } else {
     state.unread.add(incidentId);
     renderList();
@@ -752,9 +782,9 @@ function onStatsEvent(stats) {
 }
 
 // EventSource retries by itself after network errors; a refused stream (e.g. 401) closes it,
-// so probe with a normal request (which can ask for the token) and connect again.
+// so probe with an API request (which can ask for the token) and connect again.
 function recoverEvents() {
-  setTimeout(() => request("/stats").then(connectEvents, recoverEvents), RECONNECT_MS);
+  setTimeout(() => loadList().then(connectEvents, recoverEvents), RECONNECT_MS);
 }
 
 function connectEvents() {
