@@ -64,6 +64,11 @@ def _ago(seconds: float) -> str:
     return f"{int(seconds)} s" if seconds < 120 else f"{int(seconds // 60)} min"
 
 
+def _sentence(text: str) -> str:
+    """Upper-case the first letter only: `str.capitalize` would lower "HTTP 503" and names."""
+    return text[:1].upper() + text[1:]
+
+
 def _params_text(row_params: dict[str, Any]) -> str:
     if row_params.get("replicas"):
         return f" to {row_params['replicas']} replicas"
@@ -110,7 +115,8 @@ async def request(
             "waiting for approval" if busy.state == "pending_approval" else VERB.get(action, action)
         )
         return Reply(
-            f"⏳ Already {state} {target} (asked by {busy.requested_by} {_ago(age)} ago).", "action"
+            f"⏳ Already {state} {target} (asked by @{busy.requested_by} {_ago(age)} ago).",
+            "action",
         )
     params = {"replicas": intent.replicas, "delta": intent.delta}
     state = "approved" if decision.outcome == Outcome.RUN else "pending_approval"
@@ -136,13 +142,12 @@ async def request(
     if state == "approved":
         await incidents.enqueue_job(conn, "action", inc, {"action_id": action_id})
         return Reply(
-            f"▶️ {VERB.get(action, action).capitalize()} {target}{_params_text(params)} (asked by {actor.mention}).",
+            f"▶️ {_sentence(VERB.get(action, action))} {target}{_params_text(params)} (asked by {actor.mention}).",
             "action",
         )
-    timeout_min = cfg.policy.approval_timeout_s // 60
     return Reply(
-        f"🔐 {actor.mention} asks to {what}. {decision.reason.capitalize()}: an approver can "
-        f'click Approve or reply "approve" within {timeout_min} min.',
+        f"🔐 {actor.mention} asks to {what}. {_sentence(decision.reason)}: an approver can "
+        f'click Approve or reply "approve" within {_ago(cfg.policy.approval_timeout_s)}.',
         "approval",
         buttons=[
             Button(f"approve:{action_id}", "Approve", str(action_id), "primary"),
@@ -185,7 +190,7 @@ async def decide(
         verdict = may_approve(cfg, actor, row.service, _requester_id(cfg, row.requested_by))
         if verdict.outcome == Outcome.REFUSE:
             await audit(conn, actor.id, row.action, row.service, "refused", verdict.reason, inc.id)
-            return Reply(f"🚫 {verdict.reason.capitalize()}.", "error")
+            return Reply(f"🚫 {_sentence(verdict.reason)}.", "error")
     new_state = "approved" if approve else "denied"
     done = await conn.execute(
         update(t.actions)
@@ -286,7 +291,7 @@ async def run_job(store: Store, cfg: Config, item: Item) -> None:
     ok = result.ok and healthy is not False
     lines = [("✅ " if ok else "❌ ") + result.summary]
     if result.ok:
-        lines.append(("🩺 " if healthy else "⚠️ ") + verdict.capitalize())
+        lines.append(("🩺 " if healthy else "⚠️ ") + _sentence(verdict))
     if not result.ok and result.output:
         lines.append(f"```{result.output[-800:]}```")
     outcome = " — ".join([result.summary, verdict] if verdict else [result.summary])
