@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from bot import incidents
 from bot.adapters.base import InboundMessage, ThreadRef
 from bot.errors import NotFound
-from bot.models import Incident, Status, utcnow
+from bot.models import Incident, Status, iso, utcnow
 from bot.runtime import Runtime
 from bot.store import schema as t
 
@@ -88,20 +88,17 @@ async def _post_console(
     inc = await _incident(rt, ref)
     user = console_user(request)
     if action is None:
+        now = utcnow()
         async with rt.store.write() as conn:
-            await conn.execute(
+            res = await conn.execute(
                 insert(t.messages).values(
-                    incident_id=inc.id,
-                    at=utcnow(),
-                    author=user,
-                    kind="operator",
-                    text=text,
-                    payload={},
+                    incident_id=inc.id, at=now, author=user, kind="operator", text=text, payload={}
                 )
             )
+        echo = {"id": res.inserted_primary_key[0], "at": iso(now), "author": user}
         rt.bus.publish(
             "message",
-            {"incident_id": inc.id, "message": {"author": user, "kind": "operator", "text": text}},
+            {"incident_id": inc.id, "message": {**echo, "kind": "operator", "text": text}},
         )
     msg = InboundMessage(
         platform="console",
