@@ -144,7 +144,9 @@ async def test_alert_becomes_a_thread_that_is_edited_and_answered(
     acked = await slack_bot.wait_for(
         polled(
             lambda: [
-                c for c in fake_slack.calls("chat.update") if "Acknowledged by" in c.params["text"]
+                c
+                for c in fake_slack.calls("chat.update")
+                if "Acknowledged by ravi" in c.params["text"]
             ]
         ),
         what="the root showing who acknowledged",
