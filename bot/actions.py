@@ -187,7 +187,7 @@ async def decide(
             "info",
         )
     if approve:
-        verdict = may_approve(cfg, actor, row.service, _requester_id(cfg, row.requested_by))
+        verdict = may_approve(cfg, actor, row.service, row.requested_by)
         if verdict.outcome == Outcome.REFUSE:
             await audit(conn, actor.id, row.action, row.service, "refused", verdict.reason, inc.id)
             return Reply(f"🚫 {_sentence(verdict.reason)}.", "error")
@@ -220,16 +220,6 @@ async def decide(
         )
     return Reply(
         f"❌ Denied by {actor.mention}: {row.action} {row.service} will not run.", "action"
-    )
-
-
-def _requester_id(cfg: Config, requested_by: str) -> str:
-    """Requests store a display name; two-person checks compare people, so map it back."""
-    person = cfg.person(requested_by)
-    return (
-        (person.slack or person.discord or person.whatsapp or person.name)
-        if person
-        else requested_by
     )
 
 

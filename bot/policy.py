@@ -39,8 +39,12 @@ class Decision:
 
 
 def actor_for(cfg: Config, msg: InboundMessage) -> Actor:
-    """The person behind a message; the local console user on loopback is an admin."""
-    person = cfg.person(msg.user_id) or cfg.person(msg.user_name)
+    """The person behind a message; the local console user on loopback is an admin.
+
+    People are matched by the id the platform vouches for, never by `user_name`: a user or
+    display name is chosen by its owner, and "ravi" from a stranger must not get Ravi's roles.
+    """
+    person = cfg.person(msg.user_id)
     if person is not None:
         return Actor(
             msg.user_id,
@@ -77,14 +81,23 @@ def decide_request(cfg: Config, actor: Actor, service: str, action: str) -> Deci
 
 
 def may_approve(cfg: Config, actor: Actor, service: str, requested_by: str) -> Decision:
+    """`requested_by` is the requester's name as stored with the request (`Actor.name`)."""
     svc = cfg.services.get(service)
     if not actor.has("approver"):
         return Decision(Outcome.REFUSE, f"{actor.mention} is not an approver")
-    if svc is not None and svc.approval == "two_person" and actor.id == requested_by:
+    if svc is not None and svc.approval == "two_person" and _same_person(cfg, actor, requested_by):
         return Decision(
             Outcome.REFUSE, "two-person approval: someone other than the requester must approve"
         )
     return Decision(Outcome.RUN, f"approved by {actor.mention}")
+
+
+def _same_person(cfg: Config, actor: Actor, requested_by: str) -> bool:
+    """People are compared as people: Ravi asking on Slack and approving on WhatsApp is one."""
+    requester = cfg.person(requested_by)
+    if actor.person is not None and requester is not None:
+        return actor.person == requester
+    return requested_by in (actor.name, actor.id)
 
 
 def auto_remediation(cfg: Config, service: str | None, d: Diagnosis) -> Decision:
@@ -97,6 +110,11 @@ def auto_remediation(cfg: Config, service: str | None, d: Diagnosis) -> Decision
         return Decision(Outcome.REFUSE, "the diagnosis proposes no action")
     if action not in rule.actions:
         return Decision(Outcome.REFUSE, f"{action} is not in policy.auto_remediate.actions")
+    if d.proposed_action.service not in (None, service):
+        return Decision(
+            Outcome.REFUSE,
+            f"the diagnosis proposes {action} for {d.proposed_action.service}, not {service}",
+        )
     if d.confidence < rule.min_confidence:
         return Decision(
             Outcome.REFUSE, f"confidence {d.confidence:.2f} is below {rule.min_confidence:.2f}"
