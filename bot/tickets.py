@@ -19,12 +19,14 @@ from bot.outbox import Item
 from bot.policy import Actor
 from bot.store import Store
 from bot.store import schema as t
-from integrations.errors import PermanentError, TransientError
+from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 from integrations.tickets import JiraTickets, JiraUser
 
 log = structlog.get_logger(__name__)
 PRIORITY = {"critical": "Highest", "high": "High", "warning": "Medium", "info": "Low"}
 ANOTHER = ("another", "new ticket", "second", "one more", "separate")
+Assignee = JiraUser | list[JiraUser] | None
+"""A user, nobody, or several matches to choose from."""
 
 
 def jira_client(cfg: Config) -> JiraTickets | None:
@@ -55,14 +57,20 @@ async def request(
     choosing = next((r for r in rows if r.state == "choosing"), None)
     if choosing is not None and intent.source == "button" and intent.assignee:
         await conn.execute(
-            update(t.tickets)
-            .where(t.tickets.c.id == choosing.id)
-            .values(state="pending", assignee=intent.assignee)
+            update(t.tickets).where(t.tickets.c.id == choosing.id).values(state="pending")
         )
+        # The name asked for is searched again to know the chosen user's display name.
         await incidents.enqueue_job(
-            conn, "ticket", inc, {"ticket_id": choosing.id, "assignee_id": intent.assignee}
+            conn,
+            "ticket",
+            inc,
+            {
+                "ticket_id": choosing.id,
+                "assignee": choosing.assignee,
+                "assignee_id": intent.assignee,
+            },
         )
-        return Reply(f"🎫 Filing it for {intent.assignee}…", "ticket")
+        return Reply("🎫 Filing it…", "ticket")
     wants_another = any(w in intent.text.lower() for w in ANOTHER)
     live = [r for r in rows if r.state in ("pending", "created", "choosing")]
     if live and not wants_another:
@@ -73,6 +81,8 @@ async def request(
                 "ticket",
                 link=(r.key, r.url),
             )
+        if r.state == "choosing":
+            return Reply("🎫 A ticket is waiting for someone to pick its assignee above.", "ticket")
         return Reply("🎫 A ticket for this incident is already being filed.", "ticket")
     number = len(rows) + 1
     res = await conn.execute(
@@ -143,45 +153,58 @@ class TicketDesk:
         self.cfg, self.store, self.adapters, self.jira = cfg, store, adapters, jira
 
     async def _permalink(self, detail: dict) -> str | None:
+        """A link back to the chat thread; a chat API failing here only costs the link."""
         for th in detail["threads"]:
             adapter = self.adapters.get(th["platform"])
-            if adapter is not None and th["platform"] != "console":
+            if adapter is None or th["platform"] == "console":
+                continue
+            try:
                 link = await adapter.permalink(
                     ThreadRef(th["platform"], th["channel"], th["thread_id"])
                 )
-                if link:
-                    return link
+            except IntegrationError as exc:
+                log.warning("ticket.permalink_failed", platform=th["platform"], error=str(exc))
+                continue
+            if link:
+                return link
         if self.cfg.http.public_url:
             return f"{self.cfg.http.public_url.rstrip('/')}/#/incidents/{detail['id']}"
         return None
 
-    async def _assignee(
-        self, conn: AsyncConnection, inc: Incident, ticket_id: int, name: str | None
-    ) -> tuple[JiraUser | None, str | None]:
-        """(user, note). Returns (None, "choosing") when the thread was asked to pick one."""
+    async def _assignee(self, name: str | None, chosen: str | None) -> Assignee:
+        """Who `name` is in Jira: the directory's id, else the user search's one match.
+
+        `chosen` is the id picked from an earlier list of several matches.
+        """
         assert self.jira is not None
         if not name:
-            return None, None
+            return None
         person = self.cfg.person(name)
         if person is not None and person.jira:
-            return JiraUser(person.jira, person.name, person.email), None
-        query = person.email or person.name if person else name
-        found = await self.jira.find_users(query)
+            return JiraUser(person.jira, person.name, person.email)
+        found = await self.jira.find_users(person.email or person.name if person else name)
+        if chosen:
+            return next((u for u in found if u.id == chosen), JiraUser(chosen, chosen))
         if len(found) == 1:
-            return found[0], None
-        if not found:
-            return None, f"no Jira user matches {name!r}, so it is unassigned"
-        await conn.execute(
-            update(t.tickets).where(t.tickets.c.id == ticket_id).values(state="choosing")
-        )
-        buttons = [Button(f"assign:{u.id}", u.display_name, u.id) for u in found[:5]]
-        await incidents.enqueue_reply(
-            conn,
-            self.cfg,
-            inc,
-            Reply(f"🎫 Several Jira users match {name!r}: which one?", "ticket", buttons=buttons),
-        )
-        return None, "choosing"
+            return found[0]
+        return found or None
+
+    async def _ask_which(
+        self, inc: Incident, ticket_id: int, name: str, found: list[JiraUser]
+    ) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(t.tickets).where(t.tickets.c.id == ticket_id).values(state="choosing")
+            )
+            buttons = [Button(f"assign:{u.id}", u.display_name, inc.id) for u in found[:5]]
+            await incidents.enqueue_reply(
+                conn,
+                self.cfg,
+                inc,
+                Reply(
+                    f"🎫 Several Jira users match {name!r}: which one?", "ticket", buttons=buttons
+                ),
+            )
 
     async def file(self, item: Item) -> None:
         p = item.payload
@@ -191,37 +214,37 @@ class TicketDesk:
             ).first()
             inc = await incidents.get(conn, row.incident_id)
             detail = await incidents.detail(conn, inc)
-        if row.state not in ("pending",) or self.jira is None:
+        if row.state != "pending" or self.jira is None:
             return
+        name = p.get("assignee")
+        thread_url = await self._permalink(detail)
         try:
-            async with self.store.write() as conn:
-                if p.get("assignee_id"):
-                    user, note = JiraUser(p["assignee_id"], p["assignee_id"]), None
-                else:
-                    user, note = await self._assignee(conn, inc, row.id, p.get("assignee"))
-            if note == "choosing":
+            user = await self._assignee(name, p.get("assignee_id"))
+            if isinstance(user, list):
+                await self._ask_which(inc, row.id, name, user)
                 return
             ref = await self.jira.create_issue(
                 f"[#{inc.short_id}] {inc.title}",
-                describe(inc, detail, await self._permalink(detail)),
+                describe(inc, detail, thread_url),
                 labels=["incident", *([inc.service] if inc.service else [])],
                 priority=p.get("priority") or PRIORITY.get(inc.severity),
                 assignee=user,
                 idempotency_key=row.request_key,
             )
         except TransientError as exc:
-            await self._notify_unreachable(inc, row, str(exc))
-            raise
+            attempts = item.attempts + 1
+            if isinstance(exc, RateLimited) or attempts < self.cfg.outbox.max_attempts:
+                await self._notify_unreachable(inc, row.id, str(exc))
+                raise
+            await self._fail(
+                inc,
+                row.id,
+                f"Jira stayed unreachable after {attempts} attempts ({exc}); "
+                "ask again when it is back.",
+            )
+            return
         except PermanentError as exc:
-            async with self.store.write() as conn:
-                await conn.execute(
-                    update(t.tickets)
-                    .where(t.tickets.c.id == row.id)
-                    .values(state="failed", error=str(exc))
-                )
-                await incidents.enqueue_reply(
-                    conn, self.cfg, inc, Reply(f"❌ Could not file the ticket: {exc}", "error")
-                )
+            await self._fail(inc, row.id, str(exc))
             return
         async with self.store.write() as conn:
             await conn.execute(
@@ -232,10 +255,15 @@ class TicketDesk:
                     key=ref.key,
                     url=ref.url,
                     assignee=user.display_name if user else None,
+                    error=None,
                 )
             )
             whom = f", assigned to {user.display_name}" if user else ""
-            extra = f" ({note})" if note else ""
+            extra = (
+                f" (no Jira user matches {name!r}, so it is unassigned)"
+                if name and not user
+                else ""
+            )
             await incidents.add_event(conn, inc.id, "ticket", "opsbot", f"Created {ref.key}{whom}")
             await incidents.enqueue_reply(
                 conn,
@@ -248,12 +276,23 @@ class TicketDesk:
                 ),
             )
 
-    async def _notify_unreachable(self, inc: Incident, row, error: str) -> None:  # type: ignore[no-untyped-def]
+    async def _fail(self, inc: Incident, ticket_id: int, reason: str) -> None:
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(t.tickets)
+                .where(t.tickets.c.id == ticket_id)
+                .values(state="failed", error=reason)
+            )
+            await incidents.enqueue_reply(
+                conn, self.cfg, inc, Reply(f"❌ Could not file the ticket: {reason}", "error")
+            )
+
+    async def _notify_unreachable(self, inc: Incident, ticket_id: int, error: str) -> None:
         """Say it once per ticket; the queue keeps retrying."""
         async with self.store.write() as conn:
             done = await conn.execute(
                 update(t.tickets)
-                .where(t.tickets.c.id == row.id, t.tickets.c.error.is_(None))
+                .where(t.tickets.c.id == ticket_id, t.tickets.c.error.is_(None))
                 .values(error=error[:500])
             )
             if done.rowcount:
