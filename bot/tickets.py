@@ -307,13 +307,14 @@ class TicketDesk:
                 )
 
     async def comment(self, item: Item) -> None:
-        """On resolution: comment with the resolution and attach the postmortem."""
+        """On resolution: a comment, or an attachment (each its own job, so each retried alone)."""
         if self.jira is None:
             return
         p = item.payload
-        await self.jira.add_comment(p["key"], p["comment"])
-        if p.get("postmortem"):
-            await self.jira.attach(p["key"], p["filename"], p["postmortem"].encode())
+        if p.get("comment"):
+            await self.jira.add_comment(p["key"], p["comment"])
+        if p.get("attachment"):
+            await self.jira.attach(p["key"], p["filename"], p["attachment"].encode())
 
 
 async def created_keys(conn: AsyncConnection, incident_id: str) -> list[str]:
