@@ -42,7 +42,8 @@ def actor_for(cfg: Config, msg: InboundMessage) -> Actor:
     """The person behind a message; the local console user on loopback is an admin.
 
     People are matched by the id the platform vouches for, never by `user_name`: a user or
-    display name is chosen by its owner, and "ravi" from a stranger must not get Ravi's roles.
+    display name is chosen by its owner, and "ravi" from a stranger must not get Ravi's roles,
+    nor be shown as "@ravi" in the thread; someone not in the directory goes by that id.
     """
     person = cfg.person(msg.user_id)
     if person is not None:
@@ -54,9 +55,7 @@ def actor_for(cfg: Config, msg: InboundMessage) -> Actor:
         )
     if msg.platform == "console" and is_loopback(cfg.http.host):
         return Actor(msg.user_id, msg.user_name or "console", frozenset({"admin"}))
-    return Actor(
-        msg.user_id, msg.user_name or msg.user_id, frozenset(cfg.policy.unknown_user_roles)
-    )
+    return Actor(msg.user_id, msg.user_id, frozenset(cfg.policy.unknown_user_roles))
 
 
 def decide_request(cfg: Config, actor: Actor, service: str, action: str) -> Decision:

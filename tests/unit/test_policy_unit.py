@@ -66,7 +66,7 @@ def test_people_are_found_by_the_id_their_platform_gives() -> None:
 
 def test_a_stranger_calling_themselves_ravi_gets_no_roles() -> None:
     stranger = actor_for(config(), message("slack", "U0STRANGER", user_name="ravi"))
-    assert stranger.person is None
+    assert (stranger.person, stranger.mention) == (None, "@U0STRANGER")
     assert stranger.roles == frozenset()
 
 
