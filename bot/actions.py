@@ -134,10 +134,11 @@ async def request(
         )
     )
     action_id = res.inserted_primary_key[0]
-    await audit(conn, actor.id, action, target, state, decision.reason, inc.id)
+    why = f"auto-remediation; {decision.reason}" if auto else decision.reason
+    await audit(conn, actor.id, action, target, state, why, inc.id)
     what = f"{action.replace('_', ' ')} {target}{_params_text(params)}"
     await incidents.add_event(
-        conn, inc.id, "action_requested", actor.name, f"{what} requested ({decision.reason})"
+        conn, inc.id, "action_requested", actor.name, f"{what} requested ({why})"
     )
     if state == "approved":
         await incidents.enqueue_job(conn, "action", inc, {"action_id": action_id})

@@ -122,5 +122,7 @@ def auto_remediation(cfg: Config, service: str | None, d: Diagnosis) -> Decision
     if svc is None or action not in svc.actions:
         return Decision(Outcome.REFUSE, f"{action} is not allowed on {service}")
     return Decision(
-        Outcome.RUN, f"auto-remediation: {action} proposed with confidence {d.confidence:.2f}"
+        Outcome.RUN,
+        f"{action} proposed with confidence {d.confidence:.2f} "
+        f"(at least {rule.min_confidence:.2f} acts on its own)",
     )
