@@ -11,14 +11,16 @@ from agent.types import ActionKind, Category, IncidentContext, Observations
 APP_ERRORS = (
     s.pattern(
         "image_pull",
-        r"ImagePullBackOff|ErrImagePull|Failed to pull image|manifest unknown|pull access denied",
+        r"ImagePullBackOff|ErrImagePull|Failed to pull image|manifest unknown|pull access denied|"
+        r"CannotPullContainerError",
         0.35,
     ),
     s.pattern("go_panic", r"http: panic serving|^panic: |runtime error: ", 0.25),
     s.pattern(
         "null_deref",
         r"nil pointer dereference|NullPointerException|Cannot read propert(y|ies) of (undefined|null)|"
-        r"'NoneType' object|undefined is not a function|is not a function",
+        r"'NoneType' object|undefined is not a function|is not a function|NoMethodError|"
+        r"undefined method|NullReferenceException|Object reference not set",
         0.2,
     ),
     s.pattern(
@@ -48,16 +50,23 @@ class BadDeploy:
             return None  # the errors were there before the deploy
         issues = s.new_issues(obs, deploy)
         hits = s.observed(obs, APP_ERRORS)
-        if not (issues or onset is not None or hits):
+        latency = s.metric(obs, s.LATENCY)
+        slower = latency.onset_minutes_ago() if latency and latency.stepped(2.0) else None
+        if slower is not None and not s.started_after(deploy, slower):
+            slower = None  # it was slow before the deploy
+        regressed = slower is not None
+        if not (issues or onset is not None or hits or regressed):
             return None
         case = Case(score=0.2)
-        case.add(s.weight(hits, 0.3), *(h.evidence for h in hits[:2]))
+        case.add(s.weight(hits, 0.3), *s.quotes(hits, 2))
         frame = s.frame_near(obs, hits)
         case.cite([frame.evidence] if frame else [])
         case.add(0.1, s.deploy_evidence(deploy))
         case.add(0.25 if issues else 0.0, *(s.issue_evidence(i) for i in issues[:1]))
         if errors is not None and onset is not None:
             case.add(0.25, errors.evidence)
+        if latency is not None and regressed:
+            case.add(0.2, latency.evidence)
         if any(deploy.sha in line for line in obs.logs) or (
             obs.health is not None and deploy.sha in obs.health.body
         ):
@@ -68,12 +77,21 @@ class BadDeploy:
         if requests is not None and requests.ratio >= 2:
             case.score *= 0.6  # more traffic, not new code, may explain new errors
 
-        error = issues[0].title if issues else hits[0].phrase if hits else "a higher error rate"
-        started = (
-            onset if onset is not None else issues[0].first_seen_minutes_ago if issues else None
-        )
+        if issues:
+            error = issues[0].title
+        elif hits:
+            error = hits[0].phrase
+        elif errors is not None and onset is not None:
+            error = "a higher error rate"
+        else:
+            error = "slower responses"
+        first_seen = issues[0].first_seen_minutes_ago if issues else None
+        started = next((m for m in (onset, first_seen, slower) if m is not None), None)
         when = f", starting {s.fmt_minutes(started)} ago" if started is not None else ""
-        rate = f" ({errors.describe()})" if errors is not None and onset is not None else ""
+        measured = [
+            m.describe() for m, on in ((errors, onset), (latency, slower)) if m and on is not None
+        ]
+        rate = f" ({'; '.join(measured)})" if measured else ""
         where = f" It fails in {frame.describe()}." if frame else ""
         return case.finding(
             self,

@@ -7,7 +7,7 @@ import re
 
 from agent.offline import signals as s
 from agent.offline.model import Case, Finding
-from agent.types import ActionKind, Category, IncidentContext, Observations
+from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
 
 TLS_FAILURES = (
     s.pattern(
@@ -39,6 +39,14 @@ RENEWAL = (
 _EXPIRY = re.compile(r"(cert|ssl|tls)\w*expir|expir\w*(cert|ssl|tls)", re.IGNORECASE)
 _ALERT = re.compile(r"certificate|\bcert\b|\bSSL\b|\bTLS\b|x509", re.IGNORECASE)
 _SECONDS_PER_DAY = 86400
+_UNIX_TIME_FLOOR = 1e9  # larger values are timestamps (2001 on), not durations
+
+
+def _seconds_left(expiry: s.Shape) -> float:
+    """Seconds until expiry, whether the series counts down or holds the expiry's unix time
+    (blackbox exporter's probe_ssl_earliest_cert_expiry)."""
+    value = expiry.values[-1]
+    return value - expiry.times[-1] if value > _UNIX_TIME_FLOOR else value
 
 
 class CertificateExpired:
@@ -49,21 +57,22 @@ class CertificateExpired:
     def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
         hits = s.observed(obs, TLS_FAILURES)
         expiry = next(iter(s.metrics_named(obs, _EXPIRY)), None)
-        expired = expiry is not None and expiry.values[-1] <= 0
+        left = _seconds_left(expiry) if expiry is not None else None
+        expired = left is not None and left <= 0
         alert = s.alert_hit(ctx, _ALERT)
         if not (hits or expired):
             return None
         case = Case()
-        case.add(s.weight(hits, 0.6), *(h.evidence for h in hits[:2]))
-        if expiry is not None:
-            left = expiry.values[-1]
-            quote = f"{expiry.name} {s.fmt(left)} (expired)" if left <= 0 else expiry.describe()
+        case.add(s.weight(hits, 0.6), *s.quotes(hits, 2))
+        if expiry is not None and left is not None:
+            status = "expired" if left <= 0 else f"{s.fmt(left / _SECONDS_PER_DAY)} days left"
+            quote = f"{expiry.name} {s.fmt(expiry.values[-1])} ({status})"
             soon = 0.4 if left <= 0 else 0.15 if left < 7 * _SECONDS_PER_DAY else 0.0
-            case.add(soon, s.Evidence(tool="metrics", quote=quote))
+            case.add(soon, Evidence(tool="metrics", quote=quote))
         renewal = s.find(obs.logs, RENEWAL)
-        case.add(s.weight(renewal, 0.1), *(h.evidence for h in renewal[:1]))
+        case.add(s.weight(renewal, 0.1), *s.quotes(renewal, 1))
         case.add(0.1 if alert else 0.0, alert)
-        case.cite(h.evidence for h in hits[2:3])
+        case.cite(s.quotes(hits, 3)[2:])
 
         what = hits[0].text if hits else "the certificate's expiry time has passed"
         renew = f" Renewal is failing: {renewal[0].quote}." if renewal else ""

@@ -60,7 +60,7 @@ class CpuSaturation:
         case = Case()
         if cpu is not None and hot:
             case.add(0.35 if s.saturated(cpu) and stepped else 0.2, cpu.evidence)
-        case.add(s.weight(hits, 0.4), *(h.evidence for h in hits[:3]))
+        case.add(s.weight(hits, 0.4), *s.quotes(hits, 3))
         frame = s.frame_near(obs, hits)
         case.cite([frame.evidence] if frame else [])
         if requests is not None and hot:

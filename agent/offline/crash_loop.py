@@ -30,14 +30,15 @@ STARTUP_FAILURES = (
     s.pattern(
         "bad_config",
         r"[Ii]nvalid config(uration)?|failed to (load|parse|read) config(uration)?|"
-        r"config(uration)? (error|invalid)|ConfigurationError|ImproperlyConfigured",
+        r"config(uration)? (error|invalid)|ConfigurationError|ImproperlyConfigured|"
+        r"APPLICATION FAILED TO START",
         0.25,
     ),
     s.pattern(
         "missing_setting",
         r"(environment variable|env var|setting|secret|key)\b[^\n]{0,40}\b(is )?(not set|missing|"
         r"required|not found|undefined)|missing required|KeyError: '[A-Z][A-Z0-9_]+'|"
-        r"CreateContainerConfigError|secret \"[\w.-]+\" not found",
+        r"CreateContainerConfigError|secret \"[\w.-]+\" not found|unable to pull secrets",
         0.25,
     ),
     s.pattern("no_such_file", r"no such file or directory|No such file or directory|ENOENT", 0.2),
@@ -49,7 +50,11 @@ STARTUP_FAILURES = (
         0.2,
     ),
     s.pattern(
-        "migration", r"migration[s]? failed|failed to (run|apply) migration", 0.2, ignore_case=True
+        "migration",
+        r"migration[s]? failed|failed to (run|apply) migration|PendingMigrationError|"
+        r"pending migration",
+        0.2,
+        ignore_case=True,
     ),
     s.pattern("bind", r"address already in use|EADDRINUSE", 0.2),
     s.pattern("fatal_start", r"\bFATAL\b|\bfatal\b|panic: |Uncaught|Error: ", 0.05),
@@ -86,12 +91,11 @@ class CrashLoop:
         if not (loop or climbing or alert):
             return None
         causes = s.observed(obs, STARTUP_FAILURES)
-        shown = s.distinct(causes)
         frame = s.frame_near(obs, causes)
         case = Case()
-        case.add(s.weight(loop, 0.5), *(h.evidence for h in loop[:1]))
-        case.add(s.weight(causes, 0.35), *(h.evidence for h in shown[:2]))
-        case.cite(h.evidence for h in loop[1:2])
+        case.add(s.weight(loop, 0.5), *s.quotes(loop, 1))
+        case.add(s.weight(causes, 0.35), *s.quotes(causes, 2))
+        case.cite(s.quotes(loop, 2)[1:])
         if restarts is not None and climbing:
             count = f"{restarts.name} {s.fmt(restarts.values[0])} -> {s.fmt(restarts.values[-1])}"
             case.add(0.1, Evidence(tool="metrics", quote=count))
@@ -106,11 +110,11 @@ class CrashLoop:
         )
         if deploy is not None:
             case.add(0.05, s.deploy_evidence(deploy))
-        case.cite(h.evidence for h in shown[2:3])
+        case.cite(s.quotes(causes, 3)[2:])
         case.cite([frame.evidence] if frame else [])
 
         cause = causes[0].quote if causes else "the start-up error is not in the logs shown"
-        where = f" ({frame.describe()})" if frame else ""
+        where = f", in {frame.describe()}" if frame else ""
         change = (
             f" It began with deploy {s.deploy_quote(deploy)}"
             + (", a config change that matches the error." if suspect else ".")

@@ -15,14 +15,19 @@ SERVER_FULL = (
     ),
     s.pattern("pg_reserved", r"remaining connection slots are reserved", 0.35),
     s.pattern("mysql_too_many", r"Too many connections|ER_CON_COUNT_ERROR", 0.45),
-    s.pattern("pgbouncer_full", r"no more connections allowed|max_client_conn", 0.4),
+    s.pattern(
+        "pgbouncer_full",
+        r"no more connections allowed|max_client_conn|max number of clients reached",
+        0.4,
+    ),
 )
 POOL_EMPTY = (
     s.pattern(
         "pool_timeout",
         r"Connection is not available, request timed out|QueuePool limit of size \d+ overflow|"
         r"Timeout acquiring a connection|Timeout waiting for (idle object|connection from pool)|"
-        r"pool (is )?exhausted|failed to acquire (a )?connection|Unable to acquire JDBC Connection",
+        r"pool (is )?exhausted|failed to acquire (a )?connection|Unable to acquire JDBC Connection|"
+        r"fetching a new connection from the connection pool",
         0.45,
     ),
     s.pattern("pool_failed", r"Failed to obtain JDBC Connection|Cannot get a connection", 0.2),
@@ -66,12 +71,12 @@ class DbConnectionExhaustion:
         if not (server or pool or leaks or (pinned and (waiting or alert))):
             return None
         case = Case()
-        case.add(s.weight(server + pool, 0.6), *(h.evidence for h in (server + pool)[:2]))
-        case.add(s.weight(leaks, 0.35), *(h.evidence for h in leaks[:1]))
+        case.add(s.weight(server + pool, 0.6), *s.quotes(server + pool, 2))
+        case.add(s.weight(leaks, 0.35), *s.quotes(leaks, 1))
         frame = s.frame_near(obs, leaks)
         case.cite([frame.evidence] if frame else [])
         holders = s.find(obs.logs, HOLDERS)
-        case.cite(h.evidence for h in holders[:1])
+        case.cite(s.quotes(holders, 1))
         case.add(0.2 if pinned else 0.0, *(m.evidence for m in pinned[:1]))
         case.add(0.15 if waiting else 0.0, *(m.evidence for m in waiting[:1]))
         case.add(0.1 if alert else 0.0, alert)

@@ -49,8 +49,8 @@ class DbLatency:
         if not (locks or slow or db_metrics):
             return None
         case = Case()
-        case.add(s.weight(locks, 0.6), *(h.evidence for h in locks[:3]))
-        case.add(s.weight(slow, 0.2 if locks else 0.3), *(h.evidence for h in slow[:1]))
+        case.add(s.weight(locks, 0.6), *s.quotes(locks, 3))
+        case.add(s.weight(slow, 0.2 if locks else 0.3), *s.quotes(slow, 1))
         case.add(0.15 if db_metrics else 0.0, *(m.evidence for m in db_metrics[:1]))
         latency = s.metric(obs, s.LATENCY)
         requests = s.requests(obs)
@@ -62,7 +62,7 @@ class DbLatency:
             case.score *= 0.7  # slow everything with a pegged CPU is not the database's doing
         alert = s.alert_hit(ctx, _ALERT)
         case.add(0.05 if alert else 0.0, alert)
-        case.cite(h.evidence for h in locks[3:4])
+        case.cite(s.quotes(locks, 4)[3:])
 
         lock = bool(locks)
         what = locks[0].text if lock else slow[0].text if slow else db_metrics[0].describe()

@@ -18,7 +18,8 @@ FAILURES = (
     s.pattern(
         "nginx_upstream",
         r"upstream timed out|upstream prematurely closed|no live upstreams|"
-        r"connect\(\) failed .* while connecting to upstream",
+        r"connect\(\) failed .* while connecting to upstream|upstream connect error|"
+        r"no healthy upstream",
         0.25,
     ),
     s.pattern(
@@ -39,20 +40,23 @@ FAILURES = (
     s.pattern(
         "refused",
         r"Connection refused|ECONNREFUSED|connection reset by peer|ECONNRESET|"
-        r"EHOSTUNREACH|No route to host",
+        r"EHOSTUNREACH|No route to host|socket hang up",
         0.2,
+        ignore_case=True,
     ),
     s.pattern(
         "read_timeout",
         r"Read timed out|ReadTimeout|SocketTimeoutException|ETIMEDOUT|i/o timeout|"
         r"Connection timed out|ConnectTimeout",
         0.2,
+        ignore_case=True,
     ),
     s.pattern(
         "dns",
         r"no such host|Name or service not known|ENOTFOUND|UnknownHostException|"
-        r"Temporary failure in name resolution",
+        r"Temporary failure in name resolution|EAI_AGAIN",
         0.2,
+        ignore_case=True,
     ),
     s.pattern("retries", r"Max retries exceeded with url|retries exhausted|giving up after", 0.1),
     s.pattern("grpc_unavailable", r"\bUNAVAILABLE\b|code = Unavailable", 0.15),
@@ -68,7 +72,21 @@ FAILURES = (
 )
 _NAME_LABELS = ("upstream", "dependency", "peer_service", "destination_service", "remote_service")
 _URL_HOST = re.compile(r"https?://([\w.-]+)|host='([\w.-]+)'")
-_ADDRESS = re.compile(r"(?:dial tcp|connect to|connecting to|host=|\bat) ([a-z][\w.-]*):\d{2,5}\b")
+_ADDRESS = re.compile(
+    r"(?:dial tcp|connect to|connecting to|host=|\bat|ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH) "
+    r"([\w][\w.-]*):(\d{2,5})\b"
+)
+_WELL_KNOWN_PORTS = {
+    "5432": "postgres",
+    "3306": "mysql",
+    "6379": "redis",
+    "11211": "memcached",
+    "9092": "kafka",
+    "5672": "rabbitmq",
+    "27017": "mongodb",
+    "9200": "elasticsearch",
+    "2181": "zookeeper",
+}
 _NAMED = re.compile(
     r'"?(?:carrier|provider|dependency|upstream|peer|remote|target|backend)"?\s*[:=]\s*"([\w.-]+)"'
 )
@@ -79,15 +97,17 @@ _ALERT = re.compile(
 
 
 def _named_in_logs(lines: Sequence[str], hits: Sequence[s.Hit]) -> str | None:
-    """The dependency most failure lines name (a JSON field, a URL host)."""
+    """The dependency most failure lines name (a JSON field, a URL host, a host:port)."""
     failing = {i for h in hits for i, line in enumerate(lines) if h.pattern.regex.search(line)}
     names: Counter[str] = Counter()
-    for i in failing:
-        line = lines[i]
-        for regex in (_NAMED, _URL_HOST, _ADDRESS, _BREAKER_NAME):
-            if m := regex.search(line):
-                names[next(g for g in m.groups() if g)] += 1
-                break
+    for line in (lines[i] for i in failing):
+        if m := _NAMED.search(line) or _URL_HOST.search(line):
+            names[next(g for g in m.groups() if g)] += 1
+        elif m := _ADDRESS.search(line):
+            kind = _WELL_KNOWN_PORTS.get(m[2])
+            names[f"{kind} at {m[1]}:{m[2]}" if kind else f"{m[1]}:{m[2]}"] += 1
+        elif m := _BREAKER_NAME.search(line):
+            names[m[1]] += 1
     return names.most_common(1)[0][0] if names else None
 
 
@@ -120,11 +140,10 @@ class DependencyDown:
             named = s.DEPENDENCY_ERRORS.search(worst.name)
             metric_name = named["dep"] if named else None
             case.add(0.35, worst.evidence)
-        case.add(s.weight(hits, 0.45), *(h.evidence for h in hits[:3]))
+        case.add(s.weight(hits, 0.45), *s.quotes(hits, 3))
         label = s.alert_label(ctx, *_NAME_LABELS)
         name = label or metric_name or _named_in_logs(obs.logs, hits)
-        if label:
-            case.score += 0.1
+        case.score += 0.1 if name else 0.0  # the failures point at one dependency
         healthy = [
             m
             for m in s.metrics_named(obs, s.DEPENDENCY_ERRORS)
@@ -139,14 +158,14 @@ class DependencyDown:
         if own is not None and own.stepped(3.0, 0.01):
             case.cite([own.evidence])
         cpu, memory, requests = s.metric(obs, s.CPU), s.metric(obs, s.MEMORY), s.requests(obs)
-        if (
-            s.saturated(cpu, 85)
-            or s.saturated(memory, 90)
-            or (requests is not None and requests.ratio >= 2)
-        ):
+        busy = requests is not None and requests.ratio >= 2
+        if s.saturated(cpu, 85) or s.saturated(memory, 90) or busy:
             case.score *= 0.4  # the service itself is overloaded: its upstream calls time out too
-        elif cpu is not None or memory is not None:
-            case.score += 0.05
+        elif idle := next((m for m in (cpu, memory) if m is not None), None):
+            case.add(
+                0.05,
+                Evidence(tool="metrics", quote=f"{idle.describe()}: the service itself is fine"),
+            )
         if obs.health is not None and name and _short(name) in obs.health.body.lower():
             case.add(0.05, s.health_evidence(obs))
         issue = next(
@@ -161,7 +180,8 @@ class DependencyDown:
         kinds = ", ".join(dict.fromkeys(h.text for h in hits[:3]))
         return case.finding(
             self,
-            headline=f"upstream {who} is failing" + (f" ({kinds})" if kinds else ""),
+            headline=f"{name or 'an upstream dependency'} is failing"
+            + (f" ({kinds})" if kinds else ""),
             root_cause=(
                 f"Calls to {who} fail"
                 + (f" ({kinds})" if kinds else "")

@@ -10,7 +10,7 @@ from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, IncidentContext, Observations
 
 NO_SPACE = (
-    s.pattern("enospc", r"No space left on device|ENOSPC", 0.5),
+    s.pattern("enospc", r"No space left on device|ENOSPC", 0.5, ignore_case=True),
     s.pattern("pg_extend", r"could not extend file|could not write to file", 0.2),
     s.pattern("quota", r"Disk quota exceeded|EDQUOT", 0.4),
     s.pattern(
@@ -53,7 +53,7 @@ class DiskFull:
         if not (hits or full or empty):
             return None
         case = Case()
-        case.add(s.weight(hits, 0.55), *(h.evidence for h in hits[:3]))
+        case.add(s.weight(hits, 0.55), *s.quotes(hits, 3))
         if used is not None and (full or used.current >= 90):
             case.add(0.3 if full else 0.15, used.evidence)
         if free is not None and empty:

@@ -148,7 +148,9 @@ def _observed(ctx: IncidentContext, obs: Observations) -> list[Evidence]:
     if obs.deploys:
         newest = min(obs.deploys, key=lambda d: d.minutes_ago)
         evidence.append(signals.deploy_evidence(newest))
-    evidence.append(Evidence(tool="alert", quote=signals.clip(ctx.title)))
+    evidence.extend(
+        Evidence(tool="alert", quote=signals.clip(t)) for t in signals.alert_texts(ctx)[:3]
+    )
     return evidence
 
 

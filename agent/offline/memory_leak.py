@@ -10,7 +10,12 @@ from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
 
 OUT_OF_MEMORY = (
-    s.pattern("jvm_oom", r"java\.lang\.OutOfMemoryError(: [\w ]+)?|OutOfMemoryError: [\w ]+", 0.5),
+    s.pattern(
+        "runtime_oom",
+        r"java\.lang\.OutOfMemoryError(: [\w ]+)?|OutOfMemory(Error|Exception)(: [\w ]+)?|"
+        r"NoMemoryError|failed to allocate memory",
+        0.5,
+    ),
     s.pattern("gc_overhead", r"GC overhead limit exceeded", 0.45),
     s.pattern("v8_oom", r"JavaScript heap out of memory", 0.5),
     s.pattern(
@@ -27,7 +32,8 @@ OUT_OF_MEMORY = (
     s.pattern("k8s_oomkilled", r"OOMKilled", 0.45),
     s.pattern(
         "sigkill",
-        r"(exit(ed)?( with)?|Exit) (code|status)[:=]? ?137\b|signal 9 \(SIGKILL\)|signal: killed",
+        r"(exit(ed)?( with)?|Exit) (code|status)[:=]? ?137\b|signal 9 \(SIGKILL\)|signal: killed|"
+        r"Perhaps out of memory",
         0.2,
     ),
     s.pattern("bad_alloc", r"std::bad_alloc|Cannot allocate memory|cannot allocate memory", 0.3),
@@ -73,9 +79,9 @@ class MemoryLeak:
         frame = s.frame_near(obs, oom)
         deploy = s.recent_deploy(obs)
         case = Case()
-        case.add(s.weight(oom[:2], 0.55), *(h.evidence for h in oom[:2]))
-        case.add(s.weight(hints, 0.2), *(h.evidence for h in hints[:1]))
-        case.add(s.weight(gc, 0.15), *(h.evidence for h in gc[:1]))
+        case.add(s.weight(oom[:2], 0.55), *s.quotes(oom, 2))
+        case.add(s.weight(hints, 0.2), *s.quotes(hints, 1))
+        case.add(s.weight(gc, 0.15), *s.quotes(gc, 1))
         case.cite([frame.evidence] if frame else [])
         if memory is not None and growing:
             case.add(0.3, Evidence(tool="metrics", quote=memory.describe_growth()))

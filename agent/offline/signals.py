@@ -167,10 +167,11 @@ class Hit:
 
 
 def find(lines: Sequence[str], patterns: Iterable[Pattern], tool: str = "logs") -> list[Hit]:
-    """One hit (the first matching line) per matching pattern, heaviest first.
+    """One hit per matching pattern, heaviest first: the first line that shows the phrase
+    best (the message itself rather than echoed source code, whole rather than clipped).
 
-    Each pattern scans the joined log once, which is much faster than a search per line; a
-    match is confirmed on its own line so that no match spans two lines.
+    Each pattern scans the joined log, which is much faster than a search per line; a match
+    is confirmed on its own line so that no match spans two lines.
     """
     text = "\n".join(lines)
     lowered = text.lower()
@@ -179,15 +180,30 @@ def find(lines: Sequence[str], patterns: Iterable[Pattern], tool: str = "logs") 
     for p in patterns:
         if p.keys is not None and not any(k in lowered for k in p.keys):
             continue
+        best: Hit | None = None
         position = 0
         while position <= len(text) and (found := p.regex.search(text, position)):
             index = bisect_right(starts, found.start()) - 1
-            if match := p.regex.search(lines[index]):
-                hits.append(Hit(p, index, lines[index], *match.span(), tool))
-                break
             position = starts[index + 1] if index + 1 < len(starts) else len(text) + 1
+            if match := p.regex.search(lines[index]):
+                hit = Hit(p, index, lines[index], *match.span(), tool)
+                if best is None or _rank(hit) < _rank(best):
+                    best = hit
+                if _rank(best) == 0:
+                    break
+        if best is not None:
+            hits.append(best)
     hits.sort(key=lambda h: -h.pattern.weight)
     return hits
+
+
+# A runtime printing the source line that threw (Node, Python tracebacks), not the error.
+_SOURCE_ECHO = re.compile(r"^\s*(throw |raise |panic\(|return |\S+ = )")
+
+
+def _rank(hit: Hit) -> int:
+    """0 for a line that is the message and fits a quote; higher is a worse line to quote."""
+    return 2 * bool(_SOURCE_ECHO.match(hit.line)) + (len(hit.line.strip()) > QUOTE_MAX)
 
 
 def observed(obs: Observations, patterns: Sequence[Pattern]) -> list[Hit]:
@@ -200,12 +216,12 @@ def observed(obs: Observations, patterns: Sequence[Pattern]) -> list[Hit]:
     return hits
 
 
-def distinct(hits: Iterable[Hit]) -> list[Hit]:
-    """The hits on different lines (two phrases of one line make one quote)."""
-    kept: dict[int, Hit] = {}
+def quotes(hits: Iterable[Hit], limit: int) -> list[Evidence]:
+    """Evidence for the first `limit` hits on different lines (one line makes one quote)."""
+    kept: dict[tuple[str, int], Hit] = {}
     for h in hits:
-        kept.setdefault(h.index, h)
-    return list(kept.values())
+        kept.setdefault((h.tool, h.index), h)
+    return [h.evidence for h in list(kept.values())[:limit]]
 
 
 def weight(hits: Iterable[Hit], cap: float) -> float:
@@ -225,10 +241,18 @@ def clip(line: str, start: int = 0, end: int = 0) -> str:
     offset = len(line) - len(line.lstrip())
     start, end = max(0, start - offset), max(0, end - offset)
     stamp = _LEADING_TIMESTAMP.match(text)
-    for begin in (0, stamp.end() if stamp else 0, max(0, start - 60), start):
+    for begin in (0, stamp.end() if stamp else 0, _word_start(text, start - 60, start), start):
         if end <= begin + QUOTE_MAX:
             return text[begin : begin + QUOTE_MAX].strip()
     return text[start : start + QUOTE_MAX].strip()
+
+
+def _word_start(text: str, at: int, limit: int) -> int:
+    """The first word boundary at or after `at` (not past `limit`), so a quote starts cleanly."""
+    if at <= 0:
+        return 0
+    space = text.find(" ", at, limit)
+    return space + 1 if space >= 0 else at
 
 
 # ---------------------------------------------------------------------------- the alert
@@ -362,8 +386,14 @@ def shape(name: str, points: Sequence[Point]) -> Shape | None:
 MEMORY = re.compile(r"mem|heap|rss", re.IGNORECASE)
 CPU = re.compile(r"cpu", re.IGNORECASE)
 REQUESTS = re.compile(
-    r"requests?_?(per_?sec|count|rate|total)|\b(rps|qps)\b|^(rps|qps)|throughput|"
-    r"messages_(processed|consumed)|requestcount",
+    r"(^|_)requests?(_per_(sec|second|min|minute)|_total|_count|_rate)?$|^(rps|qps)$|"
+    r"requests?_?per_?(sec|second|min)|request_?count|throughput|"
+    r"messages_(in|processed|consumed)|events_(in|received|per)|invocations",
+    re.IGNORECASE,
+)
+# Request-like names that measure trouble or size, not load.
+_NOT_LOAD = re.compile(
+    r"pending|waiting|queued|fail|error|dropp|reject|throttl|latency|duration|size|bytes",
     re.IGNORECASE,
 )
 OWN_ERRORS = re.compile(
@@ -381,21 +411,29 @@ RESTARTS = re.compile(r"restart", re.IGNORECASE)
 _BACKING_STORE = re.compile(r"^(rds|db|database|postgres|pg|mysql|redis|cache|elasticache)_")
 
 
-def metric(obs: Observations, family: re.Pattern[str], *, own: bool = True) -> Shape | None:
+def metric(
+    obs: Observations,
+    family: re.Pattern[str],
+    *,
+    own: bool = True,
+    exclude: re.Pattern[str] | None = None,
+) -> Shape | None:
     """The service's series of this family (the shortest matching name is the canonical one)."""
     names = [
         n
         for n in obs.metrics
-        if family.search(n) and not (own and _BACKING_STORE.match(n)) and obs.metrics[n]
+        if family.search(n)
+        and obs.metrics[n]
+        and not (own and _BACKING_STORE.match(n))
+        and not (exclude and exclude.search(n))
     ]
-    if not names:
-        return None
-    return shape(min(names, key=len), obs.metrics[min(names, key=len)])
+    canonical = min(names, key=len, default=None)
+    return shape(canonical, obs.metrics[canonical]) if canonical else None
 
 
 def requests(obs: Observations) -> Shape | None:
     """The request rate; a monotonic counter (`..._total`) is turned into a per-second rate."""
-    counter = metric(obs, REQUESTS)
+    counter = metric(obs, REQUESTS, exclude=_NOT_LOAD)
     if (
         counter is None
         or not counter.name.endswith(("_total", "_count"))
@@ -431,7 +469,7 @@ def saturated(s: Shape | None, level: float = 90.0) -> bool:
 _PY_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
 _JAVA_FRAME = re.compile(r"^\s*at ((?:[\w$]+\.)+[\w$<>]+)\(([^)]*)\)")
 _NODE_FRAME = re.compile(
-    r"^\s*at (?:(\S+) \()?((?:node:|file:|/|[A-Za-z]:\\)[^()]*):\d+:\d+\)?\s*$"
+    r"^\s*at (?:(\S+) \()?((?:node:|file:|/|[A-Za-z]:\\)[^()]*):(\d+):\d+\)?\s*$"
 )
 _GO_FILE = re.compile(r"^\s+\S+\.go:\d+")
 _GO_CALL = re.compile(r"^(\S.*)\([^()]*\)$")
@@ -481,10 +519,10 @@ def _frame_at(lines: Sequence[str], i: int) -> tuple[Frame | None, bool]:
     if m := _JAVA_FRAME.match(line):
         return (None if _JAVA_LIBRARY.match(m[1]) else Frame(i, clip(line), m[1])), True
     if m := _NODE_FRAME.match(line):
-        func, path = m[1] or "<anonymous>", m[2]
-        return (
-            None if _NODE_LIBRARY.search(path) else Frame(i, clip(line), f"{func} ({path})")
-        ), True
+        func, path, number = m[1] or "<anonymous>", m[2], m[3]
+        if _NODE_LIBRARY.search(path):
+            return None, True
+        return Frame(i, clip(line), f"{func} ({path}:{number})"), True
     if i + 1 < len(lines) and _GO_FILE.match(lines[i + 1]) and (m := _GO_CALL.match(line.strip())):
         func = m[1]
         app = func.startswith("main.") or (

@@ -39,6 +39,8 @@ _ALERT = re.compile(
 )
 _REQUEST_PATH = re.compile(r'"(?:GET|POST|PUT|PATCH|DELETE|HEAD) ([^\s"?]+)[^\s"]* HTTP/[\d.]+"')
 _JSON_PATH = re.compile(r'"(?:path|uri|route|url)"\s*:\s*"([^"?]+)')
+_REMOTE_ADDR = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}) \S+ \S+ \[")
+_USER_AGENT = re.compile(r'" \d{3} \d+ "[^"]*" "([^"]+)"\s*$')
 _CLIENT = re.compile(r'"?(?:client_id|client|api_key_name|consumer|tenant)"?\s*[:=]\s*"?([\w.-]+)')
 _DOMINANT_SHARE = 0.5
 
@@ -65,7 +67,11 @@ def _dominant_evidence(lines: Sequence[str]) -> tuple[list[str], list[Evidence]]
     """What most of the traffic is ('GET /deals/x', 'client partner-acme') and lines showing it."""
     found: list[str] = []
     evidence: list[Evidence] = []
-    for label, regexes in (("path", (_REQUEST_PATH, _JSON_PATH)), ("client", (_CLIENT,))):
+    for label, regexes in (
+        ("path", (_REQUEST_PATH, _JSON_PATH)),
+        ("client", (_CLIENT, _REMOTE_ADDR)),
+        ("user agent", (_USER_AGENT,)),
+    ):
         if result := _dominant(lines, regexes):
             value, index = result
             start = lines[index].find(value)
@@ -91,9 +97,10 @@ class TrafficSpike:
         case = Case()
         if requests is not None and surge:
             case.add(0.45 if requests.ratio >= 3 else 0.3, requests.evidence)
-        case.add(s.weight(capacity, 0.35), *(h.evidence for h in capacity[:2]))
+        case.add(s.weight(capacity, 0.35), *s.quotes(capacity, 1))
         drivers, driver_evidence = _dominant_evidence(obs.logs)
         case.cite(driver_evidence)
+        case.cite(s.quotes(capacity, 2)[1:])
         errors = s.metric(obs, s.OWN_ERRORS)
         if errors is not None:
             if errors.current >= 0.2:
@@ -111,7 +118,7 @@ class TrafficSpike:
             case.add(0.05, cpu.evidence)
         alert = capped or s.alert_hit(ctx, _ALERT)
         case.add(0.2 if capped else 0.1 if alert else 0.0, alert)
-        case.cite(h.evidence for h in capacity[2:3])
+        case.cite(s.quotes(capacity, 3)[2:])
 
         load = requests.describe() if requests is not None and surge else "load above capacity"
         driver = f" Most of it is {' and '.join(drivers)}." if drivers else ""

@@ -70,7 +70,7 @@ def cited(d: Diagnosis) -> str:
 
 
 def assert_quotes_are_exact(d: Diagnosis, obs: Observations) -> None:
-    assert 3 <= len(d.evidence) <= 6
+    assert 1 <= len(d.evidence) <= 6
     for e in d.evidence:
         assert len(e.quote) <= signals.QUOTE_MAX
         if e.tool == "logs":
@@ -107,6 +107,7 @@ def test_python_memory_error_with_growing_memory_is_a_leak_to_restart() -> None:
     assert d.summary.startswith("report-worker:")
     assert (d.source, d.model) == (DiagnosisSource.OFFLINE, "offline-rules")
     assert d.tool_calls == ["logs", "metrics"]
+    assert len(d.evidence) >= 3
     assert_quotes_are_exact(d, obs)
 
 
@@ -287,6 +288,307 @@ def test_a_counter_of_requests_that_surges_is_a_traffic_spike_to_scale() -> None
     assert "rate(http_requests_total) 450 vs baseline 100 (4.5x)" in cited(d)
 
 
+GROWING = series(*range(55, 100, 4))
+ERRORS_UP = series(*[0.001] * 6, 0.3, 0.4, 0.4, 0.4, 0.4, 0.4)
+
+
+def _alerted(service: str, alertname: str) -> IncidentContext:
+    return incident(service, alertname, labels={"alertname": alertname})
+
+
+# (incident, observations, expected category, expected action): real failures in many stacks.
+MORE_INCIDENTS = [
+    pytest.param(
+        incident("ingest", "ingest restarted"),
+        Observations(
+            logs=["fatal error: runtime: out of memory", "goroutine 1 [running]:"],
+            metrics={"memory_utilization_pct": GROWING},
+        ),
+        Category.MEMORY_LEAK,
+        ActionKind.RESTART,
+        id="go-runtime-oom",
+    ),
+    pytest.param(
+        incident("pricing", "pricing errors"),
+        Observations(
+            logs=[
+                "fail: Microsoft.AspNetCore.Server.Kestrel[13] Unhandled exception. "
+                "System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' "
+                "was thrown."
+            ],
+            metrics={"memory_working_set_pct": GROWING},
+        ),
+        Category.MEMORY_LEAK,
+        ActionKind.RESTART,
+        id="dotnet-oom",
+    ),
+    pytest.param(
+        incident("api", "api 5xx"),
+        Observations(
+            logs=[
+                "[2026-03-01 10:00:00 +0000] [1] [ERROR] Worker (pid:12) was sent SIGKILL! "
+                "Perhaps out of memory?"
+            ],
+            metrics={"memory_utilization_pct": GROWING, "cpu_utilization_pct": FLAT_CPU},
+        ),
+        Category.MEMORY_LEAK,
+        ActionKind.RESTART,
+        id="gunicorn-sigkill",
+    ),
+    pytest.param(
+        incident("frontend", "frontend 503s"),
+        Observations(
+            logs=[
+                "upstream connect error or disconnect/reset before headers. reset reason: "
+                "connection failure, transport failure reason: delayed connect error: 111"
+            ],
+            metrics={
+                "cpu_utilization_pct": FLAT_CPU,
+                "requests_per_second": FLAT_RPS,
+                "http_error_ratio": ERRORS_UP,
+            },
+        ),
+        Category.DEPENDENCY_DOWN,
+        ActionKind.NONE,
+        id="envoy-upstream",
+    ),
+    pytest.param(
+        incident("sessions", "sessions errors"),
+        Observations(
+            logs=[
+                "Error: connect ECONNREFUSED 10.0.4.12:6379",
+                "    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)",
+            ],
+            metrics={"cpu_utilization_pct": FLAT_CPU},
+        ),
+        Category.DEPENDENCY_DOWN,
+        ActionKind.NONE,
+        id="redis-refused",
+    ),
+    pytest.param(
+        incident("notifier", "notifier failures"),
+        Observations(
+            logs=[
+                '{"err":"Post \\"https://hooks.chat.example/T0\\": dial tcp: lookup '
+                'hooks.chat.example on 10.96.0.10:53: no such host"}'
+            ]
+            * 3,
+            metrics={"cpu_utilization_pct": FLAT_CPU},
+        ),
+        Category.DEPENDENCY_DOWN,
+        ActionKind.NONE,
+        id="dns-failure",
+    ),
+    pytest.param(
+        incident("orders", "orders latency"),
+        Observations(
+            logs=[
+                "SQLSTATE[HY000]: General error: 1205 Lock wait timeout exceeded; try restarting"
+            ],
+            metrics={
+                "latency_p95_ms": series(*[80] * 5, 5000, *[50000] * 6),
+                "requests_per_second": FLAT_RPS,
+            },
+        ),
+        Category.DB_LATENCY,
+        ActionKind.NONE,
+        id="mysql-lock-wait",
+    ),
+    pytest.param(
+        incident("reports", "reports slow"),
+        Observations(
+            logs=[
+                "2026-03-01 10:00:00 UTC:10.0.0.1(5432):app@db:[77]:LOG:  duration: 15234.112 ms  "
+                "statement: SELECT * FROM events WHERE created_at > now() - interval '90 days'"
+            ],
+            metrics={
+                "rds_read_latency_ms": series(*[2] * 5, 30, 40, 42, 41, 40, 43, 44),
+                "cpu_utilization_pct": FLAT_CPU,
+            },
+        ),
+        Category.DB_LATENCY,
+        ActionKind.NONE,
+        id="slow-queries",
+    ),
+    pytest.param(
+        incident("api", "api 500s"),
+        Observations(
+            logs=[
+                "sqlalchemy.exc.TimeoutError: QueuePool limit of size 5 overflow 10 reached, "
+                "connection timed out, timeout 30.00"
+            ]
+        ),
+        Category.DB_CONNECTION_EXHAUSTION,
+        ActionKind.RESTART,
+        id="sqlalchemy-pool",
+    ),
+    pytest.param(
+        incident("uploader", "uploader errors"),
+        Observations(
+            logs=[
+                '{"level":"error","msg":"write failed","error":"write /var/lib/up/part-1: '
+                'no space left on device"}'
+            ],
+            metrics={"disk_used_pct": series(80, 84, 88, 92, 96, 99, 100, 100, 100)},
+        ),
+        Category.DISK_FULL,
+        ActionKind.NONE,
+        id="go-enospc",
+    ),
+    pytest.param(
+        incident("search", "search writes failing"),
+        Observations(
+            logs=[
+                "[WARN ][o.e.c.r.a.DiskThresholdMonitor] [es-0] flood stage disk watermark [95%] "
+                "exceeded on [es-0], all indices on this node will be marked read-only"
+            ]
+        ),
+        Category.DISK_FULL,
+        ActionKind.NONE,
+        id="elasticsearch-flood-stage",
+    ),
+    pytest.param(
+        _alerted("www", "SSLCertExpired"),
+        Observations(
+            metrics={
+                "probe_ssl_earliest_cert_expiry": [
+                    (1_772_000_000 + 60 * i, 1_771_999_000.0) for i in range(10)
+                ]
+            }
+        ),
+        Category.CERTIFICATE_EXPIRED,
+        ActionKind.NONE,
+        id="expiry-timestamp-metric",
+    ),
+    pytest.param(
+        _alerted("worker", "KubePodCrashLooping"),
+        Observations(
+            logs=[
+                "Traceback (most recent call last):",
+                '  File "/app/worker/main.py", line 3, in <module>',
+                "    import orjson",
+                "ModuleNotFoundError: No module named 'orjson'",
+                "Warning  BackOff  pod/worker-6d-x  Back-off restarting failed container worker",
+            ],
+            deploys=[Deploy("9e8d7c6", "worker: switch to orjson", "ana", 8)],
+        ),
+        Category.CRASH_LOOP,
+        ActionKind.ROLLBACK,
+        id="missing-module-after-deploy",
+    ),
+    pytest.param(
+        incident("accounts", "accounts pods restarting"),
+        Observations(
+            logs=[
+                "APPLICATION FAILED TO START",
+                "Reason: Could not resolve placeholder 'DB_URL' in value \"${DB_URL}\"",
+                "Warning  BackOff  pod/accounts-5-x  Back-off restarting failed container accounts",
+            ],
+            deploys=[Deploy("1a2b3c4", "accounts: tidy", "bo", 5000)],
+        ),
+        Category.CRASH_LOOP,
+        ActionKind.NONE,
+        id="spring-missing-setting",
+    ),
+    pytest.param(
+        incident("catalog", "catalog 5xx"),
+        Observations(
+            logs=[
+                'java.lang.NullPointerException: Cannot invoke "Price.amount()" because "price" '
+                "is null",
+                "\tat com.acme.catalog.PriceFormatter.format(PriceFormatter.java:31)",
+            ],
+            metrics={"http_error_ratio": ERRORS_UP, "requests_per_second": FLAT_RPS},
+            deploys=[Deploy("77aa88b", "catalog: new price formatter", "jo", 7)],
+        ),
+        Category.BAD_DEPLOY,
+        ActionKind.ROLLBACK,
+        id="java-npe-after-deploy",
+    ),
+    pytest.param(
+        incident("store", "store errors"),
+        Observations(
+            logs=["FATAL -- : NoMethodError (undefined method `name' for nil:NilClass):"],
+            deploys=[Deploy("c0ffee1", "orders: show buyer name", "li", 9)],
+        ),
+        Category.BAD_DEPLOY,
+        ActionKind.ROLLBACK,
+        id="ruby-nomethod-after-deploy",
+    ),
+    pytest.param(
+        incident("search", "search p95 high"),
+        Observations(
+            metrics={
+                "latency_p95_ms": series(*[90] * 8, 400, 420, 410, 430),
+                "requests_per_second": FLAT_RPS,
+                "http_error_ratio": series(*[0.001] * 12),
+            },
+            deploys=[Deploy("5e5e5e5", "search: rerank with new model", "mo", 5)],
+        ),
+        Category.BAD_DEPLOY,
+        ActionKind.ROLLBACK,
+        id="latency-regression-after-deploy",
+    ),
+    pytest.param(
+        incident("shop", "shop latency"),
+        Observations(
+            logs=[
+                f'203.0.113.9 - - [01/Mar/2026:10:00:{i:02d} +0000] "GET /products/{i} HTTP/1.1" '
+                '200 5120 "-" "Bytespider"'
+                for i in range(10)
+            ],
+            metrics={
+                "requests_per_second": series(300, 310, 305, 300, 1200, 1300, 1250, 1300, 1280),
+                "cpu_utilization_pct": series(30, 30, 31, 30, 85, 90, 91, 92, 91),
+            },
+        ),
+        Category.TRAFFIC_SPIKE,
+        ActionKind.SCALE_UP,
+        id="crawler-surge",
+    ),
+    pytest.param(
+        _alerted("encoder", "CPUThrottlingHigh"),
+        Observations(
+            metrics={
+                "cpu_utilization_pct": series(35, 36, 35, 37, 80, 97, 99, 99, 99, 99),
+                "requests_per_second": series(50, 51, 50, 49, 50, 51, 50, 50, 49, 50),
+            }
+        ),
+        Category.CPU_SATURATION,
+        ActionKind.RESTART,
+        id="cpu-metrics-only",
+    ),
+    pytest.param(
+        incident("legacy", "legacy down"),
+        Observations(health=HealthResult(503, "Service Unavailable")),
+        Category.UNKNOWN,
+        ActionKind.NONE,
+        id="only-an-unhealthy-probe",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ctx", "obs", "category", "action"), MORE_INCIDENTS)
+def test_more_incidents_in_other_stacks_and_wording(
+    ctx: IncidentContext, obs: Observations, category: Category, action: ActionKind
+) -> None:
+    d = diagnose(ctx, obs)
+    assert (d.category, d.action) == (category, action), d.summary
+    assert_quotes_are_exact(d, obs)
+
+
+def test_a_dependency_on_a_well_known_port_is_named_by_its_kind() -> None:
+    obs = Observations(logs=["Error: connect ECONNREFUSED 10.0.4.12:6379"])
+    d = diagnose(incident("sessions", "sessions errors"), obs)
+    assert "redis at 10.0.4.12:6379" in d.summary
+
+
+def test_a_surge_names_the_client_behind_it() -> None:
+    ctx, obs = MORE_INCIDENTS[17].values[:2]
+    d = diagnose(ctx, obs)
+    assert "203.0.113.9" in d.root_cause and "Bytespider" in d.root_cause
+
+
 def test_errors_long_after_an_old_deploy_are_not_blamed_on_it() -> None:
     obs = Observations(
         logs=[
@@ -420,7 +722,7 @@ def test_the_engine_is_deterministic() -> None:
                 "    at handleOrder (/app/src/orders.js:31:17)",
                 "    at node:internal/process/task_queues:95:5",
             ],
-            "handleOrder (/app/src/orders.js)",
+            "handleOrder (/app/src/orders.js:31)",
             None,
         ),
     ],
