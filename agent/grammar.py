@@ -608,7 +608,7 @@ _TICKET_FILLER = (
     r"|sev[0-5]|" + "|".join(_PRIORITY_WORDS) + r")"
 )
 _TICKET_RE = re.compile(
-    r"\b(?:file|create|open|raise|log|cut|submit|add|new|start|write)"
+    r"\b(?:file|create|open|raise|log|cut|submit|add|new|start|write|another)"
     rf"(?: {_TICKET_FILLER})* (?:jira|ticket|issue|bug|task|story)s?\b"
     r"|^(?:jira|ticket)\b|\b(?:jira|ticket) (?:it|this|that)\b"
 )

@@ -18,14 +18,14 @@ ACTION_LABEL = {"restart": "Restart", "scale_up": "Scale up", "rollback": "Roll 
 KEY_LABELS = ("alertname", "namespace", "cluster", "env", "environment", "region", "team", "pod")
 
 
-def _minutes(seconds: float) -> str:
+def minutes(seconds: float) -> str:
     m = max(1, round(seconds / 60))
     return f"{m} min" if m < 120 else f"{m / 60:.1f} h"
 
 
 def status_line(inc: Incident) -> str:
     if inc.status == Status.RESOLVED and inc.resolved_at:
-        took = _minutes((inc.resolved_at - inc.created_at).total_seconds())
+        took = minutes((inc.resolved_at - inc.created_at).total_seconds())
         return f"Resolved by {inc.resolved_by or 'source'} after {took}"
     if inc.status == Status.ACKNOWLEDGED:
         return f"Acknowledged by {inc.acknowledged_by}"
@@ -82,7 +82,7 @@ def diagnosis_text(d: Diagnosis) -> str:
     mark = SOURCE_MARK.get(d.source.value, "")
     lines = [f"{mark} Diagnosis ({d.source.value}, {d.confidence:.0%} confident): {d.summary}"]
     if d.cache_age_s is not None:
-        lines[0] += f" — cached {_minutes(d.cache_age_s)} ago"
+        lines[0] += f" — cached {minutes(d.cache_age_s)} ago"
     lines.append(f"Root cause: {d.root_cause}")
     for ev in d.evidence[:5]:
         lines.append(f"  • [{ev.tool}] {ev.quote}")
@@ -91,13 +91,13 @@ def diagnosis_text(d: Diagnosis) -> str:
     if d.mitigation:
         lines.append(f"Mitigation: {d.mitigation}")
     if d.proposed_action and d.proposed_action.action.value != "none":
-        lines.append(f'Proposed action: {d.proposed_action.action.value} (say "{_say(d)}")')
+        lines.append(f'Proposed action: {d.proposed_action.action.value} (say "{say_hint(d)}")')
     if d.past_fixes:
         lines.append(f"📎 {d.past_fixes[:1].upper()}{d.past_fixes[1:]}")
     return "\n".join(lines)
 
 
-def _say(d: Diagnosis) -> str:
+def say_hint(d: Diagnosis) -> str:
     return {"restart": "restart it", "scale_up": "scale it up", "rollback": "roll it back"}.get(
         d.action.value, d.action.value
     )

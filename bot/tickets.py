@@ -90,6 +90,7 @@ async def request(
             incident_id=inc.id,
             state="pending",
             assignee=intent.assignee,
+            priority=intent.priority,
             requested_by=actor.name,
             request_key=f"{inc.id}-{number}",
             created_at=utcnow(),
@@ -101,7 +102,6 @@ async def request(
         inc,
         {
             "ticket_id": res.inserted_primary_key[0],
-            "priority": intent.priority,
             "assignee": intent.assignee,
         },
     )
@@ -227,7 +227,7 @@ class TicketDesk:
                 f"[#{inc.short_id}] {inc.title}",
                 describe(inc, detail, thread_url),
                 labels=["incident", *([inc.service] if inc.service else [])],
-                priority=p.get("priority") or PRIORITY.get(inc.severity),
+                priority=row.priority or PRIORITY.get(inc.severity),
                 assignee=user,
                 idempotency_key=row.request_key,
             )

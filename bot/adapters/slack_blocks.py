@@ -12,7 +12,7 @@ from typing import Any, cast
 from agent.types import Diagnosis
 from bot.adapters.base import Button, Reply, RootView
 from bot.models import aware
-from bot.render import SEVERITY_MARK, SOURCE_MARK, _minutes, _say, diagnosis_text
+from bot.render import SEVERITY_MARK, SOURCE_MARK, diagnosis_text, minutes, say_hint
 
 Block = dict[str, Any]
 
@@ -126,7 +126,7 @@ def diagnosis_blocks(d: Diagnosis) -> list[Block]:
     source = d.source.value
     head = f"{SOURCE_MARK.get(source, '')} *Diagnosis* · {source} · {d.confidence:.0%} confident"
     if d.cache_age_s is not None:
-        head += f" · cached {_minutes(d.cache_age_s)} ago"
+        head += f" · cached {minutes(d.cache_age_s)} ago"
     blocks = [
         _section(f"{head}\n*{escape(d.summary)}*"),
         _section(f"*Root cause*\n{escape(d.root_cause)}"),
@@ -143,7 +143,7 @@ def diagnosis_blocks(d: Diagnosis) -> list[Block]:
     if d.mitigation:
         blocks.append(_section(f"*Mitigation*\n{escape(d.mitigation)}"))
     if d.proposed_action and d.action.value != "none":
-        say = escape(_say(d))
+        say = escape(say_hint(d))
         blocks.append(_section(f"*Proposed action:* `{d.action.value}` — say “{say}”"))
     if d.past_fixes:
         fixes = f"📎 {d.past_fixes[:1].upper()}{d.past_fixes[1:]}"

@@ -205,8 +205,9 @@ tickets = Table(
     _incident_fk(),
     Column("key", String(64), nullable=True),
     Column("url", Text, nullable=True),
-    Column("state", String(16), nullable=False),  # pending | created | failed
+    Column("state", String(16), nullable=False),  # pending | choosing | created | failed
     Column("assignee", String(200), nullable=True),
+    Column("priority", String(32), nullable=True),  # asked for in chat; else from severity
     Column("requested_by", String(200), nullable=False),
     Column("request_key", String(200), nullable=False, unique=True),
     Column("created_at", TS, nullable=False),

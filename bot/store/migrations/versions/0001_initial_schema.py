@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:15:46.291641
+Create Date: 2026-11-25 16:25:59.216035
 """
 
 import sqlalchemy as sa
@@ -293,6 +293,7 @@ def upgrade() -> None:
         sa.Column("url", sa.Text(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("assignee", sa.String(length=200), nullable=True),
+        sa.Column("priority", sa.String(length=32), nullable=True),
         sa.Column("requested_by", sa.String(length=200), nullable=False),
         sa.Column("request_key", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
