@@ -97,7 +97,9 @@ class Router:
         if item.kind == "update_root":
             await adapter.update_root(thread, root_view(self.cfg, inc))
         else:
-            await adapter.reply(thread, reply_from_json(item.payload["reply"]))
+            reply = reply_from_json(item.payload["reply"])
+            reply.key = f"outbox-{item.id}"
+            await adapter.reply(thread, reply)
 
     # ---- inbound --------------------------------------------------------------------------
     async def accept(self, msg: InboundMessage) -> bool:

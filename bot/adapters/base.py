@@ -59,6 +59,7 @@ class Reply:
     diagnosis: Diagnosis | None = None
     buttons: list[Button] = field(default_factory=list)
     link: tuple[str, str] | None = None
+    key: str | None = None  # idempotency: a redelivery with the same key shows once, where possible
 
 
 @dataclass(frozen=True, slots=True)

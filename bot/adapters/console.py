@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from bot.adapters.base import Reply, RootView, ThreadRef
 from bot.events import EventBus
@@ -29,8 +29,15 @@ class ConsoleAdapter:
         payload = reply_to_json(message)
         now = utcnow()
         async with self.store.write() as conn:
+            if message.key is not None:
+                seen = await conn.scalar(
+                    select(t.messages.c.id).where(t.messages.c.delivery_key == message.key)
+                )
+                if seen is not None:
+                    return str(seen)  # delivered before a crash: the outbox is retrying it
             res = await conn.execute(
                 insert(t.messages).values(
+                    delivery_key=message.key,
                     incident_id=thread.thread_id,
                     at=now,
                     author="opsbot",

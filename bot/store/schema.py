@@ -129,6 +129,7 @@ messages = Table(
     Column("kind", String(32), nullable=False),
     Column("text", Text, nullable=False),
     Column("payload", JSON, nullable=False),
+    Column("delivery_key", String(100), nullable=True, unique=True),  # see Reply.key
     Index("ix_messages_incident", "incident_id", "id"),
 )
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 16:25:59.216035
+Create Date: 2026-11-25 16:26:55.318471
 """
 
 import sqlalchemy as sa
@@ -234,10 +234,12 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("delivery_key", sa.String(length=100), nullable=True),
         sa.ForeignKeyConstraint(
             ["incident_id"], ["incidents.id"], name=op.f("fk_messages_incident_id")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
+        sa.UniqueConstraint("delivery_key", name=op.f("uq_messages_delivery_key")),
     )
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index("ix_messages_incident", ["incident_id", "id"], unique=False)
