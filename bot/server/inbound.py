@@ -46,3 +46,5 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise HTTPException(400, f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise HTTPException(400, "malformed JSON: nested too deeply") from exc

@@ -6,6 +6,7 @@ Status codes are a protocol with the sender: 5xx makes Alertmanager and SNS retr
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import httpx
@@ -106,7 +107,10 @@ async def alertmanager_webhook(request: Request) -> dict[str, Any]:
 async def generic_webhook(request: Request) -> dict[str, Any]:
     rt, body, data = await _intake(request, "generic", JSON_TYPES)
     alerts = _parse("generic", generic.parse, data)
-    return await persist(rt, "generic", _digest(body), body, alerts)
+    # Without its own timestamp a body is no delivery identity: a cron check re-posts the same
+    # JSON for every outage, and a repeat of it is an update (or a no-op resolve) anyway.
+    key = _digest(body) if data.get("timestamp") else f"untimed-{uuid.uuid4().hex}"
+    return await persist(rt, "generic", key, body, alerts)
 
 
 @router.post("/webhooks/sns")
