@@ -145,6 +145,12 @@ async def add_event(
     )
 
 
+async def _set(conn: AsyncConnection, incident_id: str, now: datetime, **values: Any) -> None:
+    await conn.execute(
+        update(t.incidents).where(t.incidents.c.id == incident_id).values(updated_at=now, **values)
+    )
+
+
 async def get(conn: AsyncConnection, incident_id: str) -> Incident:
     row = (await conn.execute(select(t.incidents).where(t.incidents.c.id == incident_id))).first()
     if row is None:
@@ -283,18 +289,16 @@ async def _ingest_group(
         if previous and previous.resolved_at and now - previous.resolved_at <= window:
             inc = previous
             reopened = True
-            await conn.execute(
-                update(t.incidents)
-                .where(t.incidents.c.id == inc.id)
-                .values(
-                    status=Status.TRIGGERED.value,
-                    open_key=key,
-                    resolved_at=None,
-                    resolved_by=None,
-                    acknowledged_at=None,
-                    acknowledged_by=None,
-                    updated_at=now,
-                )
+            await _set(
+                conn,
+                inc.id,
+                now,
+                status=Status.TRIGGERED.value,
+                open_key=key,
+                resolved_at=None,
+                resolved_by=None,
+                acknowledged_at=None,
+                acknowledged_by=None,
             )
             await add_event(
                 conn, inc.id, "reopened", firing[0].source, "Re-opened: fired again", now
@@ -314,11 +318,7 @@ async def _ingest_group(
     count = len(rows)
     severity = max((Severity(r.severity) for r in rows), key=lambda s: s.rank)
     all_resolved = all(r.status == AlertStatus.RESOLVED.value for r in rows)
-    await conn.execute(
-        update(t.incidents)
-        .where(t.incidents.c.id == inc.id)
-        .values(alert_count=count, severity=severity.value, updated_at=now)
-    )
+    await _set(conn, inc.id, now, alert_count=count, severity=severity.value)
     inc = await get(conn, inc.id)
     if all_resolved and inc.is_open:
         await resolve(conn, cfg, inc, actor=group[0].source, reason="all alerts resolved", now=now)
@@ -347,15 +347,13 @@ async def acknowledge(
     if inc.status != Status.TRIGGERED:
         return False
     now = now or utcnow()
-    await conn.execute(
-        update(t.incidents)
-        .where(t.incidents.c.id == inc.id)
-        .values(
-            status=Status.ACKNOWLEDGED.value,
-            acknowledged_at=now,
-            acknowledged_by=actor,
-            updated_at=now,
-        )
+    await _set(
+        conn,
+        inc.id,
+        now,
+        status=Status.ACKNOWLEDGED.value,
+        acknowledged_at=now,
+        acknowledged_by=actor,
     )
     await add_event(conn, inc.id, "acknowledged", actor, f"Acknowledged by {actor}", now)
     await enqueue_root(conn, cfg, await get(conn, inc.id), post=False)
@@ -374,16 +372,14 @@ async def resolve(
     if not inc.is_open:
         return False
     now = now or utcnow()
-    await conn.execute(
-        update(t.incidents)
-        .where(t.incidents.c.id == inc.id)
-        .values(
-            status=Status.RESOLVED.value,
-            open_key=None,
-            resolved_at=now,
-            resolved_by=actor,
-            updated_at=now,
-        )
+    await _set(
+        conn,
+        inc.id,
+        now,
+        status=Status.RESOLVED.value,
+        open_key=None,
+        resolved_at=now,
+        resolved_by=actor,
     )
     text = f"Resolved by {actor}" + (f" ({reason})" if reason else "")
     await add_event(conn, inc.id, "resolved", actor, text, now)
@@ -426,7 +422,7 @@ async def open_manual(
     )
     inc = await _open_incident(conn, cfg, alert, service, now)
     await _upsert_alert(conn, inc.id, alert, now)
-    await conn.execute(update(t.incidents).where(t.incidents.c.id == inc.id).values(alert_count=1))
+    await _set(conn, inc.id, now, alert_count=1)
     inc = await get(conn, inc.id)
     await add_event(conn, inc.id, "opened_manually", actor, f"Opened by {actor}: {description}")
     await enqueue_root(conn, cfg, inc, post=True)
@@ -437,10 +433,9 @@ async def open_manual(
 async def snooze(
     conn: AsyncConnection, cfg: Config, inc: Incident, actor: str, seconds: int
 ) -> datetime:
-    until = utcnow() + timedelta(seconds=seconds)
-    await conn.execute(
-        update(t.incidents).where(t.incidents.c.id == inc.id).values(snoozed_until=until)
-    )
+    now = utcnow()
+    until = now + timedelta(seconds=seconds)
+    await _set(conn, inc.id, now, snoozed_until=until)
     await add_event(conn, inc.id, "snoozed", actor, f"Snoozed for {seconds // 60} min by {actor}")
     await enqueue_root(conn, cfg, inc, post=False)
     return until
