@@ -18,7 +18,8 @@ APP_ERRORS = (
     s.pattern("go_panic", r"http: panic serving|^panic: |runtime error: ", 0.25),
     s.pattern(
         "null_deref",
-        r"nil pointer dereference|NullPointerException|Cannot read propert(y|ies) of (undefined|null)|"
+        r"nil pointer dereference|NullPointerException|"
+        r"Cannot read propert(y|ies) of (undefined|null)|"
         r"'NoneType' object|undefined is not a function|is not a function|NoMethodError|"
         r"undefined method|NullReferenceException|Object reference not set",
         0.2,

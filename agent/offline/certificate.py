@@ -17,7 +17,8 @@ TLS_FAILURES = (
     s.pattern("alert_bad", r"SSL alert number 4[28]|bad certificate|unknown ca", 0.3),
     s.pattern(
         "verify_failed",
-        r"certificate verify failed|tls: failed to verify certificate|PKIX path (building|validation) "
+        r"certificate verify failed|tls: failed to verify certificate|"
+        r"PKIX path (building|validation) "
         r"failed|unable to get local issuer certificate|certificate signed by unknown authority|"
         r"self[- ]signed certificate|x509: ",
         0.3,

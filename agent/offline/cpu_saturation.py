@@ -100,14 +100,16 @@ class CpuSaturation:
                 + (f" It began after deploy {s.deploy_quote(deploy)}." if deploy and blamed else "")
             ),
             checks=(
-                "Profile a busy worker (py-spy dump, jstack, pprof, --cpu-prof) to see the hot code",
+                "Profile a busy worker (py-spy dump, jstack, pprof, --cpu-prof) to see the hot "
+                "code",
                 "Find the input that triggers it (payload size, a vendor feed, a long field)",
                 "Check whether the hot path has a timeout or input-length limit",
             ),
             mitigation=(
                 "Roll back the deploy that introduced the hot path"
                 if blamed
-                else "Restart the stuck workers to recover capacity, then bound or fix the hot code "
+                else "Restart the stuck workers to recover capacity, then bound or fix the hot "
+                "code "
                 "(input length limits, a linear-time regex); block the triggering input if known"
             ),
             action=ActionKind.ROLLBACK if blamed else self.action,

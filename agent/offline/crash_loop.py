@@ -104,6 +104,11 @@ class CrashLoop:
             case.score *= 0.5  # killed for memory, not failing to start: a memory problem
 
         deploy = s.recent_deploy(obs)
+        tracked = {h.line for h in causes if h.tool == "errors"}
+        began = [i.first_seen_minutes_ago for i in obs.errors if i.title in tracked]
+        began += [restarts.first_rise_minutes_ago()] if restarts is not None else []
+        if deploy is not None and any(s.predates(deploy, onset) for onset in began):
+            deploy = None  # it was already crash-looping before the deploy
         suspect = deploy is not None and (
             bool(_CONFIG_CHANGE.search(deploy.message))
             or any(_token_in(c.line, deploy.message) for c in causes)
@@ -125,7 +130,10 @@ class CrashLoop:
         return case.finding(
             self,
             headline="crash loop at start-up" + (f": {causes[0].phrase}" if causes else ""),
-            root_cause=f"The process exits during start-up and is restarted repeatedly: {cause}{where}.{change}",
+            root_cause=(
+                "The process exits during start-up and is restarted repeatedly: "
+                f"{cause}{where}.{change}"
+            ),
             checks=(
                 "Read the previous container's last lines: kubectl logs POD --previous",
                 "kubectl describe pod POD: last state, exit code, events (mounts, secrets, probes)",

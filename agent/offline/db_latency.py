@@ -83,7 +83,8 @@ class DbLatency:
                 else f"The database answers slowly ({what}), so requests queue behind queries."
             ),
             checks=(
-                "List blocking sessions: SELECT pid, state, xact_start, query FROM pg_stat_activity "
+                "List blocking sessions: SELECT pid, state, xact_start, query "
+                "FROM pg_stat_activity "
                 "WHERE state <> 'idle' ORDER BY xact_start (MySQL: SHOW ENGINE INNODB STATUS)",
                 "Find who holds the lock (pg_blocking_pids) and what it is doing",
                 "Check slow-query logs and EXPLAIN the slowest statement",

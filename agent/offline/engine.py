@@ -68,7 +68,7 @@ def diagnose(ctx: IncidentContext, obs: Observations) -> Diagnosis:
     findings = [f for rule in RULES if (f := rule.check(ctx, obs)) is not None]
     findings.sort(key=lambda f: -f.score)  # stable: RULES order breaks ties
     if not findings or findings[0].score < MIN_SCORE:
-        return _triage(ctx, obs)
+        return _triage(ctx, obs, findings[0] if findings else None)
     best = findings[0]
     service = ctx.service or "the service"
     action, mitigation = _permitted(best.action, best.mitigation, ctx, service)
@@ -109,13 +109,18 @@ def _permitted(
     )
 
 
-def _past_fixes(score: float, action: ActionKind, fixes: list[PastFix]) -> tuple[float, str | None]:
+def _past_fix_note(fixes: list[PastFix]) -> str | None:
+    """'last time, restart fixed it (2 of 2 times)' for the most frequent past fix."""
     if not fixes:
-        return score, None
+        return None
     top = fixes[0]
-    text = f"last time, {top.action} fixed it ({top.times} of {top.of} times)"
-    agrees = top.action == action.value and top.times * 2 >= top.of
-    return (min(MAX_SCORE, score + _PAST_FIX_NUDGE) if agrees else score), text
+    return f"last time, {top.action} fixed it ({top.times} of {top.of} times)"
+
+
+def _past_fixes(score: float, action: ActionKind, fixes: list[PastFix]) -> tuple[float, str | None]:
+    """The note on past fixes, and the confidence nudged up when they back this action."""
+    agrees = bool(fixes) and fixes[0].action == action.value and fixes[0].times * 2 >= fixes[0].of
+    return (min(MAX_SCORE, score + _PAST_FIX_NUDGE) if agrees else score), _past_fix_note(fixes)
 
 
 def _select(primary: list[Evidence], extra: list[Evidence]) -> list[Evidence]:
@@ -154,10 +159,11 @@ def _observed(ctx: IncidentContext, obs: Observations) -> list[Evidence]:
     return evidence
 
 
-def _triage(ctx: IncidentContext, obs: Observations) -> Diagnosis:
-    """No rule matched: generic first steps built from what the tools did return."""
+def _triage(ctx: IncidentContext, obs: Observations, weak: Finding | None) -> Diagnosis:
+    """No rule is believed: generic first steps built from what the tools did return, and the
+    weak match, if any, offered as a lead."""
     service = ctx.service or "the service"
-    checks: list[str] = []
+    checks = [f"A weak lead, {weak.category}: {weak.headline}"] if weak else []
     movers = _movers(obs)
     checks.extend(f"Find out why {m.describe()}" for m in movers[:2])
     errors = [line for line in obs.logs if _ERROR_LINE.search(line)]
@@ -175,17 +181,12 @@ def _triage(ctx: IncidentContext, obs: Observations) -> Diagnosis:
     if not (obs.logs or obs.metrics):
         checks.append(f"No logs or metrics were available: open {service}'s dashboards and logs")
     checks.append(f"Check {service}'s dependencies and recent changes to its environment")
-    past = (
-        f"last time, {obs.past_fixes[0].action} fixed it "
-        f"({obs.past_fixes[0].times} of {obs.past_fixes[0].of} times)"
-        if obs.past_fixes
-        else None
-    )
+    past = _past_fix_note(obs.past_fixes)
     return Diagnosis(
         summary=_one_line(f"{service}: cause unclear from the evidence ({ctx.title})"),
         root_cause="No known failure pattern matches the logs, metrics and changes observed.",
         category=Category.UNKNOWN,
-        evidence=_select([], _observed(ctx, obs)),
+        evidence=_select(list(weak.evidence[:2]) if weak else [], _observed(ctx, obs)),
         checks=checks,
         mitigation="Investigate before acting: no automatic action is safe without a cause"
         + (f"; {past}" if past else ""),
@@ -213,6 +214,3 @@ def _tool_calls(obs: Observations) -> list[str]:
 def _one_line(text: str) -> str:
     line = " ".join(text.split())
     return line if len(line) <= _SUMMARY_MAX else line[: _SUMMARY_MAX - 1] + "…"
-
-
-__all__ = ["MODEL", "RULES", "Finding", "diagnose"]

@@ -8,6 +8,7 @@ import re
 from agent.offline import signals as s
 from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
+from integrations.observability.model import Deploy
 
 OUT_OF_MEMORY = (
     s.pattern(
@@ -63,6 +64,13 @@ def oom_hits(obs: Observations) -> list[s.Hit]:
     return s.observed(obs, OUT_OF_MEMORY)
 
 
+def _began_before(deploy: Deploy, memory: s.Shape | None, obs: Observations) -> bool:
+    onsets = [i.first_seen_minutes_ago for i in s.matching_issues(obs, _OOM_TEXT)]
+    if memory is not None:
+        onsets.append(memory.rise_start_minutes_ago())
+    return any(s.predates(deploy, onset) for onset in onsets)
+
+
 class MemoryLeak:
     name = "memory_leak"
     category = Category.MEMORY_LEAK
@@ -78,6 +86,8 @@ class MemoryLeak:
         hints = s.find(obs.logs, LEAK_HINTS)
         frame = s.frame_near(obs, oom)
         deploy = s.recent_deploy(obs)
+        if deploy is not None and _began_before(deploy, memory if growing else None, obs):
+            deploy = None  # the leak was already growing: the deploy did not start it
         case = Case()
         case.add(s.weight(oom[:2], 0.55), *s.quotes(oom, 2))
         case.add(s.weight(hints, 0.2), *s.quotes(hints, 1))

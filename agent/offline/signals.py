@@ -229,7 +229,8 @@ def weight(hits: Iterable[Hit], cap: float) -> float:
 
 
 _LEADING_TIMESTAMP = re.compile(
-    r"^\s*\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2}| UTC)?\]?\s*"
+    r"^\s*\[?\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?"
+    r"(?:Z|[+-]\d{2}:?\d{2}| UTC)?\]?\s*"
 )
 
 
@@ -356,6 +357,18 @@ class Shape:
             if value >= threshold and sum(v >= threshold for v in rest) >= 0.8 * len(rest):
                 return (self.times[-1] - self.times[i]) / 60
         return None
+
+    def rise_start_minutes_ago(self) -> float:
+        """When the climb to the peak began: the last point before the peak still near the low."""
+        head = self.values[: self.values.index(self.peak) + 1]
+        floor = min(head) + 0.1 * (self.peak - min(head))
+        start = max(i for i, v in enumerate(head) if v <= floor)
+        return (self.times[-1] - self.times[start]) / 60
+
+    def first_rise_minutes_ago(self) -> float | None:
+        """When the series first went above its starting value (a counter's first increment)."""
+        i = next((i for i, v in enumerate(self.values) if v > self.values[0]), None)
+        return None if i is None else (self.times[-1] - self.times[i]) / 60
 
     def describe(self) -> str:
         """'requests_per_second 4712 vs baseline 1450 (3.2x)'."""
@@ -612,6 +625,13 @@ def started_after(deploy: Deploy, onset_minutes_ago: float) -> bool:
     """Whether something that began `onset_minutes_ago` began soon after `deploy`."""
     lag = deploy.minutes_ago - onset_minutes_ago
     return -_ONSET_SLACK_MIN <= lag <= _CAUSAL_WINDOW_MIN
+
+
+def predates(deploy: Deploy, onset_minutes_ago: float | None) -> bool:
+    """Whether trouble that began `onset_minutes_ago` was already there before `deploy`."""
+    return (
+        onset_minutes_ago is not None and onset_minutes_ago > deploy.minutes_ago + _ONSET_SLACK_MIN
+    )
 
 
 def new_issues(obs: Observations, deploy: Deploy) -> list[ErrorIssue]:

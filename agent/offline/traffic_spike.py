@@ -34,7 +34,7 @@ _CAPACITY_ALERT = re.compile(
 )
 _ALERT = re.compile(
     r"HpaMaxedOut|max(imum)? replicas|RequestCount|request rate|requests per|throughput|"
-    r"traffic|load",
+    r"traffic|\bload\b",
     re.IGNORECASE,
 )
 _REQUEST_PATH = re.compile(r'"(?:GET|POST|PUT|PATCH|DELETE|HEAD) ([^\s"?]+)[^\s"]* HTTP/[\d.]+"')
@@ -43,24 +43,25 @@ _REMOTE_ADDR = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}) \S+ \S+ \[")
 _USER_AGENT = re.compile(r'" \d{3} \d+ "[^"]*" "([^"]+)"\s*$')
 _CLIENT = re.compile(r'"?(?:client_id|client|api_key_name|consumer|tenant)"?\s*[:=]\s*"?([\w.-]+)')
 _DOMINANT_SHARE = 0.5
+_PROBE_PATHS = ("/health", "/ready", "/live", "/ping", "/metrics")
 
 
 def _dominant(lines: Sequence[str], regexes: Sequence[re.Pattern[str]]) -> tuple[str, int] | None:
     """The value (path or client) behind most request lines, with the line that shows it."""
     seen: Counter[str] = Counter()
-    first: dict[str, tuple[int, re.Match[str]]] = {}
+    first: dict[str, int] = {}
     for index, line in enumerate(lines):
         for regex in regexes:
-            if (m := regex.search(line)) and not m[1].startswith(("/health", "/ready", "/live")):
+            if (m := regex.search(line)) and not m[1].startswith(_PROBE_PATHS):
                 seen[m[1]] += 1
-                first.setdefault(m[1], (index, m))
+                first.setdefault(m[1], index)
                 break
     if not seen:
         return None
     value, count = seen.most_common(1)[0]
     if count < 2 or count < _DOMINANT_SHARE * sum(seen.values()):
         return None
-    return value, first[value][0]
+    return value, first[value]
 
 
 def _dominant_evidence(lines: Sequence[str]) -> tuple[list[str], list[Evidence]]:
@@ -114,7 +115,7 @@ class TrafficSpike:
         if replicas is not None and replicas.current > replicas.baseline:
             case.add(0.05, replicas.evidence)
         cpu = s.metric(obs, s.CPU)
-        if s.saturated(cpu, 85) and cpu is not None:
+        if cpu is not None and s.saturated(cpu, 85):
             case.add(0.05, cpu.evidence)
         alert = capped or s.alert_hit(ctx, _ALERT)
         case.add(0.2 if capped else 0.1 if alert else 0.0, alert)

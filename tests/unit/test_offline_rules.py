@@ -143,14 +143,17 @@ def test_kernel_oom_kill_in_a_restart_loop_is_a_memory_leak_not_a_crash_loop() -
 def test_nginx_upstream_timeouts_to_a_named_backend_are_a_dependency_outage() -> None:
     obs = Observations(
         logs=[
-            '10.1.0.5 - - [01/Mar/2026:12:00:00 +0000] "GET /v1/quotes HTTP/1.1" 200 812 "-" "curl/8.5"',
-            "2026/03/01 12:00:01 [error] 7#7: *1021 upstream timed out (110: Connection timed out) "
-            "while reading response header from upstream, client: 10.1.0.5, server: api.example.com, "
-            'request: "GET /v1/quotes HTTP/1.1", upstream: "http://pricing.internal:8080/v1/quotes"',
-            "2026/03/01 12:00:04 [error] 7#7: *1022 connect() failed (111: Connection refused) while "
-            'connecting to upstream, client: 10.1.0.9, server: api.example.com, request: "GET '
-            '/v1/quotes HTTP/1.1", upstream: "http://pricing.internal:8080/v1/quotes"',
-            '10.1.0.9 - - [01/Mar/2026:12:00:04 +0000] "GET /v1/quotes HTTP/1.1" 502 157 "-" "curl/8.5"',
+            '10.1.0.5 - - [01/Mar/2026:12:00:00 +0000] "GET /v1/quotes HTTP/1.1" 200 812 "-" '
+            '"curl/8.5"',
+            "2026/03/01 12:00:01 [error] 7#7: *1021 upstream timed out (110: Connection timed "
+            "out) while reading response header from upstream, client: 10.1.0.5, server: "
+            'api.example.com, request: "GET /v1/quotes HTTP/1.1", upstream: '
+            '"http://pricing.internal:8080/v1/quotes"',
+            "2026/03/01 12:00:04 [error] 7#7: *1022 connect() failed (111: Connection refused) "
+            "while connecting to upstream, client: 10.1.0.9, server: api.example.com, request: "
+            '"GET /v1/quotes HTTP/1.1", upstream: "http://pricing.internal:8080/v1/quotes"',
+            '10.1.0.9 - - [01/Mar/2026:12:00:04 +0000] "GET /v1/quotes HTTP/1.1" 502 157 "-" '
+            '"curl/8.5"',
         ],
         metrics={
             "cpu_utilization_pct": FLAT_CPU,
@@ -191,7 +194,8 @@ def test_image_pull_backoff_right_after_a_deploy_is_rolled_back() -> None:
     obs = Observations(
         logs=[
             f'Normal   Pulling  pod/web-7c9d-abc  Pulling image "{image}"',
-            f'Warning  Failed   pod/web-7c9d-abc  Failed to pull image "{image}": rpc error: code = '
+            f'Warning  Failed   pod/web-7c9d-abc  Failed to pull image "{image}": rpc error: '
+            "code = "
             f'NotFound desc = failed to resolve reference "{image}": not found',
             "Warning  Failed   pod/web-7c9d-abc  Error: ImagePullBackOff",
             f'Normal   BackOff  pod/web-7c9d-abc  Back-off pulling image "{image}"',
@@ -239,7 +243,8 @@ def test_postgres_deadlocks_are_database_latency_with_no_automatic_action() -> N
             "2026-03-01 08:01:02.100 UTC [4411] app@shop ERROR:  deadlock detected",
             "2026-03-01 08:01:02.100 UTC [4411] app@shop DETAIL:  Process 4411 waits for ShareLock "
             "on transaction 7781; blocked by process 4409.",
-            "2026-03-01 08:01:07.551 UTC [4420] app@shop ERROR:  canceling statement due to lock timeout",
+            "2026-03-01 08:01:07.551 UTC [4420] app@shop ERROR:  canceling statement due to "
+            "lock timeout",
         ],
         metrics={
             "latency_p95_ms": series(*[60] * 5, 900, 2400, 2600, 2500, 2700, 2600, 2650),
@@ -587,6 +592,40 @@ def test_a_surge_names_the_client_behind_it() -> None:
     ctx, obs = MORE_INCIDENTS[17].values[:2]
     d = diagnose(ctx, obs)
     assert "203.0.113.9" in d.root_cause and "Bytespider" in d.root_cause
+
+
+def test_a_leak_that_began_after_a_fresh_deploy_is_rolled_back() -> None:
+    obs = Observations(
+        logs=["java.lang.OutOfMemoryError: Java heap space"],
+        metrics={"memory_utilization_pct": series(40, 41, 40, 41, 40, 52, 64, 75, 86, 95, 98)},
+        deploys=[Deploy("b1gcac4e", "orders: cache price lookups", "ivy", 7)],
+    )
+    d = diagnose(incident("orders", "orders OOM"), obs)
+    assert (d.category, d.action) == (Category.MEMORY_LEAK, ActionKind.ROLLBACK)
+    assert "b1gcac4e" in d.root_cause
+
+
+def test_a_leak_already_growing_before_a_fresh_deploy_is_restarted_not_rolled_back() -> None:
+    obs = Observations(
+        logs=["java.lang.OutOfMemoryError: Java heap space"],
+        metrics={"memory_utilization_pct": series(*range(50, 100, 4))},
+        deploys=[Deploy("d0c5f1x", "docs: typo", "ivy", 4)],
+    )
+    d = diagnose(incident("orders", "orders OOM"), obs)
+    assert (d.category, d.action) == (Category.MEMORY_LEAK, ActionKind.RESTART)
+
+
+def test_a_crash_loop_that_started_before_a_fresh_deploy_is_not_blamed_on_it() -> None:
+    obs = Observations(
+        logs=[
+            'FATAL failed to load config {"error": "open /etc/app/token: no such file or directory"}',
+            "Warning  BackOff  pod/x-1  Back-off restarting failed container x in pod x-1",
+        ],
+        metrics={"restarts_total": series(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)},
+        deploys=[Deploy("e5e5e5e", "readme", "kai", 3)],
+    )
+    d = diagnose(incident("x", "x restarting"), obs)
+    assert (d.category, d.action) == (Category.CRASH_LOOP, ActionKind.NONE)
 
 
 def test_errors_long_after_an_old_deploy_are_not_blamed_on_it() -> None:
