@@ -15,17 +15,19 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from agent import offline
+from agent.errors import AgentError
 from agent.gather import gather
 from agent.sources import Sources
 from agent.types import ActionKind, Category, Diagnosis, IncidentContext
-from integrations.alerts import Alert
+from integrations.alerts import Alert, alertmanager, generic, sns
+from integrations.errors import PayloadError
 from integrations.observability.model import Deploy, ErrorIssue, HealthResult, Point
 
 Pipeline = Callable[[IncidentContext, Sources], Awaitable[Diagnosis]]
 EVAL_ACTIONS = [ActionKind.RESTART, ActionKind.SCALE_UP, ActionKind.ROLLBACK]
 
 
-class ScenarioError(Exception):
+class ScenarioError(AgentError):
     """A scenario file is missing, not JSON, or does not follow FORMAT.md."""
 
 
@@ -101,17 +103,16 @@ def load_scenario(path: Path) -> Scenario:
         raise ScenarioError(f"{path}: {exc}") from exc
 
 
-def _parse_alerts(s: Scenario) -> list[Alert]:
-    # Imported here so the evaluation core loads even while a parser is being changed.
-    from integrations.alerts import alertmanager, generic, sns
-
-    parsers = {"alertmanager": alertmanager.parse, "sns": sns.parse, "generic": generic.parse}
-    return parsers[s.source](s.payload)
+_PARSERS: dict[str, Callable[[object], list[Alert]]] = {
+    "alertmanager": alertmanager.parse,
+    "sns": sns.parse,
+    "generic": generic.parse,
+}
 
 
 def scenario_context(s: Scenario) -> IncidentContext:
     """The incident as the bot would know it from the scenario's webhook payload."""
-    alerts = _parse_alerts(s)
+    alerts = _PARSERS[s.source](s.payload)
     first = alerts[0] if alerts else None
     return IncidentContext(
         title=first.title if first else s.title,
@@ -202,8 +203,12 @@ def _scenario_paths(directory: Path) -> list[Path]:
 
 async def _score(path: Path, diagnose: Pipeline) -> ScenarioResult:
     s = await asyncio.to_thread(load_scenario, path)
+    try:
+        ctx = scenario_context(s)
+    except PayloadError as exc:
+        raise ScenarioError(f"{path}: payload: {exc}") from exc
     started = time.perf_counter()
-    d = await diagnose(scenario_context(s), scenario_sources(s))
+    d = await diagnose(ctx, scenario_sources(s))
     latency = _ms_since(started)
     recall, missing = evidence_recall(d, s.expect.evidence_keywords)
     return ScenarioResult(

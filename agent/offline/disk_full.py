@@ -34,7 +34,8 @@ _FREE = re.compile(
     r"(free|avail)\w*_(storage|space|bytes|disk)|(disk|storage)_\w*(free|avail)", re.IGNORECASE
 )
 _ALERT = re.compile(
-    r"FreeStorageSpace|DiskSpace|disk|FilesystemSpace|VolumeFillingUp|VolumeFull|storage|inode",
+    r"FreeStorageSpace|DiskSpace|disk|Filesystem\w*Space|OutOfSpace|VolumeFillingUp|VolumeFull|"
+    r"storage|inode",
     re.IGNORECASE,
 )
 

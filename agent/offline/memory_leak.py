@@ -54,7 +54,8 @@ LEAK_HINTS = (
     s.pattern("unbounded", r"eviction disabled|unbounded (cache|queue|map)", 0.1, ignore_case=True),
 )
 _OOM_TEXT = re.compile(
-    r"OutOfMemory|out of memory|OOM|heap limit|MemoryError|memory (above|near|usage|limit)",
+    r"OutOfMemory|out of memory|\bOOM|heap limit|MemoryError|memory (above|near|usage|limit)|"
+    r"Memory_?Util|MemoryNearLimit|MemoryHigh",
     re.IGNORECASE,
 )
 
@@ -98,7 +99,8 @@ class MemoryLeak:
         elif memory is not None and s.saturated(memory, 90):
             case.add(0.15, memory.evidence)
         issues = s.matching_issues(obs, _OOM_TEXT)
-        case.add(0.1 if issues else 0.0, *(s.issue_evidence(i) for i in issues[:1]))
+        if issues and all(h.tool == "logs" for h in oom):  # else the issue is already quoted
+            case.add(0.1, s.issue_evidence(issues[0]))
         alert = s.alert_hit(ctx, _OOM_TEXT)
         case.add(0.1 if alert else 0.0, alert)
         if obs.health is not None and not obs.health.healthy:

@@ -222,6 +222,10 @@ async def test_an_empty_or_broken_directory_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"id": "x"}')
     with pytest.raises(ScenarioError, match=r"bad\.json"):
         await run_eval(tmp_path)
+    unparsable = {**DISK, "payload": {"version": "3", "groupKey": "g", "alerts": []}}
+    (tmp_path / "bad.json").write_text(json.dumps(unparsable))
+    with pytest.raises(ScenarioError, match=r"bad\.json: payload: .*version"):
+        await run_eval(tmp_path)
 
 
 def test_scenario_context_parses_each_source_and_allows_every_action(scenario_dir: Path) -> None:
