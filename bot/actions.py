@@ -22,7 +22,7 @@ from bot.adapters.base import Button, Reply
 from bot.config import Config
 from bot.models import Incident, aware, utcnow
 from bot.outbox import Item
-from bot.policy import Actor, Outcome, decide_request, may_approve
+from bot.policy import Actor, Outcome, allow_listed, decide_request, may_approve, may_deny
 from bot.store import Store
 from bot.store import schema as t
 from bot.wiring import executor_for
@@ -189,9 +189,13 @@ async def decide(
         )
     if approve:
         verdict = may_approve(cfg, actor, row.service, row.requested_by)
-        if verdict.outcome == Outcome.REFUSE:
-            await audit(conn, actor.id, row.action, row.service, "refused", verdict.reason, inc.id)
-            return Reply(f"🚫 {_sentence(verdict.reason)}.", "error")
+    else:
+        verdict = may_deny(cfg, actor, row.requested_by)
+    if verdict.outcome == Outcome.REFUSE:
+        await audit(conn, actor.id, row.action, row.service, "refused", verdict.reason, inc.id)
+        return Reply(f"🚫 {_sentence(verdict.reason)}.", "error")
+    if approve and (unlisted := await _refuse_unlisted(conn, cfg, inc, row)):
+        return unlisted
     new_state = "approved" if approve else "denied"
     done = await conn.execute(
         update(t.actions)
@@ -222,6 +226,19 @@ async def decide(
     return Reply(
         f"❌ Denied by {actor.mention}: {row.action} {row.service} will not run.", "action"
     )
+
+
+async def _refuse_unlisted(
+    conn: AsyncConnection, cfg: Config, inc: Incident, row: Any
+) -> Reply | None:
+    """Close a request whose action the configuration no longer allows; None if it still does."""
+    listed = allow_listed(cfg, row.service, row.action)
+    if listed.outcome != Outcome.REFUSE:
+        return None
+    why = f"{listed.reason}; the configuration changed since it was asked"
+    await _close(conn, row.id, "refused", why)
+    await audit(conn, "opsbot", row.action, row.service, "refused", why, inc.id)
+    return Reply(f"🚫 Not running {row.action} {row.service}: {why}.", "error")
 
 
 async def _close(conn: AsyncConnection, action_id: int, state: str, outcome: str) -> None:
@@ -262,8 +279,13 @@ async def run_job(store: Store, cfg: Config, item: Item) -> None:
         )
         row = (await conn.execute(select(t.actions).where(t.actions.c.id == action_id))).first()
         inc = await incidents.get(conn, row.incident_id)
+        refused = await _refuse_unlisted(conn, cfg, inc, row) if claimed.rowcount else None
+        if refused is not None:
+            await incidents.enqueue_reply(conn, cfg, inc, refused)
     if claimed.rowcount == 0:
         log.info("action.already_handled", action=action_id, state=row.state)
+        return
+    if refused is not None:
         return
     svc = cfg.services[row.service]
     params = ActionParams(

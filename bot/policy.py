@@ -58,7 +58,9 @@ def actor_for(cfg: Config, msg: InboundMessage) -> Actor:
     return Actor(msg.user_id, msg.user_id, frozenset(cfg.policy.unknown_user_roles))
 
 
-def decide_request(cfg: Config, actor: Actor, service: str, action: str) -> Decision:
+def allow_listed(cfg: Config, service: str, action: str) -> Decision:
+    """The service's `actions` are the allow-list: checked when asked, approved and run, since
+    the configuration may change while a request waits."""
     svc = cfg.services.get(service)
     if svc is None:
         return Decision(Outcome.REFUSE, f"{service} is not a configured service")
@@ -67,6 +69,14 @@ def decide_request(cfg: Config, actor: Actor, service: str, action: str) -> Deci
         return Decision(
             Outcome.REFUSE, f"{action} is not allowed on {service} (allowed: {allowed})"
         )
+    return Decision(Outcome.RUN, f"{action} is allowed on {service}")
+
+
+def decide_request(cfg: Config, actor: Actor, service: str, action: str) -> Decision:
+    listed = allow_listed(cfg, service, action)
+    if listed.outcome == Outcome.REFUSE:
+        return listed
+    svc = cfg.services[service]
     if not actor.has("responder") and not actor.has("approver"):
         return Decision(
             Outcome.REFUSE, f"{actor.mention} has no responder role in the people directory"
@@ -89,6 +99,13 @@ def may_approve(cfg: Config, actor: Actor, service: str, requested_by: str) -> D
             Outcome.REFUSE, "two-person approval: someone other than the requester must approve"
         )
     return Decision(Outcome.RUN, f"approved by {actor.mention}")
+
+
+def may_deny(cfg: Config, actor: Actor, requested_by: str) -> Decision:
+    """Approvers may deny a request, and anyone may withdraw their own; nobody else."""
+    if actor.has("approver") or _same_person(cfg, actor, requested_by):
+        return Decision(Outcome.RUN, f"denied by {actor.mention}")
+    return Decision(Outcome.REFUSE, f"{actor.mention} is neither an approver nor the requester")
 
 
 def _same_person(cfg: Config, actor: Actor, requested_by: str) -> bool:
