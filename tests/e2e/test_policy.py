@@ -194,6 +194,61 @@ async def test_a_responder_who_is_not_an_approver_cannot_approve(
         )
 
 
+async def test_only_an_approver_or_the_requester_can_deny(
+    bot_config: Callable[..., Config], gated: tuple[Path, Path, Path]
+) -> None:
+    async with run_bot(policy_config(bot_config, gated)) as bot:
+        incident_id = await open_incident(bot)
+        prompt = await ask_and_get_prompt(bot, incident_id, "U0MIN")
+        deny = prompt["buttons"][1]["action_id"]
+        await slack_says(bot, incident_id, "U0STRANGER", "Deny", button=deny)
+        said = await bot_says_next(bot, incident_id)
+        assert said == ["🚫 @U0STRANGER is neither an approver nor the requester."]
+        assert [r["state"] for r in await action_rows(bot, incident_id)] == ["pending_approval"]
+
+        await slack_says(bot, incident_id, "U0MIN", "deny")  # withdrawing one's own request
+        said = await bot_says_next(bot, incident_id)
+        assert said == ["❌ Denied by @min: restart checkout will not run."]
+        assert [r["state"] for r in await action_rows(bot, incident_id)] == ["denied"]
+
+
+async def test_a_request_waiting_while_the_allow_list_changed_is_not_run(
+    bot_config: Callable[..., Config], gated: tuple[Path, Path, Path]
+) -> None:
+    """Asked under one configuration, approved (or queued) after a restart with another."""
+    script, gate, runs = gated
+    gate.touch()
+    run = python_action(script, str(gate), str(runs))
+
+    def config(allowed: str) -> Config:
+        services = {s: service({allowed: run}, approval="approve") for s in ("checkout", "cart")}
+        return bot_config(services=services, people=PEOPLE)
+
+    def refusal(svc: str) -> str:
+        return (
+            f"🚫 Not running restart {svc}: restart is not allowed on {svc} (allowed: rollback); "
+            "the configuration changed since it was asked."
+        )
+
+    async with run_bot(config("restart")) as bot:
+        waiting = await open_incident(bot, "checkout")
+        await ask_and_get_prompt(bot, waiting, "U0MIN")
+        queued = await open_incident(bot, "cart")
+        prompt = await ask_and_get_prompt(bot, queued, "U0MIN")
+        await slack_says(bot, queued, "U0RAVI", "Approve", button=prompt["buttons"][0]["action_id"])
+        await bot.runtime.worker.run_once()  # the approval is handled; its run is still queued
+        assert [r["state"] for r in await action_rows(bot, queued)] == ["approved"]
+
+    async with run_bot(config("rollback")) as bot:
+        await slack_says(bot, waiting, "U0RAVI", "approve")
+        assert await bot_says_next(bot, waiting) == [refusal("checkout")]
+        assert refusal("cart") in await bot_said(bot, queued)  # the queued run refused itself
+        for incident_id in (waiting, queued):
+            assert [r["state"] for r in await action_rows(bot, incident_id)] == ["refused"]
+            assert (await audit_log(bot, incident_id))[-1][0::3] == ("opsbot", "refused")
+        assert lines_of(runs) == []
+
+
 # ---- refused -------------------------------------------------------------------------------
 
 

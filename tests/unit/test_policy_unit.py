@@ -10,7 +10,16 @@ import pytest
 from agent.types import ActionKind, Category, Diagnosis, ProposedAction
 from bot.adapters.base import InboundMessage
 from bot.config import Config
-from bot.policy import Actor, Outcome, actor_for, auto_remediation, decide_request, may_approve
+from bot.policy import (
+    Actor,
+    Outcome,
+    actor_for,
+    allow_listed,
+    auto_remediation,
+    decide_request,
+    may_approve,
+    may_deny,
+)
 
 RAVI = {
     "name": "Ravi Kumar",
@@ -159,6 +168,36 @@ def test_may_approve(
     decision = may_approve(cfg, actor(cfg, platform, approver), "checkout", requested_by)
     assert decision.outcome == outcome
     assert reason in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("platform", "who", "requested_by", "outcome", "reason"),
+    [
+        ("slack", "U0ASHA", "Min Lee", Outcome.RUN, "denied by @asha"),
+        ("slack", "U0MIN", "Min Lee", Outcome.RUN, "denied by @Min Lee"),  # withdrawing one's own
+        ("console", "console", "Min Lee", Outcome.RUN, "denied by @console"),
+        ("slack", "U0VIC", "Min Lee", Outcome.REFUSE, "neither an approver nor the requester"),
+        ("slack", "U0STRANGER", "Min Lee", Outcome.REFUSE, "@U0STRANGER is neither"),
+    ],
+)
+def test_may_deny(
+    platform: str, who: str, requested_by: str, outcome: Outcome, reason: str
+) -> None:
+    cfg = config()
+    decision = may_deny(cfg, actor(cfg, platform, who), requested_by)
+    assert decision.outcome == outcome
+    assert reason in decision.reason
+
+
+def test_the_allow_list_is_the_services_actions() -> None:
+    cfg = config()
+    assert allow_listed(cfg, "checkout", "rollback").outcome == Outcome.RUN
+    refused = allow_listed(cfg, "search", "restart")
+    assert (refused.outcome, refused.reason) == (
+        Outcome.REFUSE,
+        "restart is not allowed on search (allowed: scale_up)",
+    )
+    assert allow_listed(cfg, "billing", "restart").reason == "billing is not a configured service"
 
 
 # ---- acting on a diagnosis ------------------------------------------------------------------
