@@ -10,7 +10,7 @@ from agent.offline import signals as s
 from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
 
-RESTARTING = (
+LOOPING = (
     s.pattern("backoff", r"Back-off restarting failed container", 0.35),
     s.pattern("crashloop", r"CrashLoopBackOff", 0.35),
     s.pattern(
@@ -19,6 +19,10 @@ RESTARTING = (
         r"Essential container in task exited|Restarting \(\d+\)|restart count \d+",
         0.3,
     ),
+)
+# Signs of a process dying that, alone, do not make a loop.
+EXITS = (
+    s.pattern("probe_kill", r"Liveness probe failed", 0.05),
     s.pattern(
         "exited",
         r"exited with (code|status) [1-9]\d*|Exit Code:\s+[1-9]|code=exited, status=[1-9]|"
@@ -26,6 +30,7 @@ RESTARTING = (
         0.1,
     ),
 )
+RESTARTING = LOOPING + EXITS
 STARTUP_FAILURES = (
     s.pattern(
         "bad_config",
@@ -72,7 +77,7 @@ def _climbing(restarts: s.Shape | None) -> bool:
 def looping(ctx: IncidentContext, obs: Observations) -> bool:
     """Whether the orchestrator reports the service restarting over and over."""
     return bool(
-        s.find(obs.logs, RESTARTING[:3])
+        s.find(obs.logs, LOOPING)
         or _climbing(s.metric(obs, s.RESTARTS))
         or s.alert_hit(ctx, _ALERT)
     )

@@ -58,6 +58,9 @@ FAILURES = (
         0.2,
         ignore_case=True,
     ),
+    s.pattern(
+        "gateway_status", r'" 50[234] \d+ ', 0.1
+    ),  # a proxy's access log: the upstream failed
     s.pattern("retries", r"Max retries exceeded with url|retries exhausted|giving up after", 0.1),
     s.pattern("grpc_unavailable", r"\bUNAVAILABLE\b|code = Unavailable", 0.15),
     s.pattern(
@@ -98,7 +101,9 @@ _ALERT = re.compile(
 
 def _named_in_logs(lines: Sequence[str], hits: Sequence[s.Hit]) -> str | None:
     """The dependency most failure lines name (a JSON field, a URL host, a host:port)."""
-    failing = {i for h in hits for i, line in enumerate(lines) if h.pattern.regex.search(line)}
+    failing = sorted(
+        {i for h in hits if h.tool == "logs" for i in s.lines_matching(lines, h.pattern)}
+    )
     names: Counter[str] = Counter()
     for line in (lines[i] for i in failing):
         if m := _NAMED.search(line) or _URL_HOST.search(line):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 import statistics
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from itertools import accumulate, pairwise
+from functools import cached_property, lru_cache
+from itertools import accumulate, islice, pairwise
 
 from agent.types import Evidence, IncidentContext, Observations
 from integrations.observability.model import Deploy, ErrorIssue, HealthResult, Point
@@ -166,35 +166,59 @@ class Hit:
         return self.line[self.start :].strip()[:PHRASE_MAX].rstrip()
 
 
-def find(lines: Sequence[str], patterns: Iterable[Pattern], tool: str = "logs") -> list[Hit]:
-    """One hit per matching pattern, heaviest first: the first line that shows the phrase
-    best (the message itself rather than echoed source code, whole rather than clipped).
+@dataclass(frozen=True, slots=True)
+class _Joined:
+    """A log joined into one text: each pattern then scans it in one C-level search instead of
+    one search per line; `starts` maps a match back to its line."""
 
-    Each pattern scans the joined log, which is much faster than a search per line; a match
-    is confirmed on its own line so that no match spans two lines.
-    """
+    lines: tuple[str, ...]
+    text: str
+    lowered: str
+    starts: list[int]
+
+
+@lru_cache(maxsize=8)  # the rules of one diagnosis scan the same log many times
+def _joined(lines: tuple[str, ...]) -> _Joined:
     text = "\n".join(lines)
-    lowered = text.lower()
     starts = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
+    return _Joined(lines, text, text.lower(), starts)
+
+
+def _matches(log: _Joined, p: Pattern) -> Iterator[tuple[int, re.Match[str]]]:
+    """(line index, match on that line) for each line the pattern matches, in order."""
+    if p.keys is not None and not any(k in log.lowered for k in p.keys):
+        return
+    position = 0
+    while position <= len(log.text) and (found := p.regex.search(log.text, position)):
+        index = bisect_right(log.starts, found.start()) - 1
+        following = index + 1
+        position = log.starts[following] if following < len(log.starts) else len(log.text) + 1
+        # Confirmed on the line itself, so that no match spans two lines.
+        if match := p.regex.search(log.lines[index]):
+            yield index, match
+
+
+def find(lines: Sequence[str], patterns: Iterable[Pattern], tool: str = "logs") -> list[Hit]:
+    """One hit per matching pattern, heaviest first: of its first few matching lines, the one
+    that shows the phrase best (the message rather than echoed source, whole not clipped)."""
+    log = _joined(tuple(lines))
     hits: list[Hit] = []
     for p in patterns:
-        if p.keys is not None and not any(k in lowered for k in p.keys):
-            continue
-        best: Hit | None = None
-        position = 0
-        while position <= len(text) and (found := p.regex.search(text, position)):
-            index = bisect_right(starts, found.start()) - 1
-            position = starts[index + 1] if index + 1 < len(starts) else len(text) + 1
-            if match := p.regex.search(lines[index]):
-                hit = Hit(p, index, lines[index], *match.span(), tool)
-                if best is None or _rank(hit) < _rank(best):
-                    best = hit
-                if _rank(best) == 0:
-                    break
-        if best is not None:
+        candidates = (
+            Hit(p, i, log.lines[i], *m.span(), tool) for i, m in islice(_matches(log, p), _TRIES)
+        )
+        if best := min(candidates, key=_rank, default=None):
             hits.append(best)
     hits.sort(key=lambda h: -h.pattern.weight)
     return hits
+
+
+def lines_matching(lines: Sequence[str], p: Pattern) -> list[int]:
+    """Indexes of every line the pattern matches."""
+    return [i for i, _ in _matches(_joined(tuple(lines)), p)]
+
+
+_TRIES = 5  # matching lines considered when choosing the one to quote
 
 
 # A runtime printing the source line that threw (Node, Python tracebacks), not the error.

@@ -30,7 +30,7 @@ from agent.types import (
     PastFix,
 )
 from integrations.errors import TransientError
-from integrations.observability.model import Point
+from integrations.observability.model import HealthResult, Point
 
 SHARED_SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
 
@@ -291,8 +291,9 @@ class _HangingHealth:
     def __init__(self) -> None:
         self.never = asyncio.Event()
 
-    async def check(self):  # type: ignore[no-untyped-def]
+    async def check(self) -> HealthResult:
         await self.never.wait()
+        return HealthResult(200, "never reached")
 
 
 class _Past:
