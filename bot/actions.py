@@ -70,7 +70,7 @@ def _sentence(text: str) -> str:
 
 
 def _params_text(row_params: dict[str, Any]) -> str:
-    if row_params.get("replicas"):
+    if row_params.get("replicas") is not None:  # 0 is a count too
         return f" to {row_params['replicas']} replicas"
     if row_params.get("delta"):
         return f" by {row_params['delta']}"
@@ -101,7 +101,7 @@ async def request(
         return Reply(
             f"🚫 There is no service called `{target}`. Services I know: {services}.", "error"
         )
-    decision = decide_request(cfg, actor, target, action)
+    decision = decide_request(cfg, actor, target, action, intent.replicas)
     if decision.outcome == Outcome.REFUSE:
         await audit(conn, actor.id, action, target, "refused", decision.reason, inc.id)
         return Reply(f"🚫 Not doing that: {decision.reason}.", "error")

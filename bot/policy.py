@@ -72,11 +72,19 @@ def allow_listed(cfg: Config, service: str, action: str) -> Decision:
     return Decision(Outcome.RUN, f"{action} is allowed on {service}")
 
 
-def decide_request(cfg: Config, actor: Actor, service: str, action: str) -> Decision:
+def decide_request(
+    cfg: Config, actor: Actor, service: str, action: str, replicas: int | None = None
+) -> Decision:
     listed = allow_listed(cfg, service, action)
     if listed.outcome == Outcome.REFUSE:
         return listed
     svc = cfg.services[service]
+    if replicas is not None and not svc.min_replicas <= replicas <= svc.max_replicas:
+        return Decision(
+            Outcome.REFUSE,
+            f"{replicas} replicas is outside {service}'s limits "
+            f"({svc.min_replicas} to {svc.max_replicas})",
+        )
     if not actor.has("responder") and not actor.has("approver"):
         return Decision(
             Outcome.REFUSE, f"{actor.mention} has no responder role in the people directory"
