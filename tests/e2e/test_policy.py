@@ -32,6 +32,7 @@ from tests.e2e.test_actions_flow import (
     service,
     slack_says,
 )
+from tests.fakes.action_servers import RecordingHttp
 from tests.fakes.bot_server import RunningBot, run_bot
 
 __all__ = ["gated"]  # the fixture, shared with test_actions_flow
@@ -294,6 +295,25 @@ async def test_refusals_say_why_and_what_exists(
         (entry,) = await audit_log(bot, incident_id)
         assert entry[0] == "U0RAVI"
         assert entry[2:] == (target, "refused", why)
+
+
+async def test_scaling_stays_within_the_services_replica_limits(
+    bot_config: Callable[..., Config], recording_http: RecordingHttp
+) -> None:
+    scale = {"http": {"url": f"{recording_http.url}/scale", "body": {"replicas": "{replicas}"}}}
+    checkout = service({"scale_up": scale}) | {"max_replicas": 12}
+    async with run_bot(bot_config(services={"checkout": checkout}, people=PEOPLE)) as bot:
+        incident_id = await open_incident(bot)
+        await slack_says(bot, incident_id, "U0MIN", "scale it to 600")
+        said = await bot_says_next(bot, incident_id)
+        assert said == ["🚫 Not doing that: 600 replicas is outside checkout's limits (1 to 12)."]
+        assert recording_http.calls("POST") == []
+
+        await slack_says(bot, incident_id, "U0MIN", "scale it to 6")
+        said = await bot_says_next(bot, incident_id)
+        assert said[0] == "▶️ Scaling up checkout to 6 replicas (asked by @min)."
+        (call,) = recording_http.calls("POST")
+        assert call.json() == {"replicas": 6}
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,26 @@ def test_decide_request(
     assert reason in decision.reason
 
 
+@pytest.mark.parametrize(
+    ("replicas", "outcome"),
+    [
+        (None, Outcome.RUN),
+        (1, Outcome.RUN),
+        (50, Outcome.RUN),
+        (0, Outcome.REFUSE),
+        (51, Outcome.REFUSE),
+    ],
+)
+def test_a_replica_count_must_be_within_the_services_limits(
+    replicas: int | None, outcome: Outcome
+) -> None:
+    cfg = config()
+    decision = decide_request(cfg, actor(cfg, "slack", "U0MIN"), "search", "scale_up", replicas)
+    assert decision.outcome == outcome
+    if outcome == Outcome.REFUSE:
+        assert decision.reason == f"{replicas} replicas is outside search's limits (1 to 50)"
+
+
 # ---- approving ------------------------------------------------------------------------------
 
 
