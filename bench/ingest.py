@@ -1,0 +1,306 @@
+"""Ingest benchmark: `opsbot run` on a file SQLite database, Alertmanager notifications from
+concurrent senders; prints throughput and latency, then checks the store lost nothing.
+
+    python bench/ingest.py [--count 3000] [--senders 20] [--seed 1] [--profile out.prof]
+
+Notifications carry 1-50 alerts; 5% re-send an identical earlier body (must be a duplicate),
+10% resolve every alert of an open group (its incident must resolve). Goal on 2 cores:
+>= 500 notifications/s with p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+GOAL_RPS = 500.0
+GOAL_P99_MS = 50.0
+RESEND_SHARE = 0.05
+RESOLVE_SHARE = 0.10
+UPDATE_SHARE = 0.30  # of the rest: a later notification of an open group
+MAX_ALERTS = 50
+START_TIMEOUT_S = 30.0
+BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+SEVERITIES = ("info", "warning", "high", "critical")
+
+
+@dataclass
+class Group:
+    key: str
+    name: str
+    fingerprints: list[str] = field(default_factory=list)
+    severities: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Ledger:
+    """What was sent and answered, to compare with the store afterwards."""
+
+    rng: random.Random
+    open_groups: dict[str, Group] = field(default_factory=dict)
+    busy: set[str] = field(default_factory=set)
+    opened: set[str] = field(default_factory=set)
+    resolved: set[str] = field(default_factory=set)
+    answered_bodies: list[bytes] = field(default_factory=list)
+    distinct: set[str] = field(default_factory=set)
+    alert_counts: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    resends: int = 0
+    duplicates: int = 0
+    alerts_sent: int = 0
+    errors: list[str] = field(default_factory=list)
+    seq: int = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+def alert(group: Group, fp: str, status: str, seq: int) -> dict[str, object]:
+    starts = BASE_TIME + timedelta(milliseconds=seq)
+    return {
+        "status": status,
+        "labels": {
+            "alertname": group.name,
+            "service": f"svc-{group.name[-3:]}",
+            "severity": group.severities[fp],
+            "instance": fp,
+        },
+        "annotations": {"summary": f"{group.name} on {fp}"},
+        "startsAt": starts.isoformat().replace("+00:00", "Z"),
+        "endsAt": (starts + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+        if status == "resolved"
+        else "0001-01-01T00:00:00Z",
+        "generatorURL": f"http://prometheus:9090/graph?seq={seq}",
+        "fingerprint": fp,
+    }
+
+
+def notification(group: Group, status: str, seq: int) -> bytes:
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": group.key,
+            "truncatedAlerts": 0,
+            "status": status,
+            "receiver": "opsbot",
+            "groupLabels": {"alertname": group.name},
+            "commonLabels": {"alertname": group.name},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": [alert(group, fp, status, seq) for fp in group.fingerprints],
+        }
+    ).encode()
+
+
+def add_alerts(ledger: Ledger, group: Group, n: int) -> None:
+    for _ in range(n):
+        fp = f"{group.name}-{len(group.fingerprints):02d}"
+        group.fingerprints.append(fp)
+        group.severities[fp] = ledger.rng.choice(SEVERITIES)
+
+
+def plan_one(ledger: Ledger) -> tuple[str, Group | None, bytes]:
+    """Pick the next notification: ("resend" | "resolve" | "update" | "open", group, body)."""
+    rng, seq = ledger.rng, ledger.next_seq()
+    roll = rng.random()
+    if roll < RESEND_SHARE and ledger.answered_bodies:
+        return "resend", None, rng.choice(ledger.answered_bodies)
+    idle = [g for k, g in ledger.open_groups.items() if k not in ledger.busy]
+    if roll < RESEND_SHARE + RESOLVE_SHARE and idle:
+        group = rng.choice(idle)
+        return "resolve", group, notification(group, "resolved", seq)
+    if rng.random() < UPDATE_SHARE and idle:
+        group = rng.choice(idle)
+        add_alerts(ledger, group, min(rng.randint(1, 5), MAX_ALERTS - len(group.fingerprints)))
+        return "update", group, notification(group, "firing", seq)
+    name = f"BenchAlert{seq:06d}"
+    group = Group(key=f'{{}}:{{alertname="{name}"}}', name=name)
+    add_alerts(ledger, group, rng.randint(1, MAX_ALERTS))
+    return "open", group, notification(group, "firing", seq)
+
+
+async def sender(client: httpx.AsyncClient, ledger: Ledger, remaining: list[int]) -> None:
+    while remaining[0] > 0:
+        remaining[0] -= 1
+        kind, group, body = plan_one(ledger)
+        if group is not None:
+            ledger.busy.add(group.key)
+        start = time.perf_counter()
+        try:
+            resp = await client.post(
+                "/webhooks/alertmanager",
+                content=body,
+                headers={"content-type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            ledger.errors.append(f"{kind}: {exc!r}")
+            continue
+        finally:
+            if group is not None:
+                ledger.busy.discard(group.key)
+        ledger.latencies_ms.append((time.perf_counter() - start) * 1000)
+        if resp.status_code != 200:
+            ledger.errors.append(f"{kind}: {resp.status_code} {resp.text[:200]}")
+            continue
+        record(ledger, kind, group, body, resp.json())
+
+
+def record(ledger: Ledger, kind: str, group: Group | None, body: bytes, answer: dict) -> None:
+    ledger.alerts_sent += len(json.loads(body)["alerts"])
+    if kind == "resend":
+        ledger.resends += 1
+        ledger.duplicates += answer["status"] == "duplicate"
+        return
+    assert group is not None
+    ledger.answered_bodies.append(body)
+    ledger.distinct.add(hashlib.sha256(body).hexdigest())
+    if kind == "resolve":
+        ledger.open_groups.pop(group.key, None)
+        ledger.resolved.add(group.key)
+        return
+    ledger.open_groups[group.key] = group
+    ledger.opened.add(group.key)
+    ledger.alert_counts[group.key] = len(group.fingerprints)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_bot(workdir: Path, port: int, profile: str | None) -> subprocess.Popen[bytes]:
+    config = workdir / "opsbot.yaml"
+    config.write_text(
+        f"http: {{host: 127.0.0.1, port: {port}}}\nstorage: {{url: 'sqlite:///{workdir}/bench.db'}}\n"
+    )
+    runner = ["-m", "cProfile", "-o", profile] if profile else []
+    return subprocess.Popen(
+        [sys.executable, *runner, "-m", "bot", "run", "--config", str(config)],
+        stdout=(workdir / "opsbot.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "OPSBOT_LOG_LEVEL": "WARNING"},
+    )
+
+
+async def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    async with httpx.AsyncClient(base_url=url, timeout=1) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"opsbot exited with {proc.returncode} before answering")
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"opsbot did not become ready in {START_TIMEOUT_S} s")
+
+
+def check_store(db: Path, ledger: Ledger) -> list[str]:
+    """Compare the store with the ledger; returns the problems found."""
+    with sqlite3.connect(db, timeout=30) as conn:
+        deliveries = conn.execute(
+            "SELECT count(*) FROM deliveries WHERE source = 'alertmanager'"
+        ).fetchone()[0]
+        rows = conn.execute("SELECT group_key, status, alert_count FROM incidents").fetchall()
+    problems = []
+    if deliveries != len(ledger.distinct):
+        problems.append(f"deliveries rows {deliveries} != distinct bodies {len(ledger.distinct)}")
+    if ledger.duplicates != ledger.resends:
+        problems.append(f"re-sends {ledger.resends} but duplicates {ledger.duplicates}")
+    by_key = {key: (status, count) for key, status, count in rows}
+    if len(rows) != len(ledger.opened) or set(by_key) != ledger.opened:
+        problems.append(f"incidents {len(rows)} != groups opened {len(ledger.opened)}")
+    wrong_status = [
+        k
+        for k in ledger.opened
+        if by_key.get(k, ("?", 0))[0] != ("resolved" if k in ledger.resolved else "triggered")
+    ]
+    if wrong_status:
+        problems.append(f"{len(wrong_status)} incidents in the wrong state, e.g. {wrong_status[0]}")
+    wrong_count = [k for k, n in ledger.alert_counts.items() if by_key.get(k, ("", -1))[1] != n]
+    if wrong_count:
+        problems.append(f"{len(wrong_count)} incidents with a wrong alert_count")
+    if ledger.errors:
+        problems.append(f"{len(ledger.errors)} failed requests, e.g. {ledger.errors[0]}")
+    return problems
+
+
+async def bench(count: int, senders: int, seed: int, profile: str | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="opsbot-bench-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = start_bot(workdir, port, profile)
+        try:
+            await wait_ready(url, proc)
+            ledger = Ledger(rng=random.Random(seed))
+            remaining = [count]
+            limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
+            async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+                started = time.perf_counter()
+                await asyncio.gather(*(sender(client, ledger, remaining) for _ in range(senders)))
+                elapsed = time.perf_counter() - started
+                stats = (await client.get("/stats")).json()
+        finally:
+            # SIGINT lets cProfile write its file; uvicorn shuts down gracefully on either.
+            proc.send_signal(signal.SIGINT if profile else signal.SIGTERM)
+            proc.wait(timeout=60)
+        report(ledger, elapsed, senders, stats)
+        problems = check_store(workdir / "bench.db", ledger)
+    for problem in problems:
+        print(f"LOST OR WRONG: {problem}")
+    if not problems:
+        print("store check: OK (nothing lost, duplicates ignored, resolutions applied)")
+    return 1 if problems else 0
+
+
+def report(ledger: Ledger, elapsed: float, senders: int, stats: dict) -> None:
+    n = len(ledger.latencies_ms)
+    q = statistics.quantiles(ledger.latencies_ms, n=100) if n > 1 else [0.0] * 99
+    rps = n / elapsed
+    print(f"notifications: {n} from {senders} senders in {elapsed:.2f} s")
+    print(f"  opened {len(ledger.opened)} groups, resolved {len(ledger.resolved)}, ", end="")
+    print(f"re-sent {ledger.resends} bodies, {ledger.alerts_sent} alerts in all")
+    print(f"webhooks/s: {rps:.0f}   alerts/s: {ledger.alerts_sent / elapsed:.0f}")
+    print(
+        f"latency ms: p50 {q[49]:.1f}   p90 {q[89]:.1f}   p99 {q[98]:.1f}   max {max(ledger.latencies_ms):.1f}"
+    )
+    print(f"outbox at the end: {stats['outbox']}")
+    verdict = "met" if rps >= GOAL_RPS and q[98] <= GOAL_P99_MS else "MISSED"
+    print(f"goal (>= {GOAL_RPS:.0f}/s, p99 <= {GOAL_P99_MS:.0f} ms): {verdict}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=3000, help="notifications to send")
+    parser.add_argument("--senders", type=int, default=20, help="concurrent senders")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", help="run the bot under cProfile, write stats to this file")
+    args = parser.parse_args()
+    profile = str(Path(args.profile).resolve()) if args.profile else None
+    sys.exit(asyncio.run(bench(args.count, args.senders, args.seed, profile)))
+
+
+if __name__ == "__main__":
+    main()

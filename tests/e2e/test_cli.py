@@ -1,0 +1,173 @@
+"""The `opsbot` command line as a user runs it: real processes, real files, a real bot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_config
+from tests.fakes.bot_server import free_port, run_bot
+
+GOOD = """\
+http: {host: 127.0.0.1, port: 8099}
+webhooks: {token: "${OPSBOT_T_TOKEN:-}"}
+routes:
+  - match: {severity: critical}
+    slack: [C0INCIDENTS]
+  - match: {}
+services:
+  checkout:
+    match: {service: checkout}
+    actions:
+      restart: {shell: [systemctl, restart, checkout]}
+      rollback: {http: {url: "http://127.0.0.1:9/rollback"}}
+people:
+  - {name: Ravi Kumar, aliases: [ravi], roles: [responder, approver]}
+"""
+
+
+def opsbot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OPSBOT_LOG_LEVEL": "WARNING"},
+    )
+
+
+async def opsbot_async(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """Run the CLI without blocking the event loop that serves the bot it talks to."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "OPSBOT_LOG_LEVEL": "WARNING"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    done = opsbot("--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for command in ("run", "check-config", "send-test-alert", "incidents", "postmortem"):
+        assert command in done.stdout, command
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(GOOD)
+    done = opsbot("check-config", "--config", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert str(path) in done.stdout
+    assert "OK" in done.stdout
+    assert "1 services" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        (GOOD.replace("port: 8099", "port: eighty"), "http.port", "valid integer"),
+        (
+            GOOD.replace("restart: {shell", "reboot: {shell"),
+            "services.checkout.actions",
+            "unknown action 'reboot'",
+        ),
+        (
+            GOOD.replace(
+                "restart: {shell: [systemctl, restart, checkout]}",
+                "restart: {shell: [systemctl, restart, checkout], http: {url: 'http://h'}}",
+            ),
+            "services.checkout.actions.restart",
+            "exactly one executor",
+        ),
+        (GOOD.replace("  - match: {}\n", "  - match: {}\n   oops: [\n"), "line 7", "invalid YAML"),
+    ],
+)
+def test_check_config_names_file_key_and_problem(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    done = opsbot("check-config", "--config", str(path), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert str(path) in done.stderr
+    assert key in done.stderr, done.stderr
+    assert problem in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_config_missing_file_is_exit_1(tmp_path: Path) -> None:
+    done = opsbot("check-config", "--config", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "nope.yaml" in done.stderr
+    assert "cannot read" in done.stderr
+
+
+async def test_send_test_alert_then_list_and_show(tmp_path: Path) -> None:
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(f"storage: {{url: 'sqlite:///{tmp_path / 'bot.db'}'}}\n")
+    async with run_bot(load_config(path)) as bot:
+        code, out, err = await opsbot_async("send-test-alert", "--url", bot.url, cwd=tmp_path)
+        assert code == 0, err
+        assert out.startswith("200 ")
+        (incident_id,) = json.loads(out.split(" ", 1)[1])["incidents"]
+        api = (await bot.client.get("/api/incidents")).json()["incidents"]
+        assert [i["id"] for i in api] == [incident_id]
+
+    done = opsbot("incidents", "list", "--config", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()
+    assert header.split()[:3] == ["ID", "STATUS", "SEVERITY"]
+    assert row.split()[:4] == ["#1", "triggered", "critical", "checkout"]
+
+    listed = opsbot("incidents", "list", "-o", "json", "--config", str(path), cwd=tmp_path)
+    assert [i["id"] for i in json.loads(listed.stdout)] == [incident_id]
+
+    for ref in ("1", "#1", incident_id):
+        shown = opsbot("incidents", "show", ref, "--config", str(path), cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        detail = json.loads(shown.stdout)
+        assert (detail["id"], detail["status"], detail["short_id"]) == (incident_id, "triggered", 1)
+        assert detail["timeline"][0]["kind"] == "triggered"
+
+    missing = opsbot("incidents", "show", "42", "--config", str(path), cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "no incident 42" in missing.stderr
+
+
+async def test_send_test_alert_uses_the_webhook_token(tmp_path: Path) -> None:
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(
+        f"storage: {{url: 'sqlite:///{tmp_path / 'bot.db'}'}}\nwebhooks: {{token: hush}}\n"
+    )
+    async with run_bot(load_config(path)) as bot:
+        code, out, _ = await opsbot_async("send-test-alert", "--url", bot.url, cwd=tmp_path)
+        assert code == 1
+        assert out.startswith("401 ")
+        code, out, err = await opsbot_async(
+            "send-test-alert", "--url", bot.url, "--token", "hush", cwd=tmp_path
+        )
+        assert code == 0, err
+        assert out.startswith("200 ")
+
+
+def test_send_test_alert_to_nothing_says_so(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done = opsbot("send-test-alert", "--url", url, cwd=tmp_path)
+    assert done.returncode == 1
+    assert f"cannot reach {url}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,264 @@
+"""The durable outbound queue on a real SQLite store: order per thread, backoff, dead
+letters, coalescing, rate limits and leases."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from bot import outbox
+from bot.config import OutboxConfig
+from bot.models import aware, utcnow
+from bot.outbox import Item, OutboxWorker, TokenBucket
+from bot.store import Store
+from bot.store import schema as t
+from integrations.errors import PermanentError, RateLimited, TransientError
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(f"sqlite:///{tmp_path / 'outbox.db'}")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+class Sink:
+    """A handler that records what it was given and fails the first `fail[n]` times for n."""
+
+    def __init__(self, fail: dict[int, int] | None = None, error: Exception | None = None):
+        self.calls: list[int] = []
+        self.fail = dict(fail or {})
+        self.error = error or TransientError("chat API answered 502")
+
+    async def __call__(self, item: Item) -> None:
+        n = item.payload["n"]
+        self.calls.append(n)
+        if self.fail.get(n, 0) > 0:
+            self.fail[n] -= 1
+            raise self.error
+
+
+def worker(
+    store: Store,
+    handler: Callable[[Item], Awaitable[None]],
+    dead: list[tuple[int, str]] | None = None,
+    **cfg: Any,
+) -> OutboxWorker:
+    """A worker for `reply` items; dead letters are appended to `dead` as (n, error)."""
+
+    async def on_dead(item: Item, error: str) -> None:
+        if dead is not None:
+            dead.append((item.payload["n"], error))
+
+    return OutboxWorker(store, {"reply": handler}, OutboxConfig(**cfg), on_dead=on_dead)
+
+
+async def put(store: Store, n: int, thread: str = "T1", destination: str = "console:c") -> None:
+    async with store.write() as conn:
+        await outbox.enqueue(conn, "reply", destination, {"n": n}, ordering_key=thread)
+
+
+async def rows(store: Store) -> list[Any]:
+    async with store.read() as conn:
+        return list((await conn.execute(select(t.outbox).order_by(t.outbox.c.id))).all())
+
+
+async def make_due(store: Store) -> None:
+    """Time passes: every pending item's backoff is over."""
+    async with store.write() as conn:
+        await conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.status == "pending")
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+async def drain(w: OutboxWorker) -> None:
+    while await w.run_once():
+        pass
+
+
+async def test_order_within_a_thread_holds_while_an_earlier_item_retries(store: Store) -> None:
+    sink = Sink(fail={1: 2})
+    w = worker(store, sink)
+    for n in (1, 2, 3):
+        await put(store, n)
+    await put(store, 9, thread="T2")
+
+    await drain(w)
+    assert sink.calls == [1, 9]  # 2 and 3 wait behind 1; the other thread is not held up
+    await make_due(store)
+    await drain(w)
+    assert sink.calls == [1, 9, 1]
+    await make_due(store)
+    await drain(w)
+    assert sink.calls == [1, 9, 1, 1, 2, 3]
+    assert [r.status for r in await rows(store)] == ["done"] * 4
+
+
+async def test_backoff_grows_exponentially_with_jitter_and_is_capped(store: Store) -> None:
+    sink = Sink(fail={1: 10})
+    w = worker(store, sink, base_backoff_s=2.0, max_backoff_s=20.0, max_attempts=10)
+    await put(store, 1)
+    delays: list[float] = []
+    for _ in range(6):
+        before = utcnow()
+        assert await w.run_once() == 1
+        (row,) = await rows(store)
+        delays.append((aware(row.next_attempt_at) - before).total_seconds())
+        await make_due(store)
+    (row,) = await rows(store)
+    assert (row.status, row.attempts) == ("pending", 6)
+    assert "502" in row.last_error
+    for attempt, delay in enumerate(delays, start=1):
+        full = min(20.0, 2.0 * 2 ** (attempt - 1))
+        assert full * 0.5 - 0.01 <= delay <= full + 0.5, (attempt, delays)
+    assert delays[3] > delays[0] * 2  # 8 s window vs 2 s window: the growth outruns jitter
+
+
+async def test_dead_letter_after_max_attempts_unblocks_the_thread(store: Store) -> None:
+    sink = Sink(fail={1: 100})
+    dead: list[tuple[int, str]] = []
+    w = worker(store, sink, dead, max_attempts=3)
+    await put(store, 1)
+    await put(store, 2)
+    for _ in range(3):
+        await drain(w)
+        await make_due(store)
+    first, second = await rows(store)
+    assert first.status == "dead"
+    assert "TransientError" in first.last_error
+    assert dead == [(1, "TransientError: chat API answered 502")]
+    assert sink.calls == [1, 1, 1, 2]
+    assert second.status == "done"
+    async with store.read() as conn:
+        assert await outbox.counts(conn) == {"pending": 0, "failed": 1}
+
+
+async def test_permanent_errors_and_unknown_kinds_are_dead_at_once(store: Store) -> None:
+    sink = Sink(fail={1: 1}, error=PermanentError("channel_not_found"))
+    w = worker(store, sink)
+    await put(store, 1)
+    async with store.write() as conn:
+        await outbox.enqueue(conn, "fax", "fax:1", {"n": 2})
+    await drain(w)
+    fax, reply = sorted(await rows(store), key=lambda r: r.kind)
+    assert (reply.status, reply.last_error) == ("dead", "channel_not_found")
+    assert (fax.status, fax.last_error) == ("dead", "no handler for 'fax'")
+    assert sink.calls == [1]
+
+
+async def test_root_updates_of_one_thread_coalesce_while_pending(store: Store) -> None:
+    async def update_root(n: int) -> bool:
+        async with store.write() as conn:
+            return await outbox.enqueue(
+                conn, "reply", "slack:C1", {"n": n}, ordering_key="T", coalesce_key="update:T"
+            )
+
+    assert await update_root(1)
+    assert not await update_root(2)
+    assert not await update_root(3)
+    assert len(await rows(store)) == 1
+    sink = Sink()
+    await drain(worker(store, sink))
+    assert sink.calls == [1]  # the handler renders the incident as it is now
+    assert await update_root(4)  # once delivered, the next change is a new edit
+
+
+async def test_rate_limited_reschedules_without_counting_an_attempt(store: Store) -> None:
+    sink = Sink(fail={1: 1}, error=RateLimited("slack 429", retry_after=30))
+    w = worker(store, sink, max_attempts=1)
+    await put(store, 1)
+    before = utcnow()
+    await drain(w)
+    (row,) = await rows(store)
+    assert (row.status, row.attempts) == ("pending", 0)
+    wait = (aware(row.next_attempt_at) - before).total_seconds()
+    assert 29.9 <= wait <= 31
+    await make_due(store)
+    await drain(w)
+    (row,) = await rows(store)
+    assert row.status == "done"  # max_attempts=1 was not used up by the 429
+
+
+def test_token_bucket_with_a_controlled_clock() -> None:
+    now = [100.0]
+    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [bucket.take("slack:C1") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take("slack:C1") == pytest.approx(0.5)
+    assert bucket.take("slack:C2") == 0.0  # destinations have buckets of their own
+    now[0] += 0.25
+    assert bucket.take("slack:C1") == pytest.approx(0.25)  # half a token so far
+    now[0] += 0.25
+    assert bucket.take("slack:C1") == 0.0
+    now[0] += 60
+    assert [bucket.take("slack:C1") for _ in range(4)][-1] == pytest.approx(0.5)  # burst cap
+
+
+async def test_worker_rate_limits_chat_destinations_but_not_the_console(store: Store) -> None:
+    sink = Sink()
+    w = worker(store, sink, per_channel_rate=0.5, per_channel_burst=2)
+    for n in (1, 2, 3):
+        await put(store, n, thread=f"slack-{n}", destination="slack:C1")
+    for n in (4, 5, 6):
+        await put(store, n, thread=f"console-{n}", destination="console:console")
+    before = utcnow()
+    await drain(w)
+    assert sorted(sink.calls) == [1, 2, 4, 5, 6]
+    held = next(r for r in await rows(store) if r.status == "pending")
+    assert (held.payload["n"], held.attempts) == (3, 0)
+    assert 1.5 <= (aware(held.next_attempt_at) - before).total_seconds() <= 2.5
+
+
+async def test_a_leased_item_is_not_claimed_by_another_worker(store: Store) -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+    calls: list[str] = []
+
+    def holding(name: str) -> Callable[[Item], Awaitable[None]]:
+        async def handler(item: Item) -> None:
+            calls.append(name)
+            started.set()
+            await release.wait()
+
+        return handler
+
+    first = worker(store, holding("first"), lease_s=60)
+    second = worker(store, holding("second"), lease_s=60)
+    await put(store, 1)
+    running = asyncio.create_task(first.run_once())
+    await asyncio.wait_for(started.wait(), 5)
+    (row,) = await rows(store)
+    assert row.locked_by == first.worker_id
+    assert aware(row.locked_until) > utcnow() + timedelta(seconds=50)
+    assert await second.run_once() == 0
+    release.set()
+    assert await running == 1
+    assert calls == ["first"]
+    assert [r.status for r in await rows(store)] == ["done"]
+
+
+async def test_background_worker_delivers_on_wake_and_stops_cleanly(store: Store) -> None:
+    got = asyncio.Event()
+
+    async def handler(item: Item) -> None:
+        got.set()
+
+    w = worker(store, handler, lease_s=60)
+    w.poll_s = 60  # only a wake can make it look again within this test's deadline
+    task = asyncio.create_task(w.run())
+    await asyncio.sleep(0)
+    await put(store, 1)
+    w.wake()
+    await asyncio.wait_for(got.wait(), 5)
+    await w.stop()
+    await asyncio.wait_for(task, 5)
+    assert [r.status for r in await rows(store)] == ["done"]
