@@ -106,18 +106,8 @@ async def request(
         await audit(conn, actor.id, action, target, "refused", decision.reason, inc.id)
         return Reply(f"🚫 Not doing that: {decision.reason}.", "error")
     inflight = f"{target}:{action}"
-    busy = (
-        await conn.execute(select(t.actions).where(t.actions.c.inflight_key == inflight))
-    ).first()
-    if busy is not None:
-        age = (utcnow() - aware(busy.requested_at)).total_seconds()  # type: ignore[operator]
-        state = (
-            "waiting for approval" if busy.state == "pending_approval" else VERB.get(action, action)
-        )
-        return Reply(
-            f"⏳ Already {state} {target} (asked by @{busy.requested_by} {_ago(age)} ago).",
-            "action",
-        )
+    if (busy := await _in_flight(conn, inflight, inc)) is not None:
+        return busy
     params = {"replicas": intent.replicas, "delta": intent.delta}
     state = "approved" if decision.outcome == Outcome.RUN else "pending_approval"
     res = await conn.execute(
@@ -157,6 +147,37 @@ async def request(
     )
 
 
+async def _in_flight(conn: AsyncConnection, inflight: str, inc: Incident) -> Reply | None:
+    """The answer when this action on this service is already in flight; None when it is free.
+
+    A request still waiting for approval in an incident that has since resolved is withdrawn:
+    nobody will approve it there, and it must not block the next incident's request.
+    """
+    busy = (
+        await conn.execute(select(t.actions).where(t.actions.c.inflight_key == inflight))
+    ).first()
+    if busy is None:
+        return None
+    owner = inc if busy.incident_id == inc.id else await incidents.get(conn, busy.incident_id)
+    if busy.state == "pending_approval" and not owner.is_open:
+        await _withdraw(conn, busy, owner)
+        return None
+    age = (utcnow() - aware(busy.requested_at)).total_seconds()  # type: ignore[operator]
+    what = f"{VERB.get(busy.action, busy.action)} {busy.service}"
+    if busy.state == "pending_approval":
+        what = f"waiting for approval to {busy.action.replace('_', ' ')} {busy.service}"
+    where = "" if owner.id == inc.id else f" in #{owner.short_id}"
+    return Reply(
+        f"⏳ Already {what} (asked by @{busy.requested_by} {_ago(age)} ago{where}).", "action"
+    )
+
+
+async def _withdraw(conn: AsyncConnection, row: Any, owner: Incident) -> None:
+    why = f"#{owner.short_id} was resolved before anyone approved"
+    await _close(conn, row.id, "expired", why)
+    await audit(conn, "opsbot", row.action, row.service, "expired", why, owner.id)
+
+
 async def pending_for(conn: AsyncConnection, incident_id: str) -> int | None:
     """The newest action of this incident that waits for approval."""
     return await conn.scalar(
@@ -194,6 +215,13 @@ async def decide(
     if verdict.outcome == Outcome.REFUSE:
         await audit(conn, actor.id, row.action, row.service, "refused", verdict.reason, inc.id)
         return Reply(f"🚫 {_sentence(verdict.reason)}.", "error")
+    if approve and not inc.is_open:
+        await _withdraw(conn, row, inc)
+        return Reply(
+            f"⌛ #{inc.short_id} was resolved before anyone approved: {row.action} {row.service} "
+            "will not run. Ask again in a new incident if it is still needed.",
+            "info",
+        )
     if approve and (unlisted := await _refuse_unlisted(conn, cfg, inc, row)):
         return unlisted
     new_state = "approved" if approve else "denied"
