@@ -398,6 +398,65 @@ async def test_two_person_approval_needs_someone_other_than_the_requester(
         ]
 
 
+async def resolve_by_source(bot: RunningBot, key: str) -> None:
+    body = {"incident_id": key, "service": "checkout", "status": "resolved"}
+    resp = await bot.client.post("/webhooks/generic", json=body)
+    assert resp.json()["resolved"] == 1, resp.text
+    await bot.settle()
+
+
+async def test_a_request_waiting_in_another_incident_blocks_then_is_withdrawn_when_it_resolves(
+    bot_config: Callable[..., Config], gated: tuple[Path, Path, Path]
+) -> None:
+    async with run_bot(policy_config(bot_config, gated)) as bot:
+        first = await open_incident(bot, key="first")
+        await ask_and_get_prompt(bot, first, "U0MIN")
+        second = await open_incident(bot, key="second", message="checkout 5xx")
+        await slack_says(bot, second, "U0RAVI", "restart it")
+        said = await bot_says_next(bot, second)
+        assert len(said) == 1
+        assert said[0].startswith(
+            "⏳ Already waiting for approval to restart checkout (asked by @min "
+        )
+        assert said[0].endswith(" s ago in #1).")
+
+        await resolve_by_source(bot, "first")
+        await slack_says(bot, second, "U0RAVI", "restart it")
+        await bot.settle()
+        (prompt,) = await prompts(bot, second)
+        assert prompt["text"].startswith("🔐 @ravi asks to restart checkout.")
+        (withdrawn,) = await action_rows(bot, first)
+        assert (withdrawn["state"], withdrawn["outcome"]) == (
+            "expired",
+            "#1 was resolved before anyone approved",
+        )
+        assert lines_of(gated[2]) == []
+
+
+async def test_approving_after_the_incident_resolved_does_not_run_it(
+    bot_config: Callable[..., Config], gated: tuple[Path, Path, Path]
+) -> None:
+    async with run_bot(policy_config(bot_config, gated)) as bot:
+        incident_id = await open_incident(bot, key="flap")
+        prompt = await ask_and_get_prompt(bot, incident_id, "U0MIN")
+        await resolve_by_source(bot, "flap")
+        await slack_says(
+            bot, incident_id, "U0RAVI", "Approve", button=prompt["buttons"][0]["action_id"]
+        )
+        said = await bot_says_next(bot, incident_id)
+
+        assert said == [
+            "⌛ #1 was resolved before anyone approved: restart checkout will not run. Ask again "
+            "in a new incident if it is still needed."
+        ]
+        assert [r["state"] for r in await action_rows(bot, incident_id)] == ["expired"]
+        assert lines_of(gated[2]) == []
+        assert (await audit_log(bot, incident_id))[-1][3:] == (
+            "expired",
+            "#1 was resolved before anyone approved",
+        )
+
+
 # ---- expiry ----------------------------------------------------------------------------------
 
 
