@@ -105,6 +105,10 @@ async def request(
     if decision.outcome == Outcome.REFUSE:
         await audit(conn, actor.id, action, target, "refused", decision.reason, inc.id)
         return Reply(f"🚫 Not doing that: {decision.reason}.", "error")
+    if auto and await _tried_automatically(conn, inc.id, action):
+        why = f"auto-remediation already tried {action} in #{inc.short_id}; people decide the next step"
+        await audit(conn, actor.id, action, target, "refused", why, inc.id)
+        return Reply(f"🚫 Not doing that again on my own: {why}.", "error")
     inflight = f"{target}:{action}"
     if (busy := await _in_flight(conn, inflight, inc)) is not None:
         return busy
@@ -145,6 +149,21 @@ async def request(
             Button(f"deny:{action_id}", "Deny", str(action_id), "danger"),
         ],
     )
+
+
+async def _tried_automatically(conn: AsyncConnection, incident_id: str, action: str) -> bool:
+    """Auto-remediation acts once per incident and action: a re-diagnosis or a re-opened
+    incident must not turn it into a restart loop."""
+    tried = await conn.scalar(
+        select(t.actions.c.id)
+        .where(
+            t.actions.c.incident_id == incident_id,
+            t.actions.c.action == action,
+            t.actions.c.auto.is_(True),
+        )
+        .limit(1)
+    )
+    return tried is not None
 
 
 async def _in_flight(conn: AsyncConnection, inflight: str, inc: Incident) -> Reply | None:
