@@ -573,6 +573,34 @@ async def test_auto_remediation_acts_only_above_its_confidence_threshold(
         )
 
 
+async def test_auto_remediation_acts_once_per_incident_not_on_every_diagnosis(
+    bot_config: Callable[..., Config], gated: tuple[Path, Path, Path]
+) -> None:
+    cfg = policy_config(
+        bot_config,
+        gated,
+        approval="none",
+        policy={"auto_remediate": {"enabled": True, "min_confidence": 0.5}},
+    )
+    async with run_bot(cfg) as bot:
+        incident_id = await open_incident(bot, message="checkout pods restarting", logs=OOM_LOGS)
+        assert len(lines_of(gated[2])) == 1
+        await console_says(bot, incident_id, "diagnose again")
+        said = await bot_says_next(bot, incident_id)
+
+        assert said[-1] == (
+            "🚫 Not doing that again on my own: auto-remediation already tried restart in #1; "
+            "people decide the next step."
+        )
+        assert len(lines_of(gated[2])) == 1
+        assert len(await action_rows(bot, incident_id)) == 1
+        assert (await audit_log(bot, incident_id))[-1][0::3] == ("opsbot", "refused")
+
+        await console_says(bot, incident_id, "restart it")  # a person still can
+        await bot.settle()
+        assert len(lines_of(gated[2])) == 2
+
+
 async def test_auto_remediation_still_asks_when_the_service_needs_approval(
     bot_config: Callable[..., Config], gated: tuple[Path, Path, Path]
 ) -> None:
