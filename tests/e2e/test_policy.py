@@ -147,6 +147,13 @@ async def test_an_approver_can_approve_by_typing_approve(
     async with run_bot(policy_config(bot_config, gated)) as bot:
         incident_id = await open_incident(bot)
         await ask_and_get_prompt(bot, incident_id, "U0MIN")
+        await slack_says(bot, incident_id, "U0ASHA", "restart it")
+        (busy,) = await bot_says_next(bot, incident_id)
+        assert busy.startswith(
+            "⏳ Already waiting for approval to restart checkout (asked by @min "
+        )
+        assert busy.endswith(" s ago).")
+
         await slack_says(bot, incident_id, "U0ASHA", "approve")
         said = await bot_says_next(bot, incident_id)
 
