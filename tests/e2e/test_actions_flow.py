@@ -1,5 +1,6 @@
-""" "restart it" through the real bot: shell and HTTP executors run for real, verification by
-health check, one run per request however people click, and what the next incident learns.
+"""Actions ("restart it") through the real bot: shell and HTTP executors run for real,
+verification by health check, one run per request however people click, and what the next
+incident learns.
 
 Also the helpers the other action tests share: open an incident by webhook, speak in its
 thread as someone, read what the bot said and what the audit log holds.

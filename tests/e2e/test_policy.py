@@ -35,7 +35,7 @@ from tests.e2e.test_actions_flow import (
 from tests.fakes.action_servers import RecordingHttp
 from tests.fakes.bot_server import RunningBot, run_bot
 
-__all__ = ["gated"]  # the fixture, shared with test_actions_flow
+__all__ = ["gated"]  # a fixture from test_actions_flow, used here by name
 
 VIC = {"name": "Vic Tor", "slack": "U0VIC", "roles": []}  # in the directory, no role
 OOM_LOGS = [
