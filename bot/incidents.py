@@ -6,12 +6,13 @@ in the caller's transaction, so nothing happens unless all of it is committed.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -223,27 +224,48 @@ async def _open_incident(
     raise RuntimeError("could not allocate an incident short id")
 
 
-async def _upsert_alert(conn: AsyncConnection, inc_id: str, a: Alert, now: datetime) -> None:
-    values = {
-        "status": a.status.value,
-        "title": a.title,
-        "severity": a.severity.value,
-        "labels": dict(a.labels),
-        "annotations": dict(a.annotations),
-        "logs": list(a.logs),
-        "starts_at": a.starts_at,
-        "ends_at": a.ends_at,
-        "updated_at": now,
-    }
-    done = await conn.execute(
-        update(t.alerts)
-        .where(t.alerts.c.incident_id == inc_id, t.alerts.c.fingerprint == a.fingerprint)
-        .values(**values)
-    )
-    if done.rowcount == 0:
+_INSERT_ALERTS = insert(t.alerts)
+_UPDATE_ALERTS = update(t.alerts).where(t.alerts.c.id == bindparam("alert_id"))
+
+
+async def _upsert_alerts(
+    conn: AsyncConnection, inc_id: str, group: list[Alert], now: datetime
+) -> dict[str, tuple[str, str]]:
+    """Write a notification's alerts in two batched statements; returns every alert of the
+    incident as fingerprint → (status, severity)."""
+    rows = (
         await conn.execute(
-            insert(t.alerts).values(incident_id=inc_id, fingerprint=a.fingerprint, **values)
+            select(
+                t.alerts.c.id, t.alerts.c.fingerprint, t.alerts.c.status, t.alerts.c.severity
+            ).where(t.alerts.c.incident_id == inc_id)
         )
+    ).all()
+    ids = {r.fingerprint: r.id for r in rows}
+    known = {r.fingerprint: (r.status, r.severity) for r in rows}
+    latest = {a.fingerprint: a for a in group}  # a fingerprint twice in one body: last wins
+    inserts, updates = [], []
+    for fp, a in latest.items():
+        values = {
+            "status": a.status.value,
+            "title": a.title,
+            "severity": a.severity.value,
+            "labels": dict(a.labels),
+            "annotations": dict(a.annotations),
+            "logs": list(a.logs),
+            "starts_at": a.starts_at,
+            "ends_at": a.ends_at,
+            "updated_at": now,
+        }
+        if fp in ids:
+            updates.append({"alert_id": ids[fp], **values})
+        else:
+            inserts.append({"incident_id": inc_id, "fingerprint": fp, **values})
+        known[fp] = (a.status.value, a.severity.value)
+    if inserts:
+        await conn.execute(_INSERT_ALERTS, inserts)
+    if updates:
+        await conn.execute(_UPDATE_ALERTS, updates)
+    return known
 
 
 async def ingest(
@@ -303,23 +325,17 @@ async def _ingest_group(
             await add_event(
                 conn, inc.id, "reopened", firing[0].source, "Re-opened: fired again", now
             )
+            inc = await get(conn, inc.id)
         else:
             first = firing[0]
             service = cfg.service_for(first.labels, first.service) or first.service
             inc = await _open_incident(conn, cfg, first, service, now)
             new = True
-    for a in group:
-        await _upsert_alert(conn, inc.id, a, now)
-    rows = (
-        await conn.execute(
-            select(t.alerts.c.status, t.alerts.c.severity).where(t.alerts.c.incident_id == inc.id)
-        )
-    ).all()
-    count = len(rows)
-    severity = max((Severity(r.severity) for r in rows), key=lambda s: s.rank)
-    all_resolved = all(r.status == AlertStatus.RESOLVED.value for r in rows)
-    await _set(conn, inc.id, now, alert_count=count, severity=severity.value)
-    inc = await get(conn, inc.id)
+    known = await _upsert_alerts(conn, inc.id, group, now)
+    severity = max((Severity(sev) for _, sev in known.values()), key=lambda s: s.rank)
+    all_resolved = all(status == AlertStatus.RESOLVED.value for status, _ in known.values())
+    await _set(conn, inc.id, now, alert_count=len(known), severity=severity.value)
+    inc = dataclasses.replace(inc, alert_count=len(known), severity=severity.value, updated_at=now)
     if all_resolved and inc.is_open:
         await resolve(conn, cfg, inc, actor=group[0].source, reason="all alerts resolved", now=now)
         result.resolved.append(inc.id)
@@ -421,7 +437,7 @@ async def open_manual(
         annotations={"description": description, "opened_by": actor},
     )
     inc = await _open_incident(conn, cfg, alert, service, now)
-    await _upsert_alert(conn, inc.id, alert, now)
+    await _upsert_alerts(conn, inc.id, [alert], now)
     await _set(conn, inc.id, now, alert_count=1)
     inc = await get(conn, inc.id)
     await add_event(conn, inc.id, "opened_manually", actor, f"Opened by {actor}: {description}")

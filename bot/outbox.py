@@ -26,7 +26,7 @@ from bot import metrics
 from bot.config import OutboxConfig
 from bot.errors import StoreUnavailable
 from bot.models import utcnow
-from bot.store import Store
+from bot.store import Store, background_work
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited
 
@@ -133,6 +133,7 @@ class OutboxWorker:
         return destination.split(":", 1)[0] in ("slack", "discord", "whatsapp")
 
     async def run(self) -> None:
+        background_work()
         while not self._stopping:
             self._wake.clear()
             try:
@@ -206,6 +207,7 @@ class OutboxWorker:
         ]
 
     async def _deliver(self, item: Item) -> None:
+        background_work()  # this task's writes yield to webhooks (each task has its own context)
         handler = self.handlers.get(item.kind)
         if handler is None:
             await self._dead(item, f"no handler for {item.kind!r}")

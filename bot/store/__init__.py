@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from alembic import command
@@ -17,6 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bot.errors import StoreUnavailable
 
 _ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+_BACKGROUND: ContextVar[bool] = ContextVar("opsbot_background_write", default=False)
+
+
+def background_work() -> None:
+    """Mark the current task's writes as background (call at the top of a worker task)."""
+    _BACKGROUND.set(True)
+
+
 _BUSY_TIMEOUT_MS = 10_000
 
 
@@ -41,6 +50,9 @@ class Store:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._urgent = 0  # foreground writers (webhooks, chat callbacks) waiting or writing
+        self._no_urgent = asyncio.Event()
+        self._no_urgent.set()
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -73,15 +85,32 @@ class Store:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A read-write transaction, committed when the block exits without error."""
+        """A read-write transaction, committed when the block exits without error.
+
+        On SQLite, background writers (code run under `background_work()`, i.e. the outbox
+        worker) let queued foreground writers (a sender waiting for its 2xx) go first: a
+        storm delays chat posts, not acknowledgements.
+        """
+        background = _BACKGROUND.get()
         if self._write_lock is None:
             async with self._translate(), self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self._translate():
-            eng = self.engine.execution_options(sqlite_immediate=True)
-            async with eng.begin() as conn:
-                yield conn
+        if background:
+            await self._no_urgent.wait()
+        else:
+            self._urgent += 1
+            self._no_urgent.clear()
+        try:
+            async with self._write_lock, self._translate():
+                eng = self.engine.execution_options(sqlite_immediate=True)
+                async with eng.begin() as conn:
+                    yield conn
+        finally:
+            if not background:
+                self._urgent -= 1
+                if self._urgent == 0:
+                    self._no_urgent.set()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
