@@ -369,10 +369,13 @@ def _parse_diagnosis(content: str) -> Diagnosis:
 def _enforce_policy(
     diagnosis: Diagnosis, ctx: IncidentContext, evidence: list[Evidence]
 ) -> Diagnosis:
-    """The model advises only: an action outside the allow-list becomes none, for ctx.service."""
+    """The model advises only: an action outside the allow-list, or aimed at anything but this
+    incident's service ("*", another service: the mark of injected text), becomes none."""
     proposed = diagnosis.proposed_action
     action = proposed.action if proposed else ActionKind.NONE
-    if action not in ctx.allowed_actions:
+    target = (proposed.service or "").strip().lower() if proposed else ""
+    elsewhere = bool(target) and target != (ctx.service or "").lower()
+    if action not in ctx.allowed_actions or elsewhere:
         action = ActionKind.NONE
     replicas = proposed.replicas if proposed and action is ActionKind.SCALE_UP else None
     return diagnosis.model_copy(

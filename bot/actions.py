@@ -35,7 +35,6 @@ log = structlog.get_logger(__name__)
 
 VERB = {"restart": "restarting", "scale_up": "scaling up", "rollback": "rolling back"}
 DONE = {"restart": "restarted", "scale_up": "scaled up", "rollback": "rolled back"}
-VERIFY_TIMEOUT_S = 60.0
 
 
 async def audit(
@@ -296,7 +295,7 @@ async def _close(conn: AsyncConnection, action_id: int, state: str, outcome: str
     )
 
 
-async def verify(health_url: str | None) -> tuple[bool | None, str]:
+async def verify(health_url: str | None, timeout_s: float) -> tuple[bool | None, str]:
     """Poll the service's health check with backoff until healthy or the deadline passes."""
     if not health_url:
         return None, "no health check configured"
@@ -304,7 +303,7 @@ async def verify(health_url: str | None) -> tuple[bool | None, str]:
     retrying = AsyncRetrying(
         retry=retry_if_result(lambda r: not r.healthy),
         wait=wait_exponential(multiplier=0.5, max=8),
-        stop=stop_after_delay(VERIFY_TIMEOUT_S),
+        stop=stop_after_delay(timeout_s),
         retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
     )
     last: HealthResult = await retrying(HttpHealthSource(health_url).check)
@@ -347,7 +346,14 @@ async def run_job(store: Store, cfg: Config, item: Item) -> None:
         result = await executor_for(svc.actions[row.action]).run(params)
     except (IntegrationError, PlaceholderError) as exc:
         result = ActionResult(ok=False, summary=f"{row.action} {row.service}: {exc}")
-    healthy, verdict = await verify(svc.health_url) if result.ok else (False, "")
+    except Exception as exc:  # an executor bug must not leave the action `running` forever
+        log.exception("action.executor_crashed", action=action_id)
+        result = ActionResult(
+            ok=False, summary=f"{row.action} {row.service}: executor error: {exc}"
+        )
+    healthy, verdict = (
+        await verify(svc.health_url, svc.verify_timeout_s) if result.ok else (False, "")
+    )
     ok = result.ok and healthy is not False
     lines = [("✅ " if ok else "❌ ") + result.summary]
     if result.ok:

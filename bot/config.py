@@ -198,7 +198,7 @@ class ErrorsConfig(_Model):
 
 
 class ShellAction(_Model):
-    shell: list[str]
+    shell: list[str] = Field(min_length=1)
     timeout_s: float = 120.0
 
 
@@ -277,6 +277,7 @@ class ServiceConfig(_Model):
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
     approval: Literal["none", "approve", "two_person"] = "approve"
     runbook: str | None = None
+    verify_timeout_s: float = Field(default=60.0, gt=0)  # health checks after an action
     min_replicas: int = 1
     max_replicas: int = 50
 

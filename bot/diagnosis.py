@@ -112,16 +112,10 @@ class Diagnoser:
         decision = auto_remediation(self.cfg, inc.service, d)
         if decision.outcome != Outcome.RUN or not inc.is_open:
             return
-        await incidents.enqueue_reply(
-            conn,
-            self.cfg,
-            inc,
-            Reply(
-                f"🤖 Auto-remediation: {decision.reason}. Running {d.action.value} now.", "action"
-            ),
-        )
         intent = Intent(kind=IntentKind.ACTION, action=d.action, text="auto-remediation")
         reply = await actions.request(conn, self.cfg, inc, AUTO_ACTOR, intent, auto=True)
+        # one message says why and what happened to the request (queued, gated, refused)
+        reply.text = f"🤖 Auto-remediation: {decision.reason}.\n{reply.text}"
         await incidents.enqueue_reply(conn, self.cfg, inc, reply)
 
     async def question(self, item: Item) -> None:

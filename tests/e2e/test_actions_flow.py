@@ -22,7 +22,6 @@ import httpx
 import pytest
 from sqlalchemy import insert, select
 
-from bot import actions
 from bot.adapters.base import InboundMessage, ThreadRef
 from bot.config import Config
 from bot.models import utcnow
@@ -317,18 +316,19 @@ async def test_a_health_check_that_keeps_failing_is_reported_and_the_incident_st
     bot_config: Callable[..., Config],
     recording_http: RecordingHttp,
     gated: tuple[Path, Path, Path],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(actions, "VERIFY_TIMEOUT_S", 1.0)
     recording_http.respond("/health", 503, "database unreachable")
     script, gate, runs = gated
     gate.touch()
     cfg = bot_config(
         services={
-            "checkout": service(
-                {"restart": python_action(script, str(gate), str(runs))},
-                health_url=f"{recording_http.url}/health",
-            )
+            "checkout": {
+                **service(
+                    {"restart": python_action(script, str(gate), str(runs))},
+                    health_url=f"{recording_http.url}/health",
+                ),
+                "verify_timeout_s": 1.0,
+            }
         }
     )
     async with run_bot(cfg) as bot:

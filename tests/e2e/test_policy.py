@@ -564,8 +564,7 @@ async def test_auto_remediation_acts_only_above_its_confidence_threshold(
         confidence = f"{diagnosis['confidence']:.2f}"
         assert said[1:] == [
             f"🤖 Auto-remediation: restart proposed with confidence {confidence} (at least 0.50 "
-            "acts on its own). Running restart now.",
-            "▶️ Restarting checkout (asked by @opsbot).",
+            "acts on its own).\n▶️ Restarting checkout (asked by @opsbot).",
             "✅ restart checkout: restarted\n⚠️ No health check configured",
         ]
         (row,) = rows
@@ -595,8 +594,8 @@ async def test_auto_remediation_acts_once_per_incident_not_on_every_diagnosis(
         await console_says(bot, incident_id, "diagnose again")
         said = await bot_says_next(bot, incident_id)
 
-        assert said[-1] == (
-            "🚫 Not doing that again on my own: auto-remediation already tried restart in #1; "
+        assert said[-1].endswith(
+            "\n🚫 Not doing that again on my own: auto-remediation already tried restart in #1; "
             "people decide the next step."
         )
         assert len(lines_of(gated[2])) == 1
@@ -618,6 +617,7 @@ async def test_auto_remediation_still_asks_when_the_service_needs_approval(
         incident_id = await open_incident(bot, message="checkout pods restarting", logs=OOM_LOGS)
 
         (prompt,) = await prompts(bot, incident_id)
-        assert prompt["text"].startswith("🔐 @opsbot asks to restart checkout.")
+        assert prompt["text"].startswith("🤖 Auto-remediation: ")
+        assert "\n🔐 @opsbot asks to restart checkout." in prompt["text"]
         assert [r["state"] for r in await action_rows(bot, incident_id)] == ["pending_approval"]
         assert lines_of(gated[2]) == []

@@ -174,4 +174,4 @@ async def test_a_model_that_falls_for_the_injection_still_causes_no_action(
         inc = await assert_nothing_was_done(bot, incident_id, gated[2])
         (diagnosis,) = inc["diagnoses"]
         assert diagnosis["source"] == "live"  # the model's answer was used ...
-        assert diagnosis["proposed_action"]["action"] == "rollback"  # ... and only advises
+        assert diagnosis["proposed_action"]["action"] == "none"  # aimed at "*": dropped

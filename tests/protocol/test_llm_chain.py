@@ -505,16 +505,23 @@ async def test_prompt_injection_cannot_propose_an_action_outside_the_allow_list(
     assert "Allowed actions for it: restart." in user["content"]
 
 
-async def test_an_allowed_action_is_kept_but_only_for_the_incidents_service(
+async def test_an_allowed_action_aimed_at_another_service_is_dropped(
     fake_openai: FakeOpenAI,
 ) -> None:
+    # "restart payments" from checkout's investigation is what injected text looks like
     fake_openai.script(reply(answer(action="restart", service="payments")))
     d = await pipeline(ProviderChain([provider(fake_openai)])).diagnose(context(), sources())
     assert d.proposed_action is not None
-    assert (d.proposed_action.action, d.proposed_action.service) == (
-        ActionKind.RESTART,
-        "checkout",
-    )
+    assert (d.proposed_action.action, d.proposed_action.service) == (ActionKind.NONE, "checkout")
+
+
+async def test_an_allowed_action_for_the_incidents_service_is_kept(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.script(reply(answer(action="restart", service="checkout")))
+    d = await pipeline(ProviderChain([provider(fake_openai)])).diagnose(context(), sources())
+    assert d.proposed_action is not None
+    assert d.proposed_action.action is ActionKind.RESTART
 
 
 async def test_no_secret_reaches_the_provider_and_placeholders_are_restored(
