@@ -32,10 +32,29 @@ class Severity(StrEnum):
 
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 _ALIASES = {
-    **{k: Severity.CRITICAL for k in ("critical", "crit", "page", "p1", "sev1", "sev-1", "fatal", "emergency", "disaster")},
+    **{
+        k: Severity.CRITICAL
+        for k in (
+            "critical",
+            "crit",
+            "page",
+            "p1",
+            "sev1",
+            "sev-1",
+            "fatal",
+            "emergency",
+            "disaster",
+        )
+    },
     **{k: Severity.HIGH for k in ("high", "error", "major", "p2", "sev2", "sev-2", "alarm")},
-    **{k: Severity.WARNING for k in ("warning", "warn", "minor", "p3", "sev3", "sev-3", "medium", "average")},
-    **{k: Severity.INFO for k in ("info", "informational", "low", "none", "p4", "p5", "sev4", "ok", "notice")},
+    **{
+        k: Severity.WARNING
+        for k in ("warning", "warn", "minor", "p3", "sev3", "sev-3", "medium", "average")
+    },
+    **{
+        k: Severity.INFO
+        for k in ("info", "informational", "low", "none", "p4", "p5", "sev4", "ok", "notice")
+    },
 }
 
 
