@@ -39,6 +39,8 @@ def _load(path: Path | None) -> Config:
 
 def serve(cfg: Config, after_start: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run the HTTP server and everything behind it until SIGTERM/SIGINT."""
+    # uvicorn re-raises SIGTERM after its graceful shutdown: exit 0 through `finally` blocks
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from bot.runtime import Runtime
     from bot.server.app import create_app
 
@@ -101,8 +103,6 @@ def demo(
         "  In a few seconds demo-shop runs out of memory and an incident opens with its diagnosis.\n"
         '  Type "restart it" in the incident and click Approve. Ctrl-C stops everything.'
     )
-    # uvicorn re-raises SIGTERM after its graceful shutdown: make that unwind to `finally`
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         serve(
             demo_mod.demo_config(where, port, shop_port),

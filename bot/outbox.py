@@ -224,13 +224,13 @@ class OutboxWorker:
             await self._reschedule(item, exc.retry_after, count_attempt=False, error=str(exc))
             return
         except PermanentError as exc:
-            await self._dead(item, str(exc))
+            await self._dead(item, str(exc), item.attempts + 1)
             return
         except Exception as exc:  # any failure of a delivery is retried, then dead-lettered
             attempts = item.attempts + 1
             metrics.DELIVERY_FAILURES.labels(kind=item.kind).inc()
             if attempts >= self.cfg.max_attempts:
-                await self._dead(item, f"{type(exc).__name__}: {exc}")
+                await self._dead(item, f"{type(exc).__name__}: {exc}", attempts)
                 return
             delay = min(self.cfg.max_backoff_s, self.cfg.base_backoff_s * 2 ** (attempts - 1))
             delay *= random.uniform(0.5, 1.0)
@@ -260,7 +260,7 @@ class OutboxWorker:
         async with self.store.write() as conn:
             await conn.execute(update(t.outbox).where(t.outbox.c.id == item.id).values(**values))
 
-    async def _dead(self, item: Item, error: str) -> None:
+    async def _dead(self, item: Item, error: str, attempts: int | None = None) -> None:
         log.error("outbox.dead", item=item.id, kind=item.kind, dest=item.destination, error=error)
         metrics.DEAD_LETTERS.labels(kind=item.kind).inc()
         async with self.store.write() as conn:
@@ -269,6 +269,7 @@ class OutboxWorker:
                 .where(t.outbox.c.id == item.id)
                 .values(
                     status="dead",
+                    attempts=item.attempts if attempts is None else attempts,
                     locked_until=None,
                     coalesce_key=None,
                     last_error=error[:2000],
