@@ -7,7 +7,9 @@ denied / expired / refused; a crash while running leaves `unknown`, never a re-r
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +21,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_expo
 from agent.types import Intent
 from bot import incidents
 from bot.adapters.base import Button, Reply
-from bot.config import Config
+from bot.config import Config, ServiceConfig
 from bot.models import Incident, aware, utcnow
 from bot.outbox import Item
 from bot.policy import Actor, Outcome, allow_listed, decide_request, may_approve, may_deny
@@ -29,7 +31,7 @@ from bot.wiring import executor_for
 from integrations.actions.base import ActionParams, ActionResult, PlaceholderError
 from integrations.errors import IntegrationError
 from integrations.observability.health import HttpHealthSource
-from integrations.observability.model import HealthResult
+from integrations.observability.prometheus import PrometheusSource, expr_from_generator_url
 
 log = structlog.get_logger(__name__)
 
@@ -295,22 +297,68 @@ async def _close(conn: AsyncConnection, action_id: int, state: str, outcome: str
     )
 
 
-async def verify(health_url: str | None, timeout_s: float) -> tuple[bool | None, str]:
-    """Poll the service's health check with backoff until healthy or the deadline passes."""
-    if not health_url:
+Check = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+def _health_check(url: str) -> Check:
+    source = HttpHealthSource(url)
+
+    async def check() -> tuple[bool, str]:
+        r = await source.check()
+        return r.healthy, f"HTTP {r.status}" if r.status else r.body
+
+    return check
+
+
+def _query_check(prometheus_url: str, query: str) -> Check:
+    """The alert's own condition: cleared when its query returns no series."""
+    source = PrometheusSource(prometheus_url, {})
+
+    async def check() -> tuple[bool, str]:
+        try:
+            rows = await source.instant(query)
+        except IntegrationError as exc:
+            return False, f"alert query unavailable: {exc}"
+        if not rows:
+            return True, ""
+        return False, f"the alert's query still matches {len(rows)} series"
+
+    return check
+
+
+def verification_checks(svc: ServiceConfig, inc: Incident) -> list[Check]:
+    """Health endpoint, and for Prometheus-backed services the alert's own query."""
+    checks = [_health_check(svc.health_url)] if svc.health_url else []
+    prometheus = svc.metrics.prometheus if svc.metrics else None
+    query = svc.verify_query or (
+        expr_from_generator_url(inc.generator_url or "") if prometheus else None
+    )
+    if prometheus and query:
+        checks.append(_query_check(prometheus, query))
+    return checks
+
+
+async def verify(checks: list[Check], timeout_s: float) -> tuple[bool | None, str]:
+    """Poll every check with backoff until all pass or the deadline passes."""
+    if not checks:
         return None, "no health check configured"
     started = time.monotonic()
+
+    async def all_checks() -> tuple[bool, str]:
+        results = await asyncio.gather(*(c() for c in checks))
+        failing = [detail for ok, detail in results if not ok]
+        return not failing, "; ".join(failing)
+
     retrying = AsyncRetrying(
-        retry=retry_if_result(lambda r: not r.healthy),
+        retry=retry_if_result(lambda r: not r[0]),
         wait=wait_exponential(multiplier=0.5, max=8),
         stop=stop_after_delay(timeout_s),
         retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
     )
-    last: HealthResult = await retrying(HttpHealthSource(health_url).check)
+    ok, detail = await retrying(all_checks)
     took = time.monotonic() - started
-    if last.healthy:
+    if ok:
         return True, f"verified healthy after {took:.0f} s"
-    detail = f"HTTP {last.status}" if last.status else last.body
     return False, f"still failing after {took:.0f} s: {detail[:200]}"
 
 
@@ -352,7 +400,9 @@ async def run_job(store: Store, cfg: Config, item: Item) -> None:
             ok=False, summary=f"{row.action} {row.service}: executor error: {exc}"
         )
     healthy, verdict = (
-        await verify(svc.health_url, svc.verify_timeout_s) if result.ok else (False, "")
+        await verify(verification_checks(svc, inc), svc.verify_timeout_s)
+        if result.ok
+        else (False, "")
     )
     ok = result.ok and healthy is not False
     lines = [("✅ " if ok else "❌ ") + result.summary]

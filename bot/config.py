@@ -278,6 +278,9 @@ class ServiceConfig(_Model):
     approval: Literal["none", "approve", "two_person"] = "approve"
     runbook: str | None = None
     verify_timeout_s: float = Field(default=60.0, gt=0)  # health checks after an action
+    # PromQL that is empty when the problem is gone; default: the alert's own expression
+    # (from its generatorURL) when metrics.prometheus is set
+    verify_query: str | None = None
     min_replicas: int = 1
     max_replicas: int = 50
 

@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -129,3 +130,9 @@ def _data(response: httpx.Response, what: str) -> Any:
 def _points(values: list[list[Any]]) -> list[Point]:
     points = [(float(t), float(v)) for t, v in values]
     return [(t, v) for t, v in points if not math.isnan(v)]
+
+
+def expr_from_generator_url(url: str) -> str | None:
+    """The PromQL of an alert, from Prometheus's generatorURL (`/graph?g0.expr=...`)."""
+    values = parse_qs(urlsplit(url).query).get("g0.expr")
+    return values[0] if values else None
