@@ -166,12 +166,14 @@ function csrfToken() {
 
 async function errorMessage(response) {
   const text = await response.text();
+  let message = text.slice(0, 200) || response.statusText;
   try {
-    const detail = JSON.parse(text).detail;
-    return `${response.status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`;
+    const { error, problems } = JSON.parse(text); // the API answers {"error", "problems"?}
+    if (typeof error === "string") message = problems?.length ? `${error}: ${problems.join("; ")}` : error;
   } catch {
-    return `${response.status}: ${text.slice(0, 200) || response.statusText}`;
+    // not the API's JSON (a proxy's page, say): show the text itself
   }
+  return `${response.status}: ${message}`;
 }
 
 // Any request answered 401 waits for the sign-in dialog, then is sent once more.
