@@ -289,12 +289,17 @@ async def _refuse_unlisted(
     return Reply(f"🚫 Not running {row.action} {row.service}: {why}.", "error")
 
 
-async def _close(conn: AsyncConnection, action_id: int, state: str, outcome: str) -> None:
-    await conn.execute(
-        update(t.actions)
-        .where(t.actions.c.id == action_id)
-        .values(state=state, outcome=outcome, finished_at=utcnow(), inflight_key=None)
+async def _close(
+    conn: AsyncConnection, action_id: int, state: str, outcome: str, *, only_from: str | None = None
+) -> bool:
+    """Finish an action; with `only_from`, only if it is still in that state (False if not)."""
+    query = update(t.actions).where(t.actions.c.id == action_id)
+    if only_from is not None:
+        query = query.where(t.actions.c.state == only_from)
+    done = await conn.execute(
+        query.values(state=state, outcome=outcome, finished_at=utcnow(), inflight_key=None)
     )
+    return done.rowcount == 1
 
 
 Check = Callable[[], Awaitable[tuple[bool, str]]]
@@ -463,7 +468,11 @@ async def expire_approvals(conn: AsyncConnection, cfg: Config) -> int:
         )
     ).all()
     for row in rows:
-        await _close(conn, row.id, "expired", "nobody approved in time")
+        # another replica's sweep, or a late approval, may have got there first
+        if not await _close(
+            conn, row.id, "expired", "nobody approved in time", only_from="pending_approval"
+        ):
+            continue
         await audit(
             conn,
             "opsbot",
