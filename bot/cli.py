@@ -19,7 +19,9 @@ from bot import logs
 from bot.config import Config, ConfigError, load_config
 
 app = typer.Typer(
-    help="opsbot: alerts become chat threads, an agent diagnoses, people act.", no_args_is_help=True
+    help="opsbot: alerts become chat threads, an agent diagnoses, people act.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals would print config tokens on a crash
 )
 ConfigOpt = Annotated[
     Path | None,
@@ -168,7 +170,7 @@ def eval_scenarios(
     config: ConfigOpt = None,
 ) -> None:
     """Replay scenario files through the diagnosis pipeline and score them."""
-    from agent.eval import format_report, offline_pipeline, run_eval
+    from agent.eval import ScenarioError, format_report, offline_pipeline, run_eval
     from agent.pipeline import DiagnosisPipeline
     from bot.wiring import provider_chain
 
@@ -185,11 +187,12 @@ def eval_scenarios(
             )
             raise typer.Exit(2)
         diagnose = DiagnosisPipeline(chain, None).diagnose
-    report = asyncio.run(run_eval(directory, diagnose))
+    try:
+        report = asyncio.run(run_eval(directory, diagnose))
+    except ScenarioError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(report.model_dump_json() if as_json else format_report(report))
-    if report.scenarios == 0:
-        typer.echo(f"error: no scenario files in {directory}", err=True)
-        raise typer.Exit(1)
 
 
 @app.command("send-test-alert")
