@@ -82,12 +82,15 @@ def _gone(pid: int) -> bool:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return True
     except ChildProcessError:
-        pass  # started by an earlier restart command, not by us
+        pass  # not our child
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    return False
+    try:  # someone else's zombie (the bot started the first demo-shop) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
 
 
 def wait_healthy(url: str, timeout_s: float = START_TIMEOUT_S) -> bool:

@@ -8,22 +8,37 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 Event = tuple[str, dict[str, Any]]
+CLOSED: Event = ("", {})
+"""What subscribers receive when the server shuts down: end the stream."""
 _QUEUE_SIZE = 256
 
 
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[Event]] = set()
+        self.closed = False
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         for q in list(self._subscribers):
-            if q.full():  # a stalled browser tab must not hold the bot back
-                q.get_nowait()
-            q.put_nowait((name, data))
+            self._put(q, (name, data))
+
+    @staticmethod
+    def _put(q: asyncio.Queue[Event], event: Event) -> None:
+        if q.full():  # a stalled browser tab must not hold the bot back
+            q.get_nowait()
+        q.put_nowait(event)
+
+    def close(self) -> None:
+        """End every stream, so a graceful shutdown need not wait for open browser tabs."""
+        self.closed = True
+        for q in list(self._subscribers):
+            self._put(q, CLOSED)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[Event]]:
         q: asyncio.Queue[Event] = asyncio.Queue(_QUEUE_SIZE)
+        if self.closed:
+            q.put_nowait(CLOSED)
         self._subscribers.add(q)
         try:
             yield q

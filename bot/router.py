@@ -130,8 +130,13 @@ class Router:
         return True
 
     async def incident_for(self, msg: InboundMessage) -> Incident | None:
-        """The incident a message belongs to: its thread, or an explicit #id in the text."""
+        """The incident a message belongs to: named by the adapter, its thread, or a button."""
         async with self.store.read() as conn:
+            if msg.incident_id is not None:
+                try:
+                    return await incidents.get(conn, msg.incident_id)
+                except NotFound:
+                    return None
             if msg.thread is not None:
                 row = (
                     await conn.execute(

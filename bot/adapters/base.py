@@ -77,6 +77,7 @@ class InboundMessage:
     action_value: str | None = None
     mentioned: bool = False
     command: str | None = None  # a slash command's name ("incident"), its text in `text`
+    incident_id: str | None = None  # when the adapter knows the incident outright (console)
 
 
 class ChatAdapter(Protocol):

@@ -16,6 +16,7 @@ from sqlalchemy import insert, select
 from bot import incidents
 from bot.adapters.base import InboundMessage, ThreadRef
 from bot.errors import NotFound
+from bot.events import CLOSED
 from bot.models import Incident, Status, iso, utcnow
 from bot.runtime import Runtime
 from bot.store import schema as t
@@ -108,6 +109,7 @@ async def _post_console(
         text=text,
         event_id=f"console-{uuid.uuid4().hex}",
         thread=ThreadRef("console", "console", inc.id),
+        incident_id=inc.id,
         action=action,
         action_value=value,
     )
@@ -134,10 +136,13 @@ async def events(request: Request) -> StreamingResponse:
             yield "retry: 2000\n\n"
             while not await request.is_disconnected():
                 try:
-                    name, data = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
+                if event is CLOSED:
+                    return
+                name, data = event
                 yield f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
     return StreamingResponse(

@@ -87,6 +87,7 @@ async def run_bot(cfg: Config, *, background_worker: bool = False) -> AsyncItera
         try:
             yield RunningBot(url, runtime, client)
         finally:
+            runtime.bus.close()  # end open console streams, as `opsbot run` does on SIGTERM
             server.should_exit = True
             await task
             if background_worker:
