@@ -19,33 +19,18 @@ from tests.fakes.openai_server import (
     closed_port_url,
     reply,
 )
+from tests.payloads import alertmanager_notification
 
 OOM = "java.lang.OutOfMemoryError: Java heap space"
 
 
 def notification(group: str) -> dict[str, Any]:
-    labels = {"alertname": "HeapHigh", "service": "checkout", "severity": "critical"}
-    return {
-        "version": "4",
-        "groupKey": group,
-        "status": "firing",
-        "receiver": "opsbot",
-        "groupLabels": {},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": "checkout heap above 95%", "description": OOM},
-                "startsAt": "2026-11-25T10:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus:9090/graph",
-                "fingerprint": f"fp-{group}",
-            }
-        ],
-    }
+    return alertmanager_notification(
+        {"alertname": "HeapHigh", "service": "checkout", "severity": "critical"},
+        {"summary": "checkout heap above 95%", "description": OOM},
+        group=group,
+        fingerprint=f"fp-{group}",
+    )
 
 
 def live_answer() -> str:

@@ -12,33 +12,19 @@ import pytest
 from bot.config import Config
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.observability_servers import FakeHttpServer, serve_prometheus
+from tests.payloads import alertmanager_notification
 
 EXPR = 'up{job="checkout"} == 0'
 
 
 def notification() -> dict[str, Any]:
-    labels = {"alertname": "CheckoutDown", "service": "checkout", "severity": "critical"}
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname="CheckoutDown"}',
-        "status": "firing",
-        "receiver": "opsbot",
-        "groupLabels": {},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": "checkout is down"},
-                "startsAt": "2026-11-25T10:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": f"http://prometheus:9090/graph?g0.expr={quote(EXPR)}&g0.tab=1",
-                "fingerprint": "c0ffee00c0ffee00",
-            }
-        ],
-    }
+    return alertmanager_notification(
+        {"alertname": "CheckoutDown", "service": "checkout", "severity": "critical"},
+        {"summary": "checkout is down"},
+        group='{}:{alertname="CheckoutDown"}',
+        fingerprint="c0ffee00c0ffee00",
+        generator_url=f"http://prometheus:9090/graph?g0.expr={quote(EXPR)}&g0.tab=1",
+    )
 
 
 async def restart_and_wait(bot: RunningBot) -> tuple[str, list[str]]:
