@@ -220,7 +220,7 @@ async def _open_incident(
                 return Incident.from_row(existing)
             continue
         await add_event(conn, inc_id, "triggered", alert.source, f"Triggered: {alert.title}", now)
-        return await get(conn, inc_id)
+        return Incident.from_values(values)
     raise RuntimeError("could not allocate an incident short id")
 
 
@@ -229,17 +229,21 @@ _UPDATE_ALERTS = update(t.alerts).where(t.alerts.c.id == bindparam("alert_id"))
 
 
 async def _upsert_alerts(
-    conn: AsyncConnection, inc_id: str, group: list[Alert], now: datetime
+    conn: AsyncConnection, inc_id: str, group: list[Alert], now: datetime, *, new: bool = False
 ) -> dict[str, tuple[str, str]]:
     """Write a notification's alerts in two batched statements; returns every alert of the
-    incident as fingerprint → (status, severity)."""
+    incident as fingerprint → (status, severity). A `new` incident has none to look up."""
     rows = (
-        await conn.execute(
-            select(
-                t.alerts.c.id, t.alerts.c.fingerprint, t.alerts.c.status, t.alerts.c.severity
-            ).where(t.alerts.c.incident_id == inc_id)
-        )
-    ).all()
+        []
+        if new
+        else (
+            await conn.execute(
+                select(
+                    t.alerts.c.id, t.alerts.c.fingerprint, t.alerts.c.status, t.alerts.c.severity
+                ).where(t.alerts.c.incident_id == inc_id)
+            )
+        ).all()
+    )
     ids = {r.fingerprint: r.id for r in rows}
     known = {r.fingerprint: (r.status, r.severity) for r in rows}
     latest = {a.fingerprint: a for a in group}  # a fingerprint twice in one body: last wins
@@ -330,8 +334,8 @@ async def _ingest_group(
             first = firing[0]
             service = cfg.service_for(first.labels, first.service) or first.service
             inc = await _open_incident(conn, cfg, first, service, now)
-            new = True
-    known = await _upsert_alerts(conn, inc.id, group, now)
+            new = inc.alert_count == 0  # 0 only when this call created it
+    known = await _upsert_alerts(conn, inc.id, group, now, new=new)
     severity = max((Severity(sev) for _, sev in known.values()), key=lambda s: s.rank)
     all_resolved = all(status == AlertStatus.RESOLVED.value for status, _ in known.values())
     await _set(conn, inc.id, now, alert_count=len(known), severity=severity.value)
@@ -437,7 +441,7 @@ async def open_manual(
         annotations={"description": description, "opened_by": actor},
     )
     inc = await _open_incident(conn, cfg, alert, service, now)
-    await _upsert_alerts(conn, inc.id, [alert], now)
+    await _upsert_alerts(conn, inc.id, [alert], now, new=True)
     await _set(conn, inc.id, now, alert_count=1)
     inc = await get(conn, inc.id)
     await add_event(conn, inc.id, "opened_manually", actor, f"Opened by {actor}: {description}")

@@ -79,6 +79,13 @@ class Incident:
             generator_url=m["generator_url"],
         )
 
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> Incident:
+        """From the values just inserted (no need to read the row back)."""
+        fields = {f: values.get(f) for f in cls.__dataclass_fields__}
+        fields["status"] = Status(values["status"])
+        return cls(**fields)
+
     @property
     def is_open(self) -> bool:
         return self.status != Status.RESOLVED
