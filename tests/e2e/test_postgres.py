@@ -1,0 +1,80 @@
+"""The same store code and migrations on PostgreSQL (asyncpg): ingest, dedupe, conversation.
+
+Uses the server on 127.0.0.1:5432 (trust auth) when there is one; each test gets a fresh
+database. Skips with the reason when none answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from bot.config import Config
+from tests.fakes.bot_server import run_bot
+from tests.payloads import alertmanager_notification
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    name = f"opsbot_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = await asyncpg.connect(ADMIN_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def firing(fingerprint: str, severity: str) -> dict:
+    return alertmanager_notification(
+        {"alertname": "HeapHigh", "service": "checkout", "severity": severity},
+        {"summary": "checkout heap high"},
+        group='{}:{alertname="HeapHigh"}',
+        fingerprint=fingerprint,
+    )
+
+
+async def test_lifecycle_and_conversation_on_postgresql(pg_url: str) -> None:
+    cfg = Config.model_validate(
+        {
+            "storage": {"url": pg_url},
+            "services": {
+                "checkout": {
+                    "match": {"service": "checkout"},
+                    "actions": {"restart": {"shell": ["true"]}},
+                    "approval": "none",
+                }
+            },
+        }
+    )
+    async with run_bot(cfg) as bot:
+        first = await bot.client.post("/webhooks/alertmanager", json=firing("a1", "warning"))
+        assert first.status_code == 200, first.text
+        (incident_id,) = first.json()["incidents"]
+        again = await bot.client.post("/webhooks/alertmanager", json=firing("a1", "warning"))
+        assert again.json()["status"] == "duplicate"
+        more = await bot.client.post("/webhooks/alertmanager", json=firing("a2", "critical"))
+        assert more.json()["incidents"] == [incident_id]
+        await bot.settle()
+
+        await bot.client.post(f"/api/incidents/{incident_id}/messages", json={"text": "restart it"})
+        await bot.settle()
+        detail = (await bot.client.get(f"/api/incidents/{incident_id}")).json()
+        stats = (await bot.client.get("/stats")).json()
+
+    assert (detail["alert_count"], detail["severity"], detail["short_id"]) == (2, "critical", 1)
+    assert [a["state"] for a in detail["actions"]] == ["succeeded"]
+    said = [m["text"] for m in detail["messages"] if m["author"] == "opsbot"]
+    assert said[0].startswith("⚪ Diagnosis (offline")
+    assert "▶️ Restarting checkout (asked by @console)." in said
+    assert stats["diagnoses"]["offline"] == 1
+    assert stats["outbox"] == {"pending": 0, "failed": 0}
