@@ -14,7 +14,8 @@ from agent.types import ActionKind, Category, Evidence, IncidentContext, Observa
 AT_CAPACITY = (
     s.pattern(
         "hpa_max",
-        r"maximum replica count|TooManyReplicas|at max replicas|ScalingLimited\s+True",
+        r"maximum replica count|TooManyReplicas|at max replicas|ScalingLimited\s+True|"
+        r"(above|exceeds?|at|reached) maxReplicas",
         0.25,
     ),
     s.pattern(

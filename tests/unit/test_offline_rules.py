@@ -293,6 +293,20 @@ def test_a_counter_of_requests_that_surges_is_a_traffic_spike_to_scale() -> None
     assert "rate(http_requests_total) 450 vs baseline 100 (4.5x)" in cited(d)
 
 
+def test_an_autoscaler_above_max_replicas_is_quoted_as_the_capacity_limit() -> None:
+    event = "Warning FailedGetScale hpa/search-web desired replica count 26 is above maxReplicas 20"
+    obs = Observations(
+        logs=[event],
+        metrics={
+            "requests_per_second": series(*[800] * 6, *[2600] * 6),
+            "http_error_ratio": series(*[0.001] * 12),
+        },
+    )
+    d = diagnose(incident("search-web", "search-web p95 above 2s"), obs)
+    assert (d.category, d.action) == (Category.TRAFFIC_SPIKE, ActionKind.SCALE_UP)
+    assert "above maxReplicas 20" in cited(d)
+
+
 GROWING = series(*range(55, 100, 4))
 ERRORS_UP = series(*[0.001] * 6, 0.3, 0.4, 0.4, 0.4, 0.4, 0.4)
 
