@@ -435,7 +435,7 @@ _ACTION_VERBS = (
         ActionKind.SCALE_UP,
         re.compile(
             r"\bscale\b|\b(?:add|increase|bump|raise|set|more|extra|another)\b"
-            rf"(?= (?:\S+ ){{0,2}}{_REPLICAS}\b)"
+            rf"(?= (?:\S+ ){{0,3}}{_REPLICAS}\b)"
         ),
     ),
 )

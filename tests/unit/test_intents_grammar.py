@@ -103,6 +103,7 @@ CASES = [
     case("restart all the pods", K.ACTION, action=A.RESTART),
     # scale
     case("scale it to 6", K.ACTION, action=A.SCALE_UP, replicas=6),
+    case("bump it to 8 replicas", K.ACTION, action=A.SCALE_UP, replicas=8),
     case("scael to 4", K.ACTION, action=A.SCALE_UP, replicas=4),
     case("add 2 replicas", K.ACTION, action=A.SCALE_UP, delta=2),
     case("scale up by 2", K.ACTION, action=A.SCALE_UP, delta=2),
