@@ -6,8 +6,6 @@ with the grammar as fallback). Nothing here knows which chat platform a message 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -34,6 +32,11 @@ HELP = """Reply in an incident's thread:
 • `diagnose again` — fresh diagnosis   • any question, e.g. `what changed in the last hour?`
 • `file a Jira for ravi` · `open a ticket, priority high`
 • `snooze 30m` · `status` · `who is on call` · `stats` · `list` · `chaos on|off` · `help`"""
+
+UNKNOWN = (
+    "I didn't understand that as a command. Try `restart it`, `ack`, `status`, "
+    "`file a Jira for ravi`, or ask a question ending with `?`. Type `help` for all."
+)
 
 _BUTTON_INTENTS = {
     "ack": IntentKind.ACKNOWLEDGE,
@@ -143,17 +146,19 @@ class Conversation:
         inc: Incident | None,
         action_id: int | None,
     ) -> Reply | None:
-        handler: Callable[[], Awaitable[Reply | None]] | None = {
-            IntentKind.HELP: lambda: _const(Reply(HELP, "info")),
-            IntentKind.STATS: self._stats,
-            IntentKind.LIST: self._list,
-            IntentKind.ONCALL: lambda: _const(self._oncall(inc)),
-            IntentKind.CHAOS: lambda: self._chaos(actor, intent),
-        }.get(intent.kind)
-        if handler is not None:
-            return await handler()
+        match intent.kind:
+            case IntentKind.HELP:
+                return Reply(HELP, "info")
+            case IntentKind.ONCALL:
+                return self._oncall(inc)
+            case IntentKind.STATS:
+                return await self._stats()
+            case IntentKind.LIST:
+                return await self._list()
+            case IntentKind.CHAOS:
+                return await self._chaos(actor, intent)
         if inc is None:
-            return Reply(_unknown(intent), "info")
+            return Reply(UNKNOWN, "info")
         async with self.store.write() as conn:
             reply = await self._in_incident(conn, msg, actor, intent, inc, action_id)
         self.router.wake()
@@ -224,7 +229,7 @@ class Conversation:
                 return Reply(f"😴 Snoozed until {until:%H:%M} UTC by {actor.mention}.", "info")
             case IntentKind.STATUS:
                 return Reply(await _status(conn, inc), "info")
-        return Reply(_unknown(intent), "info")
+        return Reply(UNKNOWN, "info")
 
     async def _command(self, msg: InboundMessage, actor: Actor) -> None:
         """`/incident <description>` opens a manual incident; `/incident list|stats|help`."""
@@ -303,10 +308,6 @@ class Conversation:
         return Reply(f"🧪 Chaos mode {state} (by {actor.mention}).", "info")
 
 
-async def _const(reply: Reply) -> Reply:
-    return reply
-
-
 async def _status(conn: AsyncConnection, inc: Incident) -> str:
     data = await incidents.detail(conn, inc)
     lines = [
@@ -325,10 +326,3 @@ async def _status(conn: AsyncConnection, inc: Incident) -> str:
     if inc.status == Status.RESOLVED:
         lines.append("Postmortem: `opsbot postmortem " + str(inc.short_id) + "`")
     return "\n".join(lines)
-
-
-def _unknown(intent: Intent) -> str:
-    return (
-        "I didn't understand that as a command. Try `restart it`, `ack`, `status`, "
-        "`file a Jira for ravi`, or ask a question ending with `?`. Type `help` for all."
-    )
