@@ -10,16 +10,19 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import logs
 from bot.config import Config, ConfigError, load_config
+from bot.models import Incident
 from bot.runtime import Runtime
 
+T = TypeVar("T")
 app = typer.Typer(
     help="opsbot: alerts become chat threads, an agent diagnoses, people act.",
     no_args_is_help=True,
@@ -232,7 +235,7 @@ def send_test_alert(
     raise typer.Exit(0 if resp.is_success else 1)
 
 
-async def _with_store(cfg: Config, fn):  # type: ignore[no-untyped-def]
+async def _with_store(cfg: Config, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
     from bot.store import Store
 
     store = await Store.open(cfg.storage.url)
@@ -289,7 +292,7 @@ def incidents(
         typer.echo("usage: opsbot incidents [list | show ID]", err=True)
         raise typer.Exit(2)
 
-    async def show(conn):  # type: ignore[no-untyped-def]
+    async def show(conn: AsyncConnection) -> dict[str, Any]:
         return await inc_mod.detail(conn, await inc_mod.find(conn, ref))
 
     try:
@@ -313,7 +316,7 @@ def postmortem(
 
     cfg = _load(config)
 
-    async def fetch(conn):  # type: ignore[no-untyped-def]
+    async def fetch(conn: AsyncConnection) -> tuple[Incident, str | None]:
         inc = await inc_mod.find(conn, ref)
         return inc, await conn.scalar(
             select(t.postmortems.c.markdown).where(t.postmortems.c.incident_id == inc.id)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.followup import answer_question
 from agent.pipeline import DiagnosisPipeline
-from agent.types import ActionKind, IncidentContext, Intent, IntentKind
+from agent.types import ActionKind, Diagnosis, IncidentContext, Intent, IntentKind
 from bot import actions, incidents, metrics
 from bot.adapters.base import Reply
 from bot.config import Config
@@ -108,7 +108,7 @@ class Diagnoser:
             )
             await self._auto_remediate(conn, inc, d)
 
-    async def _auto_remediate(self, conn: AsyncConnection, inc: Incident, d) -> None:  # type: ignore[no-untyped-def]
+    async def _auto_remediate(self, conn: AsyncConnection, inc: Incident, d: Diagnosis) -> None:
         decision = auto_remediation(self.cfg, inc.service, d)
         if decision.outcome != Outcome.RUN or not inc.is_open:
             return
