@@ -9,7 +9,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import httpx
@@ -20,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot import logs
 from bot.config import Config, ConfigError, load_config
 from bot.models import Incident
-from bot.runtime import Runtime
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -44,29 +42,18 @@ def _load(path: Path | None) -> Config:
         raise typer.Exit(1) from exc
 
 
-class _Server(uvicorn.Server):
-    """uvicorn, plus: on SIGTERM/SIGINT end the console's live streams so shutdown is prompt."""
-
-    def __init__(self, runtime: Runtime, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.runtime = runtime
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.runtime.bus.close()
-        super().handle_exit(sig, frame)
-
-
 def serve(cfg: Config, after_start: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run the HTTP server and everything behind it until SIGTERM/SIGINT."""
     # uvicorn re-raises SIGTERM after its graceful shutdown: exit 0 through `finally` blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    from bot.server.app import create_app
+    from bot.runtime import Runtime
+    from bot.server.app import BotServer, create_app
 
     async def main() -> None:
         runtime = await Runtime.create(cfg)
         if after_start is not None:
             runtime.after_start.append(after_start)
-        server = _Server(
+        server = BotServer(
             runtime,
             uvicorn.Config(
                 create_app(runtime),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 
 import structlog
+import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,6 +19,18 @@ from bot.runtime import Runtime
 from bot.server import admin, api, console, ops, webhooks
 
 log = structlog.get_logger(__name__)
+
+
+class BotServer(uvicorn.Server):
+    """uvicorn, plus: on SIGTERM/SIGINT end the console's live streams so shutdown is prompt."""
+
+    def __init__(self, runtime: Runtime, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.runtime.bus.close()
+        super().handle_exit(sig, frame)
 
 
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
