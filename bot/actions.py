@@ -25,7 +25,7 @@ from bot.config import Config, ServiceConfig
 from bot.models import Incident, aware, utcnow
 from bot.outbox import Item
 from bot.policy import Actor, Outcome, allow_listed, decide_request, may_approve, may_deny
-from bot.store import Store
+from bot.store import Store, inserted_id
 from bot.store import schema as t
 from bot.wiring import executor_for
 from integrations.actions.base import ActionParams, ActionResult, PlaceholderError
@@ -128,7 +128,7 @@ async def request(
             inflight_key=inflight,
         )
     )
-    action_id = res.inserted_primary_key[0]
+    action_id = inserted_id(res)
     why = f"auto-remediation; {decision.reason}" if auto else decision.reason
     await audit(conn, actor.id, action, target, state, why, inc.id)
     what = f"{action.replace('_', ' ')} {target}{_params_text(params)}"
@@ -360,6 +360,8 @@ async def verify(checks: list[Check], timeout_s: float) -> tuple[bool | None, st
         stop=stop_after_delay(timeout_s),
         retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
     )
+    ok: bool
+    detail: str
     ok, detail = await retrying(all_checks)
     took = time.monotonic() - started
     if ok:
@@ -376,7 +378,7 @@ async def run_job(store: Store, cfg: Config, item: Item) -> None:
             .where(t.actions.c.id == action_id, t.actions.c.state == "approved")
             .values(state="running", started_at=utcnow())
         )
-        row = (await conn.execute(select(t.actions).where(t.actions.c.id == action_id))).first()
+        row = (await conn.execute(select(t.actions).where(t.actions.c.id == action_id))).one()
         inc = await incidents.get(conn, row.incident_id)
         refused = await _refuse_unlisted(conn, cfg, inc, row) if claimed.rowcount else None
         if refused is not None:

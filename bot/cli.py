@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -42,7 +42,7 @@ def _load(path: Path | None) -> Config:
         raise typer.Exit(1) from exc
 
 
-def serve(cfg: Config, after_start: Callable[[], Awaitable[None]] | None = None) -> None:
+def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
     """Run the HTTP server and everything behind it until SIGTERM/SIGINT."""
     # uvicorn re-raises SIGTERM after its graceful shutdown: exit 0 through `finally` blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -294,6 +294,9 @@ class ServiceConfig(_Model):
         return v
 
 
+Role = Literal["responder", "approver", "admin"]
+
+
 class PersonConfig(_Model):
     name: str
     aliases: list[str] = Field(default_factory=list)
@@ -302,9 +305,7 @@ class PersonConfig(_Model):
     whatsapp: str | None = None
     jira: str | None = None
     email: str | None = None
-    roles: list[Literal["responder", "approver", "admin"]] = Field(
-        default_factory=lambda: ["responder"]
-    )
+    roles: list[Role] = Field(default_factory=lambda: list[Role](["responder"]))
 
 
 class AutoRemediateConfig(_Model):

@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import structlog
@@ -32,7 +33,7 @@ SYMPTOM_TIMEOUT_S = 90.0
 POLL_S = 0.5
 
 
-def _state(directory: Path) -> dict[str, object]:
+def _state(directory: Path) -> dict[str, Any]:
     return json.loads((directory / STATE_FILE).read_text())
 
 

@@ -82,7 +82,7 @@ class Incident:
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Incident:
         """From the values just inserted (no need to read the row back)."""
-        fields = {f: values.get(f) for f in cls.__dataclass_fields__}
+        fields: dict[str, Any] = {f: values.get(f) for f in cls.__dataclass_fields__}
         fields["status"] = Status(values["status"])
         return cls(**fields)
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -89,7 +90,7 @@ class Runtime:
         trusted = cfg.webhooks.sns_trusted_cert_file
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)
         self.http_mounts: list[Callable[[FastAPI], None]] = []
-        self.after_start: list[Callable[[], Awaitable[None]]] = []
+        self.after_start: list[Callable[[], Coroutine[Any, Any, None]]] = []
         if cfg.slack.enabled:
             slack = SlackAdapter(cfg.slack, self.router.accept)
             self.add_adapter(slack)

@@ -24,14 +24,14 @@ async def bump(conn: AsyncConnection, name: str, by: float = 1) -> None:
 
 
 async def compute(conn: AsyncConnection) -> dict[str, Any]:
-    by_status = dict(
+    by_status: dict[str, int] = dict(
         (
             await conn.execute(
                 select(t.incidents.c.status, func.count()).group_by(t.incidents.c.status)
             )
         ).all()
     )
-    by_source = dict(
+    by_source: dict[str, int] = dict(
         (
             await conn.execute(
                 select(t.diagnoses.c.source, func.count()).group_by(t.diagnoses.c.source)

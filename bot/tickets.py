@@ -17,7 +17,7 @@ from bot.config import Config
 from bot.models import Incident, iso, utcnow
 from bot.outbox import Item
 from bot.policy import Actor
-from bot.store import Store
+from bot.store import Store, inserted_id
 from bot.store import schema as t
 from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 from integrations.tickets import JiraTickets, JiraUser
@@ -101,7 +101,7 @@ async def request(
         "ticket",
         inc,
         {
-            "ticket_id": res.inserted_primary_key[0],
+            "ticket_id": inserted_id(res),
             "assignee": intent.assignee,
         },
     )
@@ -211,7 +211,7 @@ class TicketDesk:
         async with self.store.read() as conn:
             row = (
                 await conn.execute(select(t.tickets).where(t.tickets.c.id == p["ticket_id"]))
-            ).first()
+            ).one()
             inc = await incidents.get(conn, row.incident_id)
             detail = await incidents.detail(conn, inc)
         if row.state != "pending" or self.jira is None:
@@ -220,8 +220,8 @@ class TicketDesk:
         thread_url = await self._permalink(detail)
         try:
             user = await self._assignee(name, p.get("assignee_id"))
-            if isinstance(user, list):
-                await self._ask_which(inc, row.id, name, user)
+            if isinstance(user, list):  # several matches: only a name search finds several
+                await self._ask_which(inc, row.id, name or "", user)
                 return
             ref = await self.jira.create_issue(
                 f"[#{inc.short_id}] {inc.title}",

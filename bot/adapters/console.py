@@ -8,7 +8,7 @@ from bot.adapters.base import Reply, RootView, ThreadRef
 from bot.events import EventBus
 from bot.models import utcnow
 from bot.render import reply_to_json
-from bot.store import Store
+from bot.store import Store, inserted_id
 from bot.store import schema as t
 
 
@@ -46,7 +46,7 @@ class ConsoleAdapter:
                     payload=payload,
                 )
             )
-            msg_id = res.inserted_primary_key[0]
+            msg_id = inserted_id(res)
         self.bus.publish(
             "message",
             {

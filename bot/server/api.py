@@ -19,6 +19,7 @@ from bot.errors import NotFound
 from bot.events import CLOSED
 from bot.models import Incident, Status, iso, utcnow
 from bot.runtime import Runtime
+from bot.store import inserted_id
 from bot.store import schema as t
 
 router = APIRouter(prefix="/api")
@@ -96,7 +97,7 @@ async def _post_console(
                     incident_id=inc.id, at=now, author=user, kind="operator", text=text, payload={}
                 )
             )
-        echo = {"id": res.inserted_primary_key[0], "at": iso(now), "author": user}
+        echo = {"id": inserted_id(res), "at": iso(now), "author": user}
         rt.bus.publish(
             "message",
             {"incident_id": inc.id, "message": {**echo, "kind": "operator", "text": text}},

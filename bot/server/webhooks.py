@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -24,6 +25,7 @@ from integrations.errors import PayloadError, SignatureError, TransientError
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
+T = TypeVar("T")
 JSON_TYPES = ("application/json",)
 SNS_TYPES = ("text/plain", "application/json")
 
@@ -42,7 +44,7 @@ async def _intake(
     return rt, body, parse_json(body)
 
 
-def _parse(source: str, parser: Any, data: Any) -> list[Alert]:
+def _parse(source: str, parser: Callable[[Any], T], data: Any) -> T:
     try:
         return parser(data)
     except PayloadError as exc:
