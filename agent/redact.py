@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 
 # Values already masked must not be masked again (text may pass through twice).
 _NOT_MASKED = r"(?!\[REDACTED:)"
@@ -75,7 +76,7 @@ class Redactor:
 
     def redact(self, text: str) -> str:
         for pattern in self._patterns:
-            text = pattern.regex.sub(lambda m, p=pattern: self._mask(p, m), text)
+            text = pattern.regex.sub(partial(self._mask, pattern), text)
         return text
 
     def restore(self, text: str) -> str:

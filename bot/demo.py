@@ -62,7 +62,7 @@ def start_service(directory: Path, port: int) -> int:
 
 def stop_service(directory: Path) -> None:
     try:
-        pid = int(_state(directory)["pid"])  # type: ignore[arg-type]
+        pid = int(_state(directory)["pid"])
     except (OSError, KeyError, ValueError):
         return
     try:
@@ -108,7 +108,7 @@ def wait_healthy(url: str, timeout_s: float = START_TIMEOUT_S) -> bool:
 
 def restart(directory: Path) -> int:
     """The demo's restart action: stop the process, start a fresh one, wait until it answers."""
-    port = int(_state(directory)["port"])  # type: ignore[arg-type]
+    port = int(_state(directory)["port"])
     stop_service(directory)
     pid = start_service(directory, port)
     if not wait_healthy(f"http://127.0.0.1:{port}/health"):

@@ -122,5 +122,5 @@ def reply_from_json(data: dict[str, Any]) -> Reply:
         kind=data.get("kind", "info"),
         diagnosis=Diagnosis.model_validate(data["diagnosis"]) if data.get("diagnosis") else None,
         buttons=[Button(**b) for b in data.get("buttons", [])],
-        link=tuple(data["link"]) if data.get("link") else None,  # type: ignore[arg-type]
+        link=tuple(data["link"]) if data.get("link") else None,
     )

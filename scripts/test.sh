@@ -33,6 +33,9 @@ echo "==> ruff"
 "$PYTHON" -m ruff check .
 "$PYTHON" -m ruff format --check .
 
+echo "==> mypy"
+"$PYTHON" -m mypy
+
 echo "==> pytest"
 # two workers on two cores: test files are independent (each test has its own DB and ports)
 exec "$PYTHON" -m pytest -n 2 --dist loadfile -q -p no:cacheprovider "$@"

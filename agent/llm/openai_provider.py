@@ -5,10 +5,10 @@ Every client failure becomes a `ProviderError` with a short reason; the chain fa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import openai
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from agent.errors import ProviderError
 from agent.llm.base import Completion, Message, ToolCall
@@ -55,7 +55,9 @@ class OpenAIProvider:
             extra["response_format"] = {"type": "json_object"}
         try:
             response = await self._client.chat.completions.create(
-                model=self.model, messages=messages, **extra
+                model=self.model,
+                messages=cast("list[ChatCompletionMessageParam]", messages),
+                **extra,
             )
         except openai.APITimeoutError as exc:
             raise ProviderError(f"timeout after {self._timeout_s:g}s") from exc

@@ -29,7 +29,7 @@ _MERGE_PATCH = "application/merge-patch+json"
 def _api_message(exc: ApiException) -> str:
     """The `message` of the Status object the API server answers errors with."""
     try:
-        return str(json.loads(exc.body)["message"])
+        return str(json.loads(exc.body or b"")["message"])
     except (TypeError, ValueError, KeyError):
         return f"{exc.status} {exc.reason}"
 
@@ -105,7 +105,7 @@ class KubernetesExecutor:
             self._name,
             self._namespace,
             {"spec": {"replicas": target}},
-            _content_type=_MERGE_PATCH,  # what `kubectl scale` sends
+            _content_type=_MERGE_PATCH,  # type: ignore[call-arg]  # accepted at run time; what `kubectl scale` sends
             _request_timeout=self._timeout_s,
         )
         return True, f"scaled {self._where} from {current} to {target} replicas"
@@ -129,7 +129,8 @@ class KubernetesExecutor:
                 ok, outcome = await self._perform(AppsV1Api(api), params)
             except ApiException as exc:
                 if exc.status == 429:
-                    wait_s = retry_after_s((exc.headers or {}).get("Retry-After"))
+                    headers: dict[str, str] = dict(exc.headers or {})
+                    wait_s = retry_after_s(headers.get("Retry-After"))
                     raise RateLimited(_api_message(exc), wait_s) from exc
                 if exc.status >= 500:
                     raise TransientError(f"Kubernetes API: {_api_message(exc)}") from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -22,7 +22,7 @@ _NOT_LABELS = frozenset(
 )
 
 
-def _log_lines(value: object) -> list[object]:
+def _log_lines(value: object) -> list[Any]:
     if value is None:
         return []
     if isinstance(value, str):
