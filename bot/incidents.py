@@ -183,15 +183,15 @@ async def list_incidents(
 async def _open_incident(
     conn: AsyncConnection, cfg: Config, alert: Alert, service: str | None, now: datetime
 ) -> Incident:
-    for _ in range(5):  # short ids race between replicas: retry on the unique index
-        short = (await conn.scalar(select(func.max(t.incidents.c.short_id)))) or 0
+    for _ in range(5):  # a concurrent transaction opened this group first: read it instead
+        short = await _next_short_id(conn)
         inc_id = uuid.uuid4().hex
         labels = {**alert.labels}
         if service:
             labels.setdefault("service", service)
         values = {
             "id": inc_id,
-            "short_id": short + 1,
+            "short_id": short,
             "group_key": alert.group_key,
             "open_key": alert.group_key,
             "status": Status.TRIGGERED.value,
@@ -226,6 +226,30 @@ async def _open_incident(
 
 _INSERT_ALERTS = insert(t.alerts)
 _UPDATE_ALERTS = update(t.alerts).where(t.alerts.c.id == bindparam("alert_id"))
+
+
+SHORT_ID = "incident_short_id"
+
+
+async def _next_short_id(conn: AsyncConnection) -> int:
+    """The next `#N`: one counter row, incremented in place (row-locked until commit on
+    PostgreSQL, so concurrent transactions and replicas never hand out the same number)."""
+    bumped = await conn.execute(
+        update(t.counters)
+        .where(t.counters.c.name == SHORT_ID)
+        .values(value=t.counters.c.value + 1)
+        .returning(t.counters.c.value)
+    )
+    value = bumped.scalar()
+    if value is not None:
+        return int(value)
+    first = ((await conn.scalar(select(func.max(t.incidents.c.short_id)))) or 0) + 1
+    try:
+        async with conn.begin_nested():
+            await conn.execute(insert(t.counters).values(name=SHORT_ID, value=first))
+    except IntegrityError:  # another transaction created the counter first
+        return await _next_short_id(conn)
+    return first
 
 
 async def _upsert_alerts(
@@ -295,7 +319,12 @@ async def _ingest_group(
     result: IngestResult,
 ) -> None:
     firing = [a for a in group if a.status == AlertStatus.FIRING]
-    row = (await conn.execute(select(t.incidents).where(t.incidents.c.open_key == key))).first()
+    # FOR UPDATE (PostgreSQL): deliveries for one incident apply one after another
+    row = (
+        await conn.execute(
+            select(t.incidents).where(t.incidents.c.open_key == key).with_for_update()
+        )
+    ).first()
     inc = Incident.from_row(row) if row else None
     new = reopened = False
     if inc is None:

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from fastapi import APIRouter, HTTPException, Request
-from sqlalchemy import insert, select
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bot import incidents, metrics
 from bot.models import utcnow
@@ -55,30 +56,32 @@ def _parse(source: str, parser: Callable[[Any], T], data: Any) -> T:
         raise HTTPException(422, message) from exc
 
 
+class _Duplicate(Exception):
+    """Raised inside the transaction to undo a delivery that was already applied."""
+
+
+PERSIST_ATTEMPTS = 3
+
+
 async def persist(
     rt: Runtime, source: str, idem_key: str, body: bytes, alerts: list[Alert]
 ) -> dict[str, Any]:
-    """One transaction: record the delivery once, apply its alerts, queue what follows."""
-    async with rt.store.write() as conn:
-        seen = await conn.scalar(
-            select(t.deliveries.c.id).where(
-                t.deliveries.c.source == source, t.deliveries.c.idem_key == idem_key
-            )
-        )
-        if seen is not None:
+    """One transaction: record the delivery once, apply its alerts, queue what follows.
+
+    A concurrent twin of this delivery (a sender's retry while the first is in flight) that
+    commits first makes this one a duplicate: its work is rolled back. Other unique-key races
+    between concurrent transactions (PostgreSQL) are retried from the start.
+    """
+    for attempt in range(PERSIST_ATTEMPTS):
+        try:
+            result = await _apply(rt, source, idem_key, body, alerts)
+            break
+        except _Duplicate:
             metrics.WEBHOOKS.labels(source=source, outcome="duplicate").inc()
             return {"status": "duplicate", "incidents": []}
-        result = await incidents.ingest(conn, rt.cfg, alerts)
-        await conn.execute(
-            insert(t.deliveries).values(
-                source=source,
-                idem_key=idem_key,
-                received_at=utcnow(),
-                body=body.decode("utf-8", "replace"),
-                outcome=f"opened={len(result.opened)} updated={len(result.updated)} "
-                f"resolved={len(result.resolved)} reopened={len(result.reopened)}",
-            )
-        )
+        except IntegrityError:
+            if attempt == PERSIST_ATTEMPTS - 1:
+                raise HTTPException(503, "conflicting concurrent deliveries, retry") from None
     rt.worker.wake()
     metrics.WEBHOOKS.labels(source=source, outcome="accepted").inc()
     metrics.ALERTS_RECEIVED.labels(source=source).inc(len(alerts))
@@ -92,6 +95,35 @@ async def persist(
         "resolved": len(result.resolved),
         "reopened": len(result.reopened),
     }
+
+
+async def _apply(
+    rt: Runtime, source: str, idem_key: str, body: bytes, alerts: list[Alert]
+) -> incidents.IngestResult:
+    async with rt.store.write() as conn:
+        seen = await conn.scalar(
+            select(t.deliveries.c.id).where(
+                t.deliveries.c.source == source, t.deliveries.c.idem_key == idem_key
+            )
+        )
+        if seen is not None:
+            raise _Duplicate
+        result = await incidents.ingest(conn, rt.cfg, alerts)
+        recorded = await conn.execute(
+            rt.store.insert_or_ignore(t.deliveries)
+            .values(
+                source=source,
+                idem_key=idem_key,
+                received_at=utcnow(),
+                body=body.decode("utf-8", "replace"),
+                outcome=f"opened={len(result.opened)} updated={len(result.updated)} "
+                f"resolved={len(result.resolved)} reopened={len(result.reopened)}",
+            )
+            .returning(t.deliveries.c.id)
+        )
+        if recorded.first() is None:
+            raise _Duplicate  # the twin committed while we worked: roll ours back
+    return result
 
 
 def _digest(body: bytes) -> str:

@@ -11,10 +11,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import CursorResult, event, text
+from sqlalchemy import CursorResult, Table, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import Insert
 
 from bot.errors import StoreUnavailable
 
@@ -130,6 +133,12 @@ class Store:
             raise
         except (OSError, ConnectionError) as exc:
             raise StoreUnavailable(str(exc)) from exc
+
+    def insert_or_ignore(self, table: Table) -> Insert:
+        """INSERT ... ON CONFLICT DO NOTHING in this store's dialect (a conflicting row is
+        skipped; with RETURNING, no row comes back)."""
+        dialect_insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        return dialect_insert(table).on_conflict_do_nothing()
 
     async def ping(self) -> None:
         async with self.read() as conn:

@@ -6,6 +6,7 @@ database. Skips with the reason when none answers.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -78,3 +79,21 @@ async def test_lifecycle_and_conversation_on_postgresql(pg_url: str) -> None:
     assert "▶️ Restarting checkout (asked by @console)." in said
     assert stats["diagnoses"]["offline"] == 1
     assert stats["outbox"] == {"pending": 0, "failed": 0}
+
+
+async def test_concurrent_deliveries_never_fail_or_double_count(pg_url: str) -> None:
+    """Senders racing on one new group, and twins of one body in flight at once (PostgreSQL
+    runs these transactions concurrently, SQLite one at a time)."""
+    cfg = Config.model_validate({"storage": {"url": pg_url}})
+    bodies = [firing(f"fp{i}", "warning") for i in range(12)]
+    async with run_bot(cfg) as bot:
+        answers = await asyncio.gather(
+            *(bot.client.post("/webhooks/alertmanager", json=b) for b in bodies),
+            *(bot.client.post("/webhooks/alertmanager", json=bodies[0]) for _ in range(4)),
+        )
+        (listed,) = (await bot.client.get("/api/incidents")).json()["incidents"]
+
+    assert [a.status_code for a in answers] == [200] * 16, [a.text for a in answers]
+    statuses = [a.json()["status"] for a in answers]
+    assert statuses.count("duplicate") == 4  # five copies of body 0: one applied
+    assert (listed["short_id"], listed["alert_count"]) == (1, 12)
