@@ -2,6 +2,7 @@
 concurrent senders; prints throughput and latency, then checks the store lost nothing.
 
     python bench/ingest.py [--count 3000] [--senders 20] [--seed 1] [--profile out.prof]
+                           [--storage-url postgresql://postgres@127.0.0.1:5432/opsbot_bench]
 
 Notifications carry 1-50 alerts; 5% re-send an identical earlier body (must be a duplicate),
 10% resolve every alert of an open group (its incident must resolve). Goal on 2 cores:
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 GOAL_RPS = 500.0
@@ -187,10 +189,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_bot(workdir: Path, port: int, profile: str | None) -> subprocess.Popen[bytes]:
+def start_bot(
+    workdir: Path, port: int, storage_url: str, profile: str | None
+) -> subprocess.Popen[bytes]:
     config = workdir / "opsbot.yaml"
     config.write_text(
-        f"http: {{host: 127.0.0.1, port: {port}}}\nstorage: {{url: 'sqlite:///{workdir}/bench.db'}}\n"
+        f"http: {{host: 127.0.0.1, port: {port}}}\nstorage: {{url: '{storage_url}'}}\n"
     )
     runner = ["-m", "cProfile", "-o", profile] if profile else []
     return subprocess.Popen(
@@ -216,13 +220,26 @@ async def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit(f"opsbot did not become ready in {START_TIMEOUT_S} s")
 
 
-def check_store(db: Path, ledger: Ledger) -> list[str]:
+DELIVERIES_SQL = "SELECT count(*) FROM deliveries WHERE source = 'alertmanager'"
+INCIDENTS_SQL = "SELECT group_key, status, alert_count FROM incidents"
+
+
+async def read_store(storage_url: str) -> tuple[int, list[tuple[str, str, int]]]:
+    """Delivery count and incident rows, from the SQLite file or the PostgreSQL database."""
+    if storage_url.startswith("postgresql"):
+        conn = await asyncpg.connect(storage_url)
+        try:
+            deliveries = await conn.fetchval(DELIVERIES_SQL)
+            rows = [tuple(r) for r in await conn.fetch(INCIDENTS_SQL)]
+        finally:
+            await conn.close()
+        return deliveries, rows  # type: ignore[return-value]
+    with sqlite3.connect(storage_url.removeprefix("sqlite:///"), timeout=30) as conn:
+        return conn.execute(DELIVERIES_SQL).fetchone()[0], conn.execute(INCIDENTS_SQL).fetchall()
+
+
+def check_store(deliveries: int, rows: list[tuple[str, str, int]], ledger: Ledger) -> list[str]:
     """Compare the store with the ledger; returns the problems found."""
-    with sqlite3.connect(db, timeout=30) as conn:
-        deliveries = conn.execute(
-            "SELECT count(*) FROM deliveries WHERE source = 'alertmanager'"
-        ).fetchone()[0]
-        rows = conn.execute("SELECT group_key, status, alert_count FROM incidents").fetchall()
     problems = []
     if deliveries != len(ledger.distinct):
         problems.append(f"deliveries rows {deliveries} != distinct bodies {len(ledger.distinct)}")
@@ -246,12 +263,15 @@ def check_store(db: Path, ledger: Ledger) -> list[str]:
     return problems
 
 
-async def bench(count: int, senders: int, seed: int, profile: str | None) -> int:
+async def bench(
+    count: int, senders: int, seed: int, profile: str | None, storage_url: str | None
+) -> int:
     with tempfile.TemporaryDirectory(prefix="opsbot-bench-") as tmp:
         workdir = Path(tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = start_bot(workdir, port, profile)
+        storage = storage_url or f"sqlite:///{workdir}/bench.db"
+        proc = start_bot(workdir, port, storage, profile)
         try:
             await wait_ready(url, proc)
             ledger = Ledger(rng=random.Random(seed))
@@ -267,7 +287,7 @@ async def bench(count: int, senders: int, seed: int, profile: str | None) -> int
             proc.send_signal(signal.SIGINT if profile else signal.SIGTERM)
             proc.wait(timeout=60)
         report(ledger, elapsed, senders, stats)
-        problems = check_store(workdir / "bench.db", ledger)
+        problems = check_store(*await read_store(storage), ledger)
     for problem in problems:
         print(f"LOST OR WRONG: {problem}")
     if not problems:
@@ -297,9 +317,14 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=20, help="concurrent senders")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--profile", help="run the bot under cProfile, write stats to this file")
+    parser.add_argument(
+        "--storage-url",
+        help="an EMPTY database to use instead of a fresh SQLite file, e.g. "
+        "postgresql://postgres@127.0.0.1:5432/opsbot_bench",
+    )
     args = parser.parse_args()
     profile = str(Path(args.profile).resolve()) if args.profile else None
-    sys.exit(asyncio.run(bench(args.count, args.senders, args.seed, profile)))
+    sys.exit(asyncio.run(bench(args.count, args.senders, args.seed, profile, args.storage_url)))
 
 
 if __name__ == "__main__":
