@@ -32,6 +32,12 @@ OUT_OF_MEMORY = (
     ),
     s.pattern("k8s_oomkilled", r"OOMKilled", 0.45),
     s.pattern(
+        "killed_oom",
+        r"\b(process|worker|pid|task|container)\b[^\n]{0,40}\bkilled\b[^\n]{0,12}out of memory",
+        0.4,
+        ignore_case=True,
+    ),
+    s.pattern(
         "sigkill",
         r"(exit(ed)?( with)?|Exit) (code|status)[:=]? ?137\b|signal 9 \(SIGKILL\)|signal: killed|"
         r"Perhaps out of memory",
@@ -51,7 +57,18 @@ LEAK_HINTS = (
     s.pattern(
         "heap_high", r"heap (usage|used)[^\n]{0,20}(above|over|exceeds?) \d+", 0.1, ignore_case=True
     ),
-    s.pattern("unbounded", r"eviction disabled|unbounded (cache|queue|map)", 0.1, ignore_case=True),
+    s.pattern(
+        "unbounded",
+        r"eviction disabled|unbounded (cache|queue|map)|evictions[=:] ?0\b",
+        0.1,
+        ignore_case=True,
+    ),
+    s.pattern(
+        "growing",
+        r"\b\d+(\.\d+)? ?[KMG]i?B\b[^\n]{0,20}\band (still )?growing\b",
+        0.1,
+        ignore_case=True,
+    ),
 )
 _OOM_TEXT = re.compile(
     r"OutOfMemory|out of memory|\bOOM|heap limit|MemoryError|memory (above|near|usage|limit)|"

@@ -307,6 +307,20 @@ def test_an_autoscaler_above_max_replicas_is_quoted_as_the_capacity_limit() -> N
     assert "above maxReplicas 20" in cited(d)
 
 
+def test_a_growing_size_report_and_a_worker_killed_out_of_memory_are_a_leak() -> None:
+    obs = Observations(
+        logs=[
+            "2026-03-01T10:00:00Z WARN sessions: session store 1.2 GB and growing (evictions=0)",
+            "2026-03-01T10:00:05Z INFO GET /cart 200",
+            "2026-03-01T10:04:10Z CRITICAL supervisor: worker 4242 killed: out of memory",
+        ]
+    )
+    d = diagnose(incident("cart-api", "cart-api pods restarting"), obs)
+    assert (d.category, d.action) == (Category.MEMORY_LEAK, ActionKind.RESTART)
+    assert "killed: out of memory" in cited(d)
+    assert "1.2 GB and growing" in cited(d)
+
+
 GROWING = series(*range(55, 100, 4))
 ERRORS_UP = series(*[0.001] * 6, 0.3, 0.4, 0.4, 0.4, 0.4, 0.4)
 
