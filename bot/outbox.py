@@ -15,11 +15,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot import metrics
@@ -286,9 +286,3 @@ async def counts(conn: AsyncConnection) -> dict[str, int]:
     ).all()
     by = {r[0]: r[1] for r in rows}
     return {"pending": by.get("pending", 0), "failed": by.get("dead", 0)}
-
-
-async def purge_done(conn: AsyncConnection, older_than: datetime) -> None:
-    await conn.execute(
-        delete(t.outbox).where(t.outbox.c.status == "done", t.outbox.c.done_at < older_than)
-    )
