@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import insert, select
 
 from bot.adapters.base import Reply, RootView, ThreadRef
 from bot.events import EventBus
-from bot.models import utcnow
+from bot.models import iso, utcnow
 from bot.render import reply_to_json
 from bot.store import Store, inserted_id
 from bot.store import schema as t
@@ -26,35 +28,64 @@ class ConsoleAdapter:
         self.bus.publish("incident", {"id": view.incident_id})
 
     async def reply(self, thread: ThreadRef, message: Reply) -> str:
-        payload = reply_to_json(message)
-        now = utcnow()
-        async with self.store.write() as conn:
-            if message.key is not None:
-                seen = await conn.scalar(
-                    select(t.messages.c.id).where(t.messages.c.delivery_key == message.key)
-                )
-                if seen is not None:
-                    return str(seen)  # delivered before a crash: the outbox is retrying it
-            res = await conn.execute(
-                insert(t.messages).values(
-                    delivery_key=message.key,
-                    incident_id=thread.thread_id,
-                    at=now,
-                    author="opsbot",
-                    kind=message.kind,
-                    text=message.text,
-                    payload=payload,
-                )
-            )
-            msg_id = inserted_id(res)
-        self.bus.publish(
-            "message",
-            {
-                "incident_id": thread.thread_id,
-                "message": {"id": msg_id, "at": now.isoformat(), "author": "opsbot", **payload},
-            },
+        msg_id = await append_message(
+            self.store,
+            self.bus,
+            thread.thread_id,
+            "opsbot",
+            message.kind,
+            message.text,
+            reply_to_json(message),
+            key=message.key,
         )
         return str(msg_id)
 
     async def permalink(self, thread: ThreadRef) -> str | None:
         return None
+
+
+async def append_message(
+    store: Store,
+    bus: EventBus,
+    incident_id: str,
+    author: str,
+    kind: str,
+    text: str,
+    payload: dict[str, Any],
+    *,
+    key: str | None = None,
+) -> int:
+    """Write one message of an incident's console thread and push it to open consoles.
+
+    With a `key`, a second write (the outbox retrying after a crash) returns the first one.
+    """
+    now = utcnow()
+    async with store.write() as conn:
+        if key is not None:
+            seen = await conn.scalar(
+                select(t.messages.c.id).where(t.messages.c.delivery_key == key)
+            )
+            if seen is not None:
+                return int(seen)
+        res = await conn.execute(
+            insert(t.messages).values(
+                delivery_key=key,
+                incident_id=incident_id,
+                at=now,
+                author=author,
+                kind=kind,
+                text=text,
+                payload=payload,
+            )
+        )
+        msg_id = inserted_id(res)
+    message = {
+        "id": msg_id,
+        "at": iso(now),
+        "author": author,
+        **payload,
+        "kind": kind,
+        "text": text,
+    }
+    bus.publish("message", {"incident_id": incident_id, "message": message})
+    return msg_id

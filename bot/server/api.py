@@ -11,15 +11,15 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from bot import incidents
 from bot.adapters.base import InboundMessage, ThreadRef
+from bot.adapters.console import append_message
 from bot.errors import NotFound
 from bot.events import CLOSED
-from bot.models import Incident, Status, iso, utcnow
+from bot.models import Incident, Status
 from bot.runtime import Runtime
-from bot.store import inserted_id
 from bot.store import schema as t
 
 router = APIRouter(prefix="/api")
@@ -90,18 +90,7 @@ async def _post_console(
     inc = await _incident(rt, ref)
     user = console_user(request)
     if action is None:
-        now = utcnow()
-        async with rt.store.write() as conn:
-            res = await conn.execute(
-                insert(t.messages).values(
-                    incident_id=inc.id, at=now, author=user, kind="operator", text=text, payload={}
-                )
-            )
-        echo = {"id": inserted_id(res), "at": iso(now), "author": user}
-        rt.bus.publish(
-            "message",
-            {"incident_id": inc.id, "message": {**echo, "kind": "operator", "text": text}},
-        )
+        await append_message(rt.store, rt.bus, inc.id, user, "operator", text, {})
     msg = InboundMessage(
         platform="console",
         channel="console",
