@@ -22,9 +22,9 @@ import httpx
 import pytest
 from sqlalchemy import insert, select
 
-from bot.adapters.base import InboundMessage, ThreadRef
-from bot.config import Config
-from bot.models import utcnow
+from bot.app.config import Config
+from bot.chat.adapters.base import InboundMessage, ThreadRef
+from bot.incidents.models import utcnow
 from bot.store import schema as t
 from tests.fakes.action_servers import RecordingHttp
 from tests.fakes.bot_server import RunningBot, free_port, run_bot

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_config
+from bot.app.config import load_config
 from tests.fakes.bot_server import free_port, run_bot
 
 GOOD = """\

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from bot.config import Config
-from bot.server.console import CSRF_COOKIE, SESSION_COOKIE
+from bot.app.config import Config
+from bot.app.server.console import CSRF_COOKIE, SESSION_COOKIE
 from tests.fakes.bot_server import RunningBot, run_bot
 
 CONSOLE_TOKEN = "console-token-for-tests-0001"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from bot import demo
-from bot.config import Config, ProviderConfig
+from bot.app import demo
+from bot.app.config import Config, ProviderConfig
 from tests.fakes.bot_server import RunningBot, free_port, run_bot
 from tests.fakes.openai_server import FakeOpenAI, reply
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from bot import demo
+from bot.app import demo
 from tests.fakes.bot_server import free_port
 from tests.fakes.demo_service import REPO_ROOT, eventually
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot import incidents
-from bot.adapters.base import Reply
-from bot.config import load_config
+from bot.app.config import load_config
+from bot.chat.adapters.base import Reply
+from bot.incidents import lifecycle
 from bot.store import Store
 from integrations.alerts import Alert, AlertStatus, Severity
 from tests.fakes.bot_server import free_port
@@ -78,10 +78,10 @@ async def _queue_work(setup: Setup) -> None:
                 labels={"alertname": "QueueBacklog", "shard": str(i)},
             )
             async with store.write() as conn:
-                (incident_id,) = (await incidents.ingest(conn, cfg, [alert])).opened
-                inc = await incidents.get(conn, incident_id)
+                (incident_id,) = (await lifecycle.ingest(conn, cfg, [alert])).opened
+                inc = await lifecycle.get(conn, incident_id)
                 for n in range(REPLIES):
-                    await incidents.enqueue_reply(conn, cfg, inc, Reply(reply_text(i, n)))
+                    await lifecycle.enqueue_reply(conn, cfg, inc, Reply(reply_text(i, n)))
     finally:
         await store.close()
 

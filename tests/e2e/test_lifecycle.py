@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bot.config import Config
+from bot.app.config import Config
 from tests.fakes.bot_server import RunningBot, run_bot
 
 GROUP = '{}:{alertname="HighLatency", service="checkout"}'

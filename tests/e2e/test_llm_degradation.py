@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config
+from bot.app.config import Config
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.openai_server import (
     BrokenBody,

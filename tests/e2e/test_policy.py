@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from bot import actions
-from bot.config import Config
-from bot.models import utcnow
+from bot.app.config import Config
+from bot.incidents import actions
+from bot.incidents.models import utcnow
 from bot.store import schema as t
 from tests.e2e.test_actions_flow import (
     PEOPLE,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bot.config import Config
+from bot.app.config import Config
 from tests.fakes.bot_server import run_bot
 from tests.payloads import alertmanager_notification
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config
+from bot.app.config import Config
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.jira_server import FakeJira, FakeUser
 from tests.fakes.openai_server import Fail, FakeOpenAI, Reply, Step

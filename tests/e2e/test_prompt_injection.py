@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config
+from bot.app.config import Config
 from tests.e2e.test_actions_flow import (
     audit_log,
     bot_said,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot import incidents
-from bot.adapters.base import Reply
-from bot.config import Config
+from bot.app.config import Config
+from bot.chat.adapters.base import Reply
+from bot.incidents import lifecycle
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.slack_api import (
     FakeSlack,
@@ -194,9 +194,9 @@ async def test_a_429_storm_delays_but_loses_nothing_and_keeps_order(
     fake_slack.fail_next(3, status=429, retry_after=1)
     steps = [f"step {i}" for i in range(1, 7)]
     async with slack_bot.runtime.store.write() as conn:
-        inc = await incidents.get(conn, incident_id)
+        inc = await lifecycle.get(conn, incident_id)
         for text in steps:
-            await incidents.enqueue_reply(conn, slack_bot.runtime.cfg, inc, Reply(text))
+            await lifecycle.enqueue_reply(conn, slack_bot.runtime.cfg, inc, Reply(text))
 
     def delivered() -> list[str]:
         return [m.text for m in fake_slack.thread(INCIDENTS, root_ts) if m.text.startswith("step")]

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import pytest
 
-from bot.config import Config
+from bot.app.config import Config
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.jira_server import FakeJira, FakeUser
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from bot.config import Config
+from bot.app.config import Config
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.observability_servers import FakeHttpServer, serve_prometheus
 from tests.payloads import alertmanager_notification

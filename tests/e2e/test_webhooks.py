@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Config
+from bot.app.config import Config
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.sns_certs import SnsSigner
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import uvicorn
 
-from bot.config import Config
-from bot.runtime import Runtime
-from bot.server.app import create_app
+from bot.app.config import Config
+from bot.app.runtime import Runtime
+from bot.app.server.app import create_app
 
 
 def free_port() -> int:

@@ -1,4 +1,4 @@
-"""The demo-shop service (`python -m bot.demo_service`) as a real subprocess on a free port."""
+"""The demo-shop service (`python -m bot.app.demo_service`) as a real subprocess on a free port."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ async def start_demo_shop(log_file: Path) -> DemoShop:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot.demo_service",
+        "bot.app.demo_service",
         "--port",
         "0",
         "--log-file",

@@ -27,8 +27,8 @@ from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from sqlalchemy import select
 
-from bot.adapters.base import InboundMessage
-from bot.router import message_from_json
+from bot.chat.adapters.base import InboundMessage
+from bot.chat.router import message_from_json
 from bot.store import schema as t
 from tests.fakes.bot_server import RunningBot
 

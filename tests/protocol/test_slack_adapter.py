@@ -17,9 +17,9 @@ import yaml
 from fastapi import FastAPI
 
 from agent.types import Category, Diagnosis, DiagnosisSource, Evidence, ProposedAction
-from bot.adapters.base import Button, InboundMessage, Reply, RootView, ThreadRef
-from bot.adapters.slack import EVENTS_PATH, SlackAdapter
-from bot.config import Config, SlackConfig
+from bot.app.config import Config, SlackConfig
+from bot.chat.adapters.base import Button, InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.adapters.slack import EVENTS_PATH, SlackAdapter
 from bot.errors import StoreUnavailable
 from integrations.errors import PermanentError, RateLimited, TransientError
 from tests.fakes.bot_server import RunningBot, free_port, run_bot

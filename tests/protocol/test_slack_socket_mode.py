@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from bot.adapters.base import ThreadRef
-from bot.config import Config
+from bot.app.config import Config
+from bot.chat.adapters.base import ThreadRef
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.slack_api import (
     APP_TOKEN,

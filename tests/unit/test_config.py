@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, interpolate, load_config
+from bot.app.config import ConfigError, interpolate, load_config
 
 ECOSYSTEM_VARS = (
     "SLACK_BOT_TOKEN",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from bot.config import Config, load_config
+from bot.app.config import Config, load_config
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "opsbot.example.yaml"
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from bot import outbox
-from bot.config import OutboxConfig
-from bot.models import aware, utcnow
-from bot.outbox import Item, OutboxWorker, TokenBucket
+from bot.app.config import OutboxConfig
+from bot.incidents.models import aware, utcnow
+from bot.queue import outbox
+from bot.queue.outbox import Item, OutboxWorker, TokenBucket
 from bot.store import Store
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited, TransientError

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from agent.types import ActionKind, Category, Diagnosis, ProposedAction
-from bot.adapters.base import InboundMessage
-from bot.config import Config
-from bot.policy import (
+from bot.app.config import Config
+from bot.chat.adapters.base import InboundMessage
+from bot.incidents.policy import (
     Actor,
     Outcome,
     actor_for,

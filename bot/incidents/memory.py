@@ -8,7 +8,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.types import Diagnosis, PastFix
-from bot.models import aware, utcnow
+from bot.incidents.models import aware, utcnow
 from bot.store import Store
 from bot.store import schema as t
 

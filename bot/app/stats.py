@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import outbox
-from bot.models import aware
+from bot.incidents.models import aware
+from bot.queue import outbox
 from bot.store import schema as t
 
 DROPPED = "user_dropped_count"

@@ -16,10 +16,11 @@ from fastapi import APIRouter, HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bot import incidents, metrics
-from bot.models import utcnow
-from bot.runtime import Runtime
-from bot.server.inbound import check_bearer, check_content_type, parse_json, read_body
+from bot.app import metrics
+from bot.app.runtime import Runtime
+from bot.app.server.inbound import check_bearer, check_content_type, parse_json, read_body
+from bot.incidents import lifecycle
+from bot.incidents.models import utcnow
 from bot.store import schema as t
 from integrations.alerts import Alert, alertmanager, generic, sns
 from integrations.errors import PayloadError, SignatureError, TransientError
@@ -99,7 +100,7 @@ async def persist(
 
 async def _apply(
     rt: Runtime, source: str, idem_key: str, body: bytes, alerts: list[Alert]
-) -> incidents.IngestResult:
+) -> lifecycle.IngestResult:
     async with rt.store.write() as conn:
         seen = await conn.scalar(
             select(t.deliveries.c.id).where(
@@ -108,7 +109,7 @@ async def _apply(
         )
         if seen is not None:
             raise _Duplicate
-        result = await incidents.ingest(conn, rt.cfg, alerts)
+        result = await lifecycle.ingest(conn, rt.cfg, alerts)
         recorded = await conn.execute(
             rt.store.insert_or_ignore(t.deliveries)
             .values(

@@ -14,13 +14,14 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import incidents, outbox
-from bot.adapters.base import ChatAdapter, InboundMessage, Reply, ThreadRef
-from bot.config import Config
+from bot.app.config import Config
+from bot.chat.adapters.base import ChatAdapter, InboundMessage, Reply, ThreadRef
+from bot.chat.render import reply_from_json, root_view
 from bot.errors import NotFound
-from bot.models import Incident, utcnow
-from bot.outbox import Item
-from bot.render import reply_from_json, root_view
+from bot.incidents import lifecycle
+from bot.incidents.models import Incident, utcnow
+from bot.queue import outbox
+from bot.queue.outbox import Item
 from bot.store import Store
 from bot.store import schema as t
 from integrations.errors import PermanentError
@@ -75,7 +76,7 @@ class Router:
         adapter, channel = self._adapter(item)
         incident_id = item.payload["incident_id"]
         async with self.store.read() as conn:
-            inc = await incidents.get(conn, incident_id)
+            inc = await lifecycle.get(conn, incident_id)
             thread = await self._thread(conn, incident_id, adapter.platform, channel)
         if item.kind == "post_root":
             if thread is not None:
@@ -134,7 +135,7 @@ class Router:
         async with self.store.read() as conn:
             if msg.incident_id is not None:
                 try:
-                    return await incidents.get(conn, msg.incident_id)
+                    return await lifecycle.get(conn, msg.incident_id)
                 except NotFound:
                     return None
             if msg.thread is not None:
@@ -148,10 +149,10 @@ class Router:
                     )
                 ).first()
                 if row is not None:
-                    return await incidents.get(conn, row.incident_id)
+                    return await lifecycle.get(conn, row.incident_id)
             if msg.action_value:
                 try:
-                    return await incidents.find(conn, msg.action_value)
+                    return await lifecycle.find(conn, msg.action_value)
                 except NotFound:
                     return None
         return None
@@ -169,11 +170,11 @@ class Router:
         """Reply where the message came from: its incident thread, or the channel itself."""
         async with self.store.write() as conn:
             if inc is not None:
-                await incidents.enqueue_reply(
+                await lifecycle.enqueue_reply(
                     conn, self.cfg, inc, reply, only=(msg.platform, msg.channel)
                 )
             else:
-                from bot.render import reply_to_json
+                from bot.chat.render import reply_to_json
 
                 await outbox.enqueue(
                     conn,

@@ -13,13 +13,13 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from bot import incidents
-from bot.adapters.base import InboundMessage, ThreadRef
-from bot.adapters.console import append_message
+from bot.app.runtime import Runtime
+from bot.chat.adapters.base import InboundMessage, ThreadRef
+from bot.chat.adapters.console import append_message
+from bot.chat.events import CLOSED
 from bot.errors import NotFound
-from bot.events import CLOSED
-from bot.models import Incident, Status
-from bot.runtime import Runtime
+from bot.incidents import lifecycle
+from bot.incidents.models import Incident, Status
 from bot.store import schema as t
 
 router = APIRouter(prefix="/api")
@@ -33,7 +33,7 @@ def _rt(request: Request) -> Runtime:
 async def _incident(rt: Runtime, ref: str) -> Incident:
     try:
         async with rt.store.read() as conn:
-            return await incidents.find(conn, ref)
+            return await lifecycle.find(conn, ref)
     except NotFound as exc:
         raise HTTPException(404, f"no incident {ref}") from exc
 
@@ -45,7 +45,7 @@ async def list_incidents(request: Request, status: str | None = None) -> dict[st
             422, f"status must be one of triggered, acknowledged, resolved; got {status!r}"
         )
     async with _rt(request).store.read() as conn:
-        found = await incidents.list_incidents(conn, status)
+        found = await lifecycle.list_incidents(conn, status)
     return {"incidents": [i.to_json() for i in found]}
 
 
@@ -54,7 +54,7 @@ async def get_incident(request: Request, ref: str) -> dict[str, Any]:
     rt = _rt(request)
     inc = await _incident(rt, ref)
     async with rt.store.read() as conn:
-        return await incidents.detail(conn, inc)
+        return await lifecycle.detail(conn, inc)
 
 
 @router.get("/incidents/{ref}/postmortem", response_class=PlainTextResponse)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.llm.chain import ProviderChain, ProviderSettings
 from agent.sources import PastIncidentSource, Sources
-from bot.config import (
+from bot.app.config import (
     ActionSpec,
     Config,
     DockerAction,

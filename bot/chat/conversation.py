@@ -12,15 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.intents import parse, understand
 from agent.llm.chain import ProviderChain
 from agent.types import ActionKind, Intent, IntentKind
-from bot import actions, incidents, stats, tickets
-from bot.adapters.base import InboundMessage, Reply
-from bot.chaos import ChaosSwitch
-from bot.config import Config
+from bot.app import stats
+from bot.app.chaos import ChaosSwitch
+from bot.app.config import Config
+from bot.chat.adapters.base import InboundMessage, Reply
+from bot.chat.render import status_line
+from bot.chat.router import Router
 from bot.errors import NotFound
-from bot.models import Incident, Status
-from bot.policy import Actor, actor_for
-from bot.render import status_line
-from bot.router import Router
+from bot.incidents import actions, lifecycle, tickets
+from bot.incidents.models import Incident, Status
+from bot.incidents.policy import Actor, actor_for
 from bot.store import Store
 
 log = structlog.get_logger(__name__)
@@ -118,7 +119,7 @@ class Conversation:
         if intent.incident_ref and (inc is None or str(inc.short_id) != intent.incident_ref):
             try:
                 async with self.store.read() as conn:
-                    inc = await incidents.find(conn, intent.incident_ref)
+                    inc = await lifecycle.find(conn, intent.incident_ref)
             except NotFound:
                 await self.router.answer(
                     msg, None, Reply(f"There is no incident #{intent.incident_ref}.", "error")
@@ -176,23 +177,23 @@ class Conversation:
         cfg = self.cfg
         match intent.kind:
             case IntentKind.ACKNOWLEDGE:
-                if await incidents.acknowledge(conn, cfg, inc, actor.name):
-                    await incidents.enqueue_reply(
+                if await lifecycle.acknowledge(conn, cfg, inc, actor.name):
+                    await lifecycle.enqueue_reply(
                         conn, cfg, inc, Reply(f"👀 Acknowledged by {actor.mention}.", "info")
                     )
                     return None
                 return Reply(f"#{inc.short_id} is already {status_line(inc).lower()}.", "info")
             case IntentKind.RESOLVE:
-                if await incidents.resolve(conn, cfg, inc, actor.name, "marked resolved in chat"):
+                if await lifecycle.resolve(conn, cfg, inc, actor.name, "marked resolved in chat"):
                     return None
                 return Reply(f"#{inc.short_id} is already resolved.", "info")
             case IntentKind.DIAGNOSE:
-                await incidents.enqueue_job(
+                await lifecycle.enqueue_job(
                     conn, "diagnose", inc, {"reason": f"asked by {actor.name}"}
                 )
                 return Reply("🔎 Diagnosing again…", "info")
             case IntentKind.QUESTION:
-                await incidents.enqueue_job(
+                await lifecycle.enqueue_job(
                     conn,
                     "question",
                     inc,
@@ -210,7 +211,7 @@ class Conversation:
                         "info",
                     )
                 reply = await actions.request(conn, cfg, inc, actor, intent)
-                await incidents.enqueue_reply(conn, cfg, inc, reply)
+                await lifecycle.enqueue_reply(conn, cfg, inc, reply)
                 return None
             case IntentKind.APPROVE | IntentKind.DENY:
                 target = action_id or await actions.pending_for(conn, inc.id)
@@ -219,13 +220,13 @@ class Conversation:
                 reply = await actions.decide(
                     conn, cfg, inc, actor, target, intent.kind == IntentKind.APPROVE
                 )
-                await incidents.enqueue_reply(conn, cfg, inc, reply)
+                await lifecycle.enqueue_reply(conn, cfg, inc, reply)
                 return None
             case IntentKind.TICKET:
                 return await tickets.request(conn, cfg, inc, actor, intent, msg)
             case IntentKind.SNOOZE:
                 seconds = intent.duration_s or 1800
-                until = await incidents.snooze(conn, cfg, inc, actor.name, seconds)
+                until = await lifecycle.snooze(conn, cfg, inc, actor.name, seconds)
                 return Reply(f"😴 Snoozed until {until:%H:%M} UTC by {actor.mention}.", "info")
             case IntentKind.STATUS:
                 return Reply(await _status(conn, inc), "info")
@@ -251,7 +252,7 @@ class Conversation:
             await self.router.answer(msg, None, reply)
             return
         async with self.store.write() as conn:
-            inc = await incidents.open_manual(
+            inc = await lifecycle.open_manual(
                 conn, self.cfg, text, actor.name, (msg.platform, msg.channel)
             )
         self.router.wake()
@@ -275,7 +276,7 @@ class Conversation:
 
     async def _list(self) -> Reply:
         async with self.store.read() as conn:
-            open_ = [i for i in await incidents.list_incidents(conn, None, 50) if i.is_open]
+            open_ = [i for i in await lifecycle.list_incidents(conn, None, 50) if i.is_open]
         if not open_:
             return Reply("No open incidents. 🎉", "info")
         lines = [
@@ -309,7 +310,7 @@ class Conversation:
 
 
 async def _status(conn: AsyncConnection, inc: Incident) -> str:
-    data = await incidents.detail(conn, inc)
+    data = await lifecycle.detail(conn, inc)
     lines = [
         f"#{inc.short_id} {inc.title} — {status_line(inc)} · {inc.alert_count} alert(s) · severity {inc.severity}"
     ]

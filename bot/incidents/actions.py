@@ -19,15 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
 from agent.types import Intent
-from bot import incidents
-from bot.adapters.base import Button, Reply
-from bot.config import Config, ServiceConfig
-from bot.models import Incident, aware, utcnow
-from bot.outbox import Item
-from bot.policy import Actor, Outcome, allow_listed, decide_request, may_approve, may_deny
+from bot.app.config import Config, ServiceConfig
+from bot.app.wiring import executor_for
+from bot.chat.adapters.base import Button, Reply
+from bot.incidents import lifecycle
+from bot.incidents.models import Incident, aware, utcnow
+from bot.incidents.policy import Actor, Outcome, allow_listed, decide_request, may_approve, may_deny
+from bot.queue.outbox import Item
 from bot.store import Store, inserted_id
 from bot.store import schema as t
-from bot.wiring import executor_for
 from integrations.actions.base import ActionParams, ActionResult, PlaceholderError
 from integrations.errors import IntegrationError
 from integrations.observability.health import HttpHealthSource
@@ -132,11 +132,11 @@ async def request(
     why = f"auto-remediation; {decision.reason}" if auto else decision.reason
     await audit(conn, actor.id, action, target, state, why, inc.id)
     what = f"{action.replace('_', ' ')} {target}{_params_text(params)}"
-    await incidents.add_event(
+    await lifecycle.add_event(
         conn, inc.id, "action_requested", actor.name, f"{what} requested ({why})"
     )
     if state == "approved":
-        await incidents.enqueue_job(conn, "action", inc, {"action_id": action_id})
+        await lifecycle.enqueue_job(conn, "action", inc, {"action_id": action_id})
         return Reply(
             f"▶️ {_sentence(VERB.get(action, action))} {target}{_params_text(params)} (asked by {actor.mention}).",
             "action",
@@ -178,7 +178,7 @@ async def _in_flight(conn: AsyncConnection, inflight: str, inc: Incident) -> Rep
     ).first()
     if busy is None:
         return None
-    owner = inc if busy.incident_id == inc.id else await incidents.get(conn, busy.incident_id)
+    owner = inc if busy.incident_id == inc.id else await lifecycle.get(conn, busy.incident_id)
     if busy.state == "pending_approval" and not owner.is_open:
         await _withdraw(conn, busy, owner)
         return None
@@ -258,7 +258,7 @@ async def decide(
     if done.rowcount == 0:  # someone else decided in between
         return Reply("That request was just decided by someone else.", "info")
     await audit(conn, actor.id, row.action, row.service, new_state, f"by {actor.mention}", inc.id)
-    await incidents.add_event(
+    await lifecycle.add_event(
         conn,
         inc.id,
         f"action_{new_state}",
@@ -266,7 +266,7 @@ async def decide(
         f"{row.action} {row.service} {new_state} by {actor.name}",
     )
     if approve:
-        await incidents.enqueue_job(conn, "action", inc, {"action_id": action_id})
+        await lifecycle.enqueue_job(conn, "action", inc, {"action_id": action_id})
         return Reply(
             f"✅ Approved by {actor.mention}: {VERB.get(row.action, row.action)} {row.service}…",
             "action",
@@ -379,10 +379,10 @@ async def run_job(store: Store, cfg: Config, item: Item) -> None:
             .values(state="running", started_at=utcnow())
         )
         row = (await conn.execute(select(t.actions).where(t.actions.c.id == action_id))).one()
-        inc = await incidents.get(conn, row.incident_id)
+        inc = await lifecycle.get(conn, row.incident_id)
         refused = await _refuse_unlisted(conn, cfg, inc, row) if claimed.rowcount else None
         if refused is not None:
-            await incidents.enqueue_reply(conn, cfg, inc, refused)
+            await lifecycle.enqueue_reply(conn, cfg, inc, refused)
     if claimed.rowcount == 0:
         log.info("action.already_handled", action=action_id, state=row.state)
         return
@@ -429,13 +429,13 @@ async def run_job(store: Store, cfg: Config, item: Item) -> None:
             outcome,
             inc.id,
         )
-        await incidents.add_event(
+        await lifecycle.add_event(
             conn, inc.id, "action_succeeded" if ok else "action_failed", "opsbot", outcome
         )
-        await incidents.enqueue_reply(conn, cfg, inc, Reply("\n".join(lines), "action"))
-        inc = await incidents.get(conn, inc.id)
+        await lifecycle.enqueue_reply(conn, cfg, inc, Reply("\n".join(lines), "action"))
+        inc = await lifecycle.get(conn, inc.id)
         if ok and healthy and inc.is_open:
-            await incidents.resolve(
+            await lifecycle.resolve(
                 conn, cfg, inc, "opsbot", f"{DONE.get(row.action, row.action)} and verified healthy"
             )
 
@@ -447,11 +447,11 @@ async def recover(conn: AsyncConnection, cfg: Config) -> int:
         why = "the bot stopped while it was running; check the service before trying again"
         await _close(conn, row.id, "unknown", f"outcome unknown: {why}")
         await audit(conn, "opsbot", row.action, row.service, "unknown", why, row.incident_id)
-        inc = await incidents.get(conn, row.incident_id)
-        await incidents.add_event(
+        inc = await lifecycle.get(conn, row.incident_id)
+        await lifecycle.add_event(
             conn, inc.id, "action_unknown", "opsbot", f"{row.action} {row.service}: outcome unknown"
         )
-        await incidents.enqueue_reply(
+        await lifecycle.enqueue_reply(
             conn,
             cfg,
             inc,
@@ -484,8 +484,8 @@ async def expire_approvals(conn: AsyncConnection, cfg: Config) -> int:
             "approval timed out",
             row.incident_id,
         )
-        inc = await incidents.get(conn, row.incident_id)
-        await incidents.enqueue_reply(
+        inc = await lifecycle.get(conn, row.incident_id)
+        await lifecycle.enqueue_reply(
             conn,
             cfg,
             inc,

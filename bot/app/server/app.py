@@ -13,10 +13,11 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from bot import metrics
+from bot.app import metrics
+from bot.app.runtime import Runtime
+from bot.app.server import admin, api, console, ops
 from bot.errors import NotFound, StoreUnavailable
-from bot.runtime import Runtime
-from bot.server import admin, api, console, ops, webhooks
+from bot.ingest import webhooks
 
 log = structlog.get_logger(__name__)
 

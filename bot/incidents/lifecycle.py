@@ -16,12 +16,12 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import outbox
-from bot.adapters.base import Reply
-from bot.config import Config
+from bot.app.config import Config
+from bot.chat.adapters.base import Reply
 from bot.errors import NotFound
-from bot.memory import remember_fix
-from bot.models import Incident, Status, utcnow
+from bot.incidents.memory import remember_fix
+from bot.incidents.models import Incident, Status, utcnow
+from bot.queue import outbox
 from bot.store import schema as t
 from integrations.alerts import Alert, AlertStatus, Severity
 
@@ -103,7 +103,7 @@ async def enqueue_reply(
     only: tuple[str, str] | None = None,
 ) -> None:
     """A threaded reply in every thread of the incident (or just one destination)."""
-    from bot.render import reply_to_json
+    from bot.chat.render import reply_to_json
 
     targets = [only] if only else destinations(cfg, inc.labels)
     for platform, channel in targets:
@@ -492,7 +492,7 @@ async def snooze(
 
 async def detail(conn: AsyncConnection, inc: Incident) -> dict[str, Any]:
     """The incident as JSON with its timeline, threads, diagnoses, actions, tickets, messages."""
-    from bot.models import iso
+    from bot.incidents.models import iso
 
     def rows(table: Any, order: Any) -> Any:
         return conn.execute(select(table).where(table.c.incident_id == inc.id).order_by(order))

@@ -15,23 +15,24 @@ from sqlalchemy import func, select
 
 from agent.loop import InvestigationLimits
 from agent.pipeline import DiagnosisPipeline, PipelineSettings
-from bot import actions, metrics, stats
-from bot.adapters.base import ChatAdapter
-from bot.adapters.console import ConsoleAdapter
-from bot.adapters.slack import SlackAdapter
-from bot.chaos import ChaosSwitch
-from bot.config import Config
-from bot.conversation import Conversation
-from bot.diagnosis import Diagnoser
-from bot.events import EventBus
-from bot.memory import StoreDiagnosisCache
-from bot.outbox import CHAT_KINDS, Handler, Item, OutboxWorker
-from bot.postmortem import Postmortems
-from bot.router import Router
+from bot.app import metrics, stats
+from bot.app.chaos import ChaosSwitch
+from bot.app.config import Config
+from bot.app.wiring import provider_chain
+from bot.chat.adapters.base import ChatAdapter
+from bot.chat.adapters.console import ConsoleAdapter
+from bot.chat.adapters.slack import SlackAdapter
+from bot.chat.conversation import Conversation
+from bot.chat.events import EventBus
+from bot.chat.router import Router
+from bot.incidents import actions
+from bot.incidents.diagnosis import Diagnoser
+from bot.incidents.memory import StoreDiagnosisCache
+from bot.incidents.postmortem import Postmortems
+from bot.incidents.tickets import TicketDesk, jira_client
+from bot.queue.outbox import CHAT_KINDS, Handler, Item, OutboxWorker
 from bot.store import Store
 from bot.store import schema as t
-from bot.tickets import TicketDesk, jira_client
-from bot.wiring import provider_chain
 from integrations.alerts.sns_signature import SnsVerifier
 
 log = structlog.get_logger(__name__)

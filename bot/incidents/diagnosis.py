@@ -14,17 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.followup import answer_question
 from agent.pipeline import DiagnosisPipeline
 from agent.types import ActionKind, Diagnosis, IncidentContext, Intent, IntentKind
-from bot import actions, incidents, metrics
-from bot.adapters.base import Reply
-from bot.config import Config
-from bot.memory import StorePastIncidents
-from bot.models import Incident, utcnow
-from bot.outbox import Item
-from bot.policy import Actor, Outcome, auto_remediation
-from bot.render import SOURCE_MARK, diagnosis_text
+from bot.app import metrics
+from bot.app.config import Config
+from bot.app.wiring import sources_for
+from bot.chat.adapters.base import Reply
+from bot.chat.render import SOURCE_MARK, diagnosis_text
+from bot.incidents import actions, lifecycle
+from bot.incidents.memory import StorePastIncidents
+from bot.incidents.models import Incident, utcnow
+from bot.incidents.policy import Actor, Outcome, auto_remediation
+from bot.queue.outbox import Item
 from bot.store import Store
 from bot.store import schema as t
-from bot.wiring import sources_for
 from integrations.alerts import Alert, AlertStatus, Severity
 
 log = structlog.get_logger(__name__)
@@ -78,7 +79,7 @@ class Diagnoser:
             done = await conn.scalar(
                 select(t.diagnoses.c.id).where(t.diagnoses.c.job_id == item.id)
             )
-            inc = await incidents.get(conn, item.payload["incident_id"])
+            inc = await lifecycle.get(conn, item.payload["incident_id"])
             ctx = await context_for(conn, self.cfg, inc)
         if done is not None:
             return  # this job already stored its diagnosis before a crash
@@ -100,10 +101,10 @@ class Diagnoser:
                 )
             )
             mark = SOURCE_MARK.get(d.source.value, "")
-            await incidents.add_event(
+            await lifecycle.add_event(
                 conn, inc.id, "diagnosis", f"agent ({d.source.value})", f"{mark} {d.summary}"
             )
-            await incidents.enqueue_reply(
+            await lifecycle.enqueue_reply(
                 conn, self.cfg, inc, Reply(diagnosis_text(d) + note, "diagnosis", diagnosis=d)
             )
             await self._auto_remediate(conn, inc, d)
@@ -116,12 +117,12 @@ class Diagnoser:
         reply = await actions.request(conn, self.cfg, inc, AUTO_ACTOR, intent, auto=True)
         # one message says why and what happened to the request (queued, gated, refused)
         reply.text = f"🤖 Auto-remediation: {decision.reason}.\n{reply.text}"
-        await incidents.enqueue_reply(conn, self.cfg, inc, reply)
+        await lifecycle.enqueue_reply(conn, self.cfg, inc, reply)
 
     async def question(self, item: Item) -> None:
         p = item.payload
         async with self.store.read() as conn:
-            inc = await incidents.get(conn, p["incident_id"])
+            inc = await lifecycle.get(conn, p["incident_id"])
             ctx = await context_for(conn, self.cfg, inc)
             history = (
                 await conn.scalars(
@@ -143,7 +144,7 @@ class Diagnoser:
         lines += [f"  • [{e.tool}] {e.quote}" for e in answer.evidence[:5]]
         lines.append(f"_({answer.source.value})_")
         async with self.store.write() as conn:
-            await incidents.enqueue_reply(
+            await lifecycle.enqueue_reply(
                 conn,
                 self.cfg,
                 inc,

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from agent.types import Diagnosis
-from bot.adapters.base import InboundMessage
-from bot.config import Config, PersonConfig
-from bot.server.console import is_loopback
+from bot.app.config import Config, PersonConfig
+from bot.app.server.console import is_loopback
+from bot.chat.adapters.base import InboundMessage
 
 
 class Outcome(StrEnum):

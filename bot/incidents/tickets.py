@@ -11,12 +11,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.types import Intent
-from bot import incidents
-from bot.adapters.base import Button, ChatAdapter, InboundMessage, Reply, ThreadRef
-from bot.config import Config
-from bot.models import Incident, iso, utcnow
-from bot.outbox import Item
-from bot.policy import Actor
+from bot.app.config import Config
+from bot.chat.adapters.base import Button, ChatAdapter, InboundMessage, Reply, ThreadRef
+from bot.incidents import lifecycle
+from bot.incidents.models import Incident, iso, utcnow
+from bot.incidents.policy import Actor
+from bot.queue.outbox import Item
 from bot.store import Store, inserted_id
 from bot.store import schema as t
 from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
@@ -60,7 +60,7 @@ async def request(
             update(t.tickets).where(t.tickets.c.id == choosing.id).values(state="pending")
         )
         # The name asked for is searched again to know the chosen user's display name.
-        await incidents.enqueue_job(
+        await lifecycle.enqueue_job(
             conn,
             "ticket",
             inc,
@@ -96,7 +96,7 @@ async def request(
             created_at=utcnow(),
         )
     )
-    await incidents.enqueue_job(
+    await lifecycle.enqueue_job(
         conn,
         "ticket",
         inc,
@@ -105,7 +105,7 @@ async def request(
             "assignee": intent.assignee,
         },
     )
-    await incidents.add_event(
+    await lifecycle.add_event(
         conn, inc.id, "ticket_requested", actor.name, f"Ticket requested by {actor.name}"
     )
     who = f" for {intent.assignee}" if intent.assignee else ""
@@ -197,7 +197,7 @@ class TicketDesk:
                 update(t.tickets).where(t.tickets.c.id == ticket_id).values(state="choosing")
             )
             buttons = [Button(f"assign:{u.id}", u.display_name, inc.id) for u in found[:5]]
-            await incidents.enqueue_reply(
+            await lifecycle.enqueue_reply(
                 conn,
                 self.cfg,
                 inc,
@@ -212,8 +212,8 @@ class TicketDesk:
             row = (
                 await conn.execute(select(t.tickets).where(t.tickets.c.id == p["ticket_id"]))
             ).one()
-            inc = await incidents.get(conn, row.incident_id)
-            detail = await incidents.detail(conn, inc)
+            inc = await lifecycle.get(conn, row.incident_id)
+            detail = await lifecycle.detail(conn, inc)
         if row.state != "pending" or self.jira is None:
             return
         name = p.get("assignee")
@@ -264,8 +264,8 @@ class TicketDesk:
                 if name and not user
                 else ""
             )
-            await incidents.add_event(conn, inc.id, "ticket", "opsbot", f"Created {ref.key}{whom}")
-            await incidents.enqueue_reply(
+            await lifecycle.add_event(conn, inc.id, "ticket", "opsbot", f"Created {ref.key}{whom}")
+            await lifecycle.enqueue_reply(
                 conn,
                 self.cfg,
                 inc,
@@ -283,7 +283,7 @@ class TicketDesk:
                 .where(t.tickets.c.id == ticket_id)
                 .values(state="failed", error=reason)
             )
-            await incidents.enqueue_reply(
+            await lifecycle.enqueue_reply(
                 conn, self.cfg, inc, Reply(f"❌ Could not file the ticket: {reason}", "error")
             )
 
@@ -296,7 +296,7 @@ class TicketDesk:
                 .values(error=error[:500])
             )
             if done.rowcount:
-                await incidents.enqueue_reply(
+                await lifecycle.enqueue_reply(
                     conn,
                     self.cfg,
                     inc,

@@ -3,7 +3,7 @@
 Starts demo-shop (bot/demo_service.py) as its own process, configures it as service
 `demo-shop` with a `restart` action that really restarts that process, switches its memory
 leak on, and fires an Alertmanager alert from its own symptoms once its health check fails.
-`python -m bot.demo restart --dir D` is the restart command the action runs.
+`python -m bot.app.demo restart --dir D` is the restart command the action runs.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import structlog
 
-from bot.config import Config
+from bot.app.config import Config
 
 log = structlog.get_logger(__name__)
 SERVICE = "demo-shop"
@@ -45,7 +45,7 @@ def start_service(directory: Path, port: int) -> int:
             [
                 sys.executable,
                 "-m",
-                "bot.demo_service",
+                "bot.app.demo_service",
                 "--port",
                 str(port),
                 "--log-file",
@@ -135,7 +135,7 @@ def demo_config(directory: Path, bot_port: int, shop_port: int) -> Config:
                             "shell": [
                                 sys.executable,
                                 "-m",
-                                "bot.demo",
+                                "bot.app.demo",
                                 "restart",
                                 "--dir",
                                 str(directory),
@@ -208,7 +208,7 @@ async def fire_first_alert(bot_url: str, shop_url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bot.demo")
+    parser = argparse.ArgumentParser(prog="python -m bot.app.demo")
     parser.add_argument("command", choices=["restart"])
     parser.add_argument("--dir", type=Path, required=True)
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ import hmac
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
-from bot.server.console import is_loopback
+from bot.app.server.console import is_loopback
 
 router = APIRouter(prefix="/admin")
 

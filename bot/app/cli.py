@@ -16,9 +16,9 @@ import typer
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import logs
-from bot.config import Config, ConfigError, load_config
-from bot.models import Incident
+from bot.app import logs
+from bot.app.config import Config, ConfigError, load_config
+from bot.incidents.models import Incident
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -46,8 +46,8 @@ def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | No
     """Run the HTTP server and everything behind it until SIGTERM/SIGINT."""
     # uvicorn re-raises SIGTERM after its graceful shutdown: exit 0 through `finally` blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    from bot.runtime import Runtime
-    from bot.server.app import BotServer, create_app
+    from bot.app.runtime import Runtime
+    from bot.app.server.app import BotServer, create_app
 
     async def main() -> None:
         runtime = await Runtime.create(cfg)
@@ -92,7 +92,7 @@ def demo(
     """The embedded default end to end: bot + console + a failing demo service + a first alert."""
     import tempfile
 
-    from bot import demo as demo_mod
+    from bot.app import demo as demo_mod
 
     logs.setup()
     where = directory or Path(tempfile.mkdtemp(prefix="opsbot-demo-"))
@@ -176,7 +176,7 @@ def eval_scenarios(
     """Replay scenario files through the diagnosis pipeline and score them."""
     from agent.eval import ScenarioError, format_report, offline_pipeline, run_eval
     from agent.pipeline import DiagnosisPipeline
-    from bot.wiring import provider_chain
+    from bot.app.wiring import provider_chain
 
     if not directory.is_dir():
         typer.echo(f"error: {directory} is not a directory", err=True)
@@ -254,8 +254,8 @@ def incidents(
     config: ConfigOpt = None,
 ) -> None:
     """Incidents from the store: `list` (default) or `show ID`."""
-    from bot import incidents as inc_mod
     from bot.errors import NotFound
+    from bot.incidents import lifecycle as inc_mod
 
     cfg = _load(config)
     if action == "list":
@@ -297,8 +297,8 @@ def postmortem(
     """Print an incident's postmortem (Markdown)."""
     from sqlalchemy import select
 
-    from bot import incidents as inc_mod
     from bot.errors import NotFound
+    from bot.incidents import lifecycle as inc_mod
     from bot.store import schema as t
 
     cfg = _load(config)

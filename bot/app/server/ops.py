@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot import stats
+from bot.app import stats
 from bot.errors import StoreUnavailable
 
 router = APIRouter()

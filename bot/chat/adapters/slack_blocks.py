@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Any, cast
 
 from agent.types import Diagnosis
-from bot.adapters.base import Button, Reply, RootView
-from bot.models import aware
-from bot.render import SEVERITY_MARK, SOURCE_MARK, diagnosis_text, minutes, say_hint
+from bot.chat.adapters.base import Button, Reply, RootView
+from bot.chat.render import SEVERITY_MARK, SOURCE_MARK, diagnosis_text, minutes, say_hint
+from bot.incidents.models import aware
 
 Block = dict[str, Any]
 

@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.errors import ProviderError
 from agent.llm.chain import ProviderChain
 from agent.redact import Redactor
-from bot import incidents, tickets
-from bot.adapters.base import Reply
-from bot.config import Config
-from bot.models import Incident, utcnow
-from bot.outbox import Item
+from bot.app.config import Config
+from bot.chat.adapters.base import Reply
+from bot.incidents import lifecycle, tickets
+from bot.incidents.models import Incident, utcnow
+from bot.queue.outbox import Item
 from bot.store import Store
 from bot.store import schema as t
 
@@ -139,14 +139,14 @@ class Postmortems:
 
     async def write(self, item: Item) -> None:
         async with self.store.read() as conn:
-            inc = await incidents.get(conn, item.payload["incident_id"])
-            detail = await incidents.detail(conn, inc)
+            inc = await lifecycle.get(conn, item.payload["incident_id"])
+            detail = await lifecycle.detail(conn, inc)
         markdown, source = await self._write(inc, detail)
         link = self._link(inc)
         summary = summary_line(inc, detail)
         async with self.store.write() as conn:
             await store_postmortem(conn, inc.id, markdown, source)
-            await incidents.enqueue_reply(
+            await lifecycle.enqueue_reply(
                 conn,
                 self.cfg,
                 inc,
@@ -159,10 +159,10 @@ class Postmortems:
             # Two jobs, so a failed upload is retried without posting the comment twice.
             for key in await tickets.created_keys(conn, inc.id):
                 comment = f"Resolved by {inc.resolved_by}: {summary}.\nPostmortem: {link}"
-                await incidents.enqueue_job(
+                await lifecycle.enqueue_job(
                     conn, "ticket_comment", inc, {"key": key, "comment": comment}
                 )
-                await incidents.enqueue_job(
+                await lifecycle.enqueue_job(
                     conn,
                     "ticket_comment",
                     inc,

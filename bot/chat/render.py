@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from agent.types import Diagnosis
-from bot.adapters.base import Button, Reply, RootView
-from bot.config import Config
-from bot.models import Incident, Status, utcnow
+from bot.app.config import Config
+from bot.chat.adapters.base import Button, Reply, RootView
+from bot.incidents.models import Incident, Status, utcnow
 
 SEVERITY_MARK = {"critical": "🔴", "high": "🟠", "warning": "🟡", "info": "🔵"}
 SOURCE_MARK = {"live": "🟢", "fallback": "🟡", "cache": "🔵", "offline": "⚪", "static": "🔴"}

@@ -22,10 +22,10 @@ import structlog
 from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot import metrics
-from bot.config import OutboxConfig
+from bot.app import metrics
+from bot.app.config import OutboxConfig
 from bot.errors import StoreUnavailable
-from bot.models import utcnow
+from bot.incidents.models import utcnow
 from bot.store import Store, background_work
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited

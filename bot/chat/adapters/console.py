@@ -6,10 +6,10 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from bot.adapters.base import Reply, RootView, ThreadRef
-from bot.events import EventBus
-from bot.models import iso, utcnow
-from bot.render import reply_to_json
+from bot.chat.adapters.base import Reply, RootView, ThreadRef
+from bot.chat.events import EventBus
+from bot.chat.render import reply_to_json
+from bot.incidents.models import iso, utcnow
 from bot.store import Store, inserted_id
 from bot.store import schema as t
 

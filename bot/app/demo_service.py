@@ -1,6 +1,6 @@
 """demo-shop: a small shop backend with fault switches, the service `opsbot demo` watches.
 
-Run it with `python -m bot.demo_service --port 9000 --log-file demo-shop.log`; faults are
+Run it with `python -m bot.app.demo_service --port 9000 --log-file demo-shop.log`; faults are
 switched by `POST /faults/{name}` `{"enabled": true}` and leave the traces real software would.
 """
 
@@ -356,7 +356,7 @@ def logging_to(log_file: Path | None) -> Iterator[TailBuffer]:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and serve until SIGTERM/SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m bot.demo_service", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bot.app.demo_service", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     parser.add_argument("--log-file", type=Path, default=None)

@@ -25,9 +25,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.adapters.base import InboundMessage, Reply, RootView, ThreadRef
-from bot.adapters.slack_blocks import reply_content, root_blocks, root_text
-from bot.config import SlackConfig
+from bot.app.config import SlackConfig
+from bot.chat.adapters.base import InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.adapters.slack_blocks import reply_content, root_blocks, root_text
 from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 
 log = structlog.get_logger(__name__)

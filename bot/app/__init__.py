@@ -1,0 +1,1 @@
+"""The process around it all: config, runtime and wiring, CLI, HTTP server, logs, metrics, stats."""

@@ -1,0 +1,1 @@
+"""The chat layer: router, conversations, the message model, renderers and one adapter per platform."""

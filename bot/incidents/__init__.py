@@ -1,0 +1,1 @@
+"""Incidents: lifecycle, actions and policy, diagnoses, tickets, postmortems, memory of what fixed it."""

@@ -1,0 +1,1 @@
+"""Alert intake: webhook endpoints that verify, parse and commit deliveries before answering."""

@@ -1,0 +1,1 @@
+"""Background work: the durable outbox and the jobs it runs."""
