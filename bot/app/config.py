@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -111,11 +113,30 @@ class DiscordConfig(_Model):
         return bool(self.bot_token)
 
 
+TemplateField = Literal["incident", "severity", "service", "title", "text"]
+_TEMPLATE_FIELDS: dict[str, TemplateField] = {
+    "1": "incident",
+    "2": "severity",
+    "3": "service",
+    "4": "title",
+}
+
+
+class WhatsAppTemplateConfig(_Model):
+    """An approved Content template, for messages outside WhatsApp's 24-hour window."""
+
+    content_sid: str = ""  # HX...
+    # template variable ("1", "2", ...) → what fills it: incident, severity, service, title, text
+    variables: dict[str, TemplateField] = Field(default_factory=lambda: dict(_TEMPLATE_FIELDS))
+
+
 class WhatsAppConfig(_Model):
     account_sid: str = ""
     auth_token: str = ""
     from_number: str = ""
     api_url: str = "https://api.twilio.com"
+    template: WhatsAppTemplateConfig = Field(default_factory=WhatsAppTemplateConfig)
+    session_window_s: int = 24 * 3600  # WhatsApp's customer-service window
 
     @property
     def enabled(self) -> bool:
@@ -146,6 +167,7 @@ class RouteConfig(_Model):
     discord: list[str] = Field(default_factory=list)
     whatsapp: list[str] = Field(default_factory=list)
     console: bool = True
+    escalation: str | None = None  # an oncall.policies name; else the first policy that matches
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.match.items())
@@ -308,6 +330,66 @@ class PersonConfig(_Model):
     roles: list[Role] = Field(default_factory=lambda: list[Role](["responder"]))
 
 
+class OverrideConfig(_Model):
+    """`person` is on call instead of the rotation from `start` until `end`."""
+
+    person: str
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> OverrideConfig:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a UTC offset, e.g. 2026-12-24T18:00:00+00:00")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class RotationConfig(_Model):
+    """People take turns in order; the shift hands off daily, or weekly on `start`'s weekday."""
+
+    people: list[str] = Field(min_length=1)
+    handoff: Literal["daily", "weekly"] = "weekly"
+    at: time = time(9, 0)  # local hand-off time
+    timezone: str = "UTC"
+    start: date  # the first person's first shift begins on this date at `at`
+    overrides: list[OverrideConfig] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like Europe/London)"
+            ) from exc
+        return v
+
+
+Channel = Literal["whatsapp", "slack", "discord", "console"]
+
+
+class EscalationStepConfig(_Model):
+    # people by name or alias, "oncall" (the first rotation) or "oncall:<rotation>"
+    notify: list[str] = Field(min_length=1)
+    channels: list[Channel] = Field(default_factory=lambda: list[Channel](["whatsapp"]))
+    wait_s: int = Field(default=300, ge=1)  # then, still unacknowledged, the next step
+
+
+class EscalationPolicyConfig(_Model):
+    match: dict[str, str] = Field(default_factory=dict)  # labels, e.g. {severity: critical}
+    steps: list[EscalationStepConfig] = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0)  # the last step is notified again this many times
+
+
+class OnCallConfig(_Model):
+    rotations: dict[str, RotationConfig] = Field(default_factory=dict)
+    policies: dict[str, EscalationPolicyConfig] = Field(default_factory=dict)
+    tick_s: float = Field(default=15.0, gt=0)  # how often due escalation steps are looked for
+
+
 class AutoRemediateConfig(_Model):
     enabled: bool = False
     min_confidence: float = Field(default=0.75, ge=0, le=1)
@@ -349,6 +431,7 @@ class Config(_Model):
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     people: list[PersonConfig] = Field(default_factory=list)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    oncall: OnCallConfig = Field(default_factory=OnCallConfig)
     source_path: str | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -360,6 +443,50 @@ class Config(_Model):
                     raise ValueError(f"person name or alias {key!r} is used twice")
                 seen.add(key)
         return self
+
+    @model_validator(mode="after")
+    def _oncall_names(self) -> Config:
+        """Rotations, policies and routes name people, rotations and policies that exist."""
+        oc = self.oncall
+        for name, rot in oc.rotations.items():
+            for who in rot.people + [o.person for o in rot.overrides]:
+                if self.person(who) is None:
+                    raise ValueError(f"oncall.rotations.{name}: {who!r} is not in people")
+        for name, pol in oc.policies.items():
+            for i, step in enumerate(pol.steps):
+                for who in step.notify:
+                    if not self._notifiable(who):
+                        raise ValueError(
+                            f"oncall.policies.{name}.steps.{i}.notify: {who!r} is neither a "
+                            "person nor oncall / oncall:<rotation>"
+                        )
+        for i, route in enumerate(self.routes):
+            if route.escalation and route.escalation not in oc.policies:
+                raise ValueError(
+                    f"routes.{i}.escalation: no policy {route.escalation!r} in oncall.policies"
+                )
+        return self
+
+    def _notifiable(self, who: str) -> bool:
+        if who == "oncall":
+            return bool(self.oncall.rotations)
+        if who.startswith("oncall:"):
+            return who.removeprefix("oncall:") in self.oncall.rotations
+        return self.person(who) is not None
+
+    def escalation_for(self, labels: dict[str, str]) -> str | None:
+        """The escalation policy an incident follows: its route's, else the first matching."""
+        route = self.route_for(labels)
+        if route is not None and route.escalation:
+            return route.escalation
+        return next(
+            (
+                name
+                for name, pol in self.oncall.policies.items()
+                if all(labels.get(k) == v for k, v in pol.match.items())
+            ),
+            None,
+        )
 
     def route_for(self, labels: dict[str, str]) -> RouteConfig | None:
         """First matching route wins (Alertmanager semantics)."""

@@ -27,6 +27,7 @@ from bot.chat.events import EventBus
 from bot.chat.router import Router
 from bot.incidents import actions
 from bot.incidents.diagnosis import Diagnoser
+from bot.incidents.escalation import Escalator
 from bot.incidents.memory import StoreDiagnosisCache
 from bot.incidents.postmortem import Postmortems
 from bot.incidents.tickets import TicketDesk, jira_client
@@ -87,6 +88,8 @@ class Runtime:
         )
         self.worker = OutboxWorker(store, self.handlers, cfg.outbox, on_dead=self._on_dead)
         self.router.wake = self.worker.wake
+        self.escalator = Escalator(cfg, store)
+        self.escalator.wake = self.worker.wake
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         trusted = cfg.webhooks.sns_trusted_cert_file
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)
@@ -143,6 +146,10 @@ class Runtime:
         await self.recover()
         await self.start_adapters()
         self.scheduler.add_job(self._sweep, "interval", seconds=30, id="expire-approvals")
+        if self.cfg.oncall.policies:
+            self.scheduler.add_job(
+                self.escalator.tick, "interval", seconds=self.cfg.oncall.tick_s, id="escalation"
+            )
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self.worker.run(), name="outbox-worker"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))

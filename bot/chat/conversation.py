@@ -19,8 +19,8 @@ from bot.chat.adapters.base import InboundMessage, Reply
 from bot.chat.render import status_line
 from bot.chat.router import Router
 from bot.errors import NotFound
-from bot.incidents import actions, lifecycle, tickets
-from bot.incidents.models import Incident, Status
+from bot.incidents import actions, escalation, lifecycle, oncall, tickets
+from bot.incidents.models import Incident, Status, utcnow
 from bot.incidents.policy import Actor, actor_for
 from bot.store import Store
 
@@ -112,7 +112,9 @@ class Conversation:
         if msg.command == "incident":
             await self._command(msg, actor)
             return
-        if msg.action:
+        if msg.command == "oncall":
+            intent = Intent(kind=IntentKind.ONCALL, text=msg.text, source="command")
+        elif msg.action:
             intent, action_id = button_intent(msg)
         else:
             intent = await self._understand(msg, inc)
@@ -151,7 +153,7 @@ class Conversation:
             case IntentKind.HELP:
                 return Reply(HELP, "info")
             case IntentKind.ONCALL:
-                return self._oncall(inc)
+                return await self._oncall(inc)
             case IntentKind.STATS:
                 return await self._stats()
             case IntentKind.LIST:
@@ -285,18 +287,24 @@ class Conversation:
         ]
         return Reply("Open incidents:\n" + "\n".join(lines), "info")
 
-    def _oncall(self, inc: Incident | None) -> Reply:
-        responders = [
-            p.name for p in self.cfg.people if "responder" in p.roles or "approver" in p.roles
-        ]
-        lines = []
-        if inc and inc.acknowledged_by:
-            lines.append(f"{inc.acknowledged_by} acknowledged #{inc.short_id}.")
-        lines.append(
-            "Responders: "
-            + (", ".join(responders) if responders else "nobody is configured in `people`")
-        )
-        return Reply(" ".join(lines), "info")
+    async def _oncall(self, inc: Incident | None) -> Reply:
+        """The rotations' current shifts (else the responders), and this incident's chain."""
+        lines = [oncall.describe(self.cfg, utcnow())]
+        if not lines[0]:
+            responders = [
+                p.name for p in self.cfg.people if "responder" in p.roles or "approver" in p.roles
+            ]
+            lines[0] = "Responders: " + (
+                ", ".join(responders) if responders else "nobody is configured in `people`"
+            )
+        if inc is not None:
+            if inc.acknowledged_by:
+                lines.append(f"{inc.acknowledged_by} acknowledged #{inc.short_id}.")
+            async with self.store.read() as conn:
+                chain = await escalation.describe(conn, self.cfg, inc.id)
+            if chain:
+                lines.append(f"#{inc.short_id} {chain}.")
+        return Reply("\n".join(lines), "info")
 
     async def _chaos(self, actor: Actor, intent: Intent) -> Reply:
         if not actor.has("admin"):

@@ -68,9 +68,16 @@ def _ordering_key(platform: str, channel: str, incident_id: str) -> str:
     return f"{platform}:{channel}:{incident_id}"
 
 
-async def enqueue_root(conn: AsyncConnection, cfg: Config, inc: Incident, *, post: bool) -> None:
+async def enqueue_root(
+    conn: AsyncConnection,
+    cfg: Config,
+    inc: Incident,
+    *,
+    post: bool,
+    only: tuple[str, str] | None = None,
+) -> None:
     """Post the root message everywhere (new incident) or edit it (repeat, state change)."""
-    for platform, channel in destinations(cfg, inc.labels):
+    for platform, channel in [only] if only else destinations(cfg, inc.labels):
         key = _ordering_key(platform, channel, inc.id)
         if post:
             await outbox.enqueue(
@@ -377,6 +384,7 @@ async def _ingest_group(
         result.opened.append(inc.id)
         await enqueue_root(conn, cfg, inc, post=True)
         await enqueue_job(conn, "diagnose", inc, {"reason": "new incident"})
+        await _escalate(conn, cfg, inc, now)
     elif reopened:
         result.reopened.append(inc.id)
         await enqueue_root(conn, cfg, inc, post=False)
@@ -384,9 +392,16 @@ async def _ingest_group(
             conn, cfg, inc, Reply(f"🔁 Re-opened: {inc.title} fired again.", "info")
         )
         await enqueue_job(conn, "diagnose", inc, {"reason": "re-opened"})
+        await _escalate(conn, cfg, inc, now)
     else:
         result.updated.append(inc.id)
         await enqueue_root(conn, cfg, inc, post=False)
+
+
+async def _escalate(conn: AsyncConnection, cfg: Config, inc: Incident, now: datetime) -> None:
+    from bot.incidents import escalation  # it builds on this module's transitions
+
+    await escalation.begin(conn, cfg, inc, now)
 
 
 async def acknowledge(
@@ -476,6 +491,7 @@ async def open_manual(
     await add_event(conn, inc.id, "opened_manually", actor, f"Opened by {actor}: {description}")
     await enqueue_root(conn, cfg, inc, post=True)
     await enqueue_job(conn, "diagnose", inc, {"reason": f"opened by {actor}"})
+    await _escalate(conn, cfg, inc, now)
     return inc
 
 

@@ -260,3 +260,41 @@ counters = Table(
     Column("name", String(100), primary_key=True),
     Column("value", Float, nullable=False),
 )
+
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("incident_id", String(32), ForeignKey("incidents.id"), primary_key=True),
+    Column("policy", String(200), nullable=False),
+    # steps fired so far (repeats of the last step included); claimed by a conditional update
+    Column("fired", Integer, nullable=False),
+    Column("next_at", TS, nullable=True),  # NULL once the chain has stopped or run out
+    Column("state", String(16), nullable=False),  # active | stopped | exhausted
+    Column("updated_at", TS, nullable=False),
+    Index("ix_escalations_due", "state", "next_at"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    # the last message a person's address sent us (WhatsApp's 24-hour window is counted from it)
+    Column("platform", String(16), primary_key=True),
+    Column("address", String(200), primary_key=True),
+    Column("last_inbound_at", TS, nullable=False),
+)
+
+sent_messages = Table(
+    "sent_messages",
+    metadata,
+    # messages whose delivery the platform reports back (Twilio status callbacks)
+    Column("platform", String(16), primary_key=True),
+    Column("message_id", String(100), primary_key=True),
+    Column("incident_id", String(32), nullable=True),
+    Column("recipient", String(200), nullable=False),
+    Column(
+        "status", String(16), nullable=False
+    ),  # queued | sent | delivered | read | failed | undelivered
+    Column("error", String(200), nullable=True),
+    Column("sent_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
