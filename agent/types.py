@@ -96,6 +96,7 @@ class Observations:
     """Everything the tools returned for one investigation (each may be empty)."""
 
     logs: list[str] = field(default_factory=list)
+    kubernetes: list[str] = field(default_factory=list)  # pod/job/workload state and events
     metrics: dict[str, list[Point]] = field(default_factory=dict)
     deploys: list[Deploy] = field(default_factory=list)
     errors: list[ErrorIssue] = field(default_factory=list)

@@ -14,6 +14,11 @@ TLS_FAILURES = (
         "expired", r"certificate has expired|CERT_HAS_EXPIRED|CertificateExpiredException", 0.5
     ),
     s.pattern("alert_expired", r"SSL alert number 45|certificate expired", 0.4),
+    s.pattern(
+        "expired_exception",
+        r"\b\w*Cert\w*Exception: [^\n]*expired[^\n]*|[Cc]ertificate expired on \S+",
+        0.3,
+    ),
     s.pattern("alert_bad", r"SSL alert number 4[28]|bad certificate|unknown ca", 0.3),
     s.pattern(
         "verify_failed",

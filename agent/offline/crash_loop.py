@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from agent.offline import memory_leak
+from agent.offline import db_connections, dependency_down, memory_leak
 from agent.offline import signals as s
 from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
@@ -18,6 +18,12 @@ LOOPING = (
         r"start request repeated too quickly|Start request repeated too quickly|"
         r"Essential container in task exited|Restarting \(\d+\)|restart count \d+",
         0.3,
+    ),
+    s.pattern(
+        "k8s_start_error",
+        r"RunContainerError|CreateContainerConfigError|CreateContainerError|"
+        r"Init:(CrashLoopBackOff|Error|RunContainerError)|\bStartError\b",
+        0.35,
     ),
 )
 # Signs of a process dying that, alone, do not make a loop.
@@ -41,8 +47,8 @@ STARTUP_FAILURES = (
     ),
     s.pattern(
         "missing_setting",
-        r"(environment variable|env var|setting|secret|key)\b[^\n]{0,40}\b(is )?(not set|missing|"
-        r"required|not found|undefined)|missing required|KeyError: '[A-Z][A-Z0-9_]+'|"
+        r"(?i:environment variable|env var|setting|secret|key)\b[^\n]{0,40}\b(is )?(not set|"
+        r"missing|required|not found|undefined)|missing required|KeyError: '[A-Z][A-Z0-9_]+'|"
         r"CreateContainerConfigError|secret \"[\w.-]+\" not found|unable to pull secrets",
         0.25,
     ),
@@ -51,7 +57,8 @@ STARTUP_FAILURES = (
     s.pattern(
         "missing_code",
         r"Cannot find module|ModuleNotFoundError|ImportError|ClassNotFoundException|"
-        r"NoClassDefFoundError|exec format error|executable file not found",
+        r"NoClassDefFoundError|exec format error|(exec: \"[^\"]+\": )?executable file not found"
+        r"( in \$PATH)?",
         0.2,
     ),
     s.pattern(
@@ -63,6 +70,12 @@ STARTUP_FAILURES = (
     ),
     s.pattern("bind", r"address already in use|EADDRINUSE", 0.2),
     s.pattern("fatal_start", r"\bFATAL\b|\bfatal\b|panic: |Uncaught|Error: ", 0.05),
+)
+# A database or upstream failing: a process that dies on that is a symptom of it.
+DEPENDENCY_FAILURES = (
+    *db_connections.SERVER_FULL,
+    *db_connections.POOL_EMPTY,
+    *(p for p in dependency_down.FAILURES if p.name in ("db_connect", "mongo", "refused")),
 )
 _ALERT = re.compile(
     r"CrashLoop|crash[- ]?loop|restart(ed|ing)? \d+ times|restart loop", re.IGNORECASE
@@ -77,7 +90,7 @@ def _climbing(restarts: s.Shape | None) -> bool:
 def looping(ctx: IncidentContext, obs: Observations) -> bool:
     """Whether the orchestrator reports the service restarting over and over."""
     return bool(
-        s.find(obs.logs, LOOPING)
+        s.observed(obs, LOOPING)
         or _climbing(s.metric(obs, s.RESTARTS))
         or s.alert_hit(ctx, _ALERT)
     )
@@ -89,7 +102,7 @@ class CrashLoop:
     action = ActionKind.NONE
 
     def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
-        loop = s.find(obs.logs, RESTARTING)
+        loop = s.observed(obs, RESTARTING)
         restarts = s.metric(obs, s.RESTARTS)
         climbing = _climbing(restarts)
         alert = s.alert_hit(ctx, _ALERT)
@@ -107,6 +120,9 @@ class CrashLoop:
         case.add(0.15 if alert else 0.0, alert)
         if memory_leak.oom_hits(obs):
             case.score *= 0.5  # killed for memory, not failing to start: a memory problem
+        specific = [c for c in causes if c.pattern.name != "fatal_start"]
+        if not specific and s.observed(obs, DEPENDENCY_FAILURES):
+            case.score *= 0.5  # it crashes on what a dependency answers: name the dependency
 
         deploy = s.recent_deploy(obs)
         tracked = {h.line for h in causes if h.tool == "errors"}

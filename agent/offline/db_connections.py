@@ -30,6 +30,13 @@ POOL_EMPTY = (
         r"fetching a new connection from the connection pool",
         0.45,
     ),
+    s.pattern(
+        "pool_busy",
+        r"no available connection and the queue has reached its max size( \d+)?|"
+        r"BusyPoolException|Pool is busy|connection pool (is )?(full|exhausted)",
+        0.45,
+        ignore_case=True,
+    ),
     s.pattern("pool_failed", r"Failed to obtain JDBC Connection|Cannot get a connection", 0.2),
 )
 LEAKS = (

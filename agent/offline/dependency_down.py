@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from agent.offline import hosts
 from agent.offline import signals as s
 from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
@@ -47,15 +48,39 @@ FAILURES = (
     s.pattern(
         "read_timeout",
         r"Read timed out|ReadTimeout|SocketTimeoutException|ETIMEDOUT|i/o timeout|"
-        r"Connection timed out|ConnectTimeout",
+        r"Connection timed out|ConnectTimeout|connection timeout",
         0.2,
         ignore_case=True,
     ),
     s.pattern(
         "dns",
         r"no such host|Name or service not known|ENOTFOUND|UnknownHostException|"
-        r"Temporary failure in name resolution|EAI_AGAIN",
+        r"Temporary failure in name resolution|EAI_AGAIN|Could not resolve host|"
+        r"Failed to resolve '|NameResolutionError|could not translate host name",
         0.2,
+        ignore_case=True,
+    ),
+    s.pattern(
+        "db_connect",
+        r"Can't connect to MySQL server|Lost connection to MySQL server|"
+        r"could not connect to server|connection to server at [^\n]{0,80} failed|"
+        r"Failed to connect to (the )?(database|db)\b[^\n]{0,40}|Communications link failure|"
+        r"Unable to connect to (the )?database|Database connection failed[^\n]{0,30}",
+        0.3,
+        ignore_case=True,
+    ),
+    s.pattern(
+        "mongo",
+        r"Query failed with error code \d+ and error message '[^']*' on server [\w.-]+:\d+|"
+        r"MongoServerSelectionError|MongoNetworkError|MongoTimeoutException|"
+        r"MongoSocket\w*Exception|MongoQueryException|MongoServerError",
+        0.25,
+    ),
+    s.pattern(
+        "unavailable",
+        r"\b(database|db|server|backend|upstream|host|service|cluster)\b[^\n]{0,30}"
+        r"\b(unavailable|unreachable|is down)\b",
+        0.15,
         ignore_case=True,
     ),
     s.pattern(
@@ -94,6 +119,26 @@ _NAMED = re.compile(
     r'"?(?:carrier|provider|dependency|upstream|peer|remote|target|backend)"?\s*[:=]\s*"([\w.-]+)"'
 )
 _BREAKER_NAME = re.compile(r'"?name"?\s*[:=]\s*"([\w.-]+)"')
+# A server the failing client names: MongoDB's "on server", MySQL's "server on", drivers' "tried".
+_SERVER = re.compile(
+    r"on server '?([\w.-]+(?::\d+)?)|MySQL server on '([\w.-]+)'|\(tried: ([\w.-]+:\d+)\)"
+)
+# How the outage shows in this service: its own crash, or a slow page/request it logs.
+SYMPTOMS = (
+    s.pattern(
+        "own_crash",
+        r"^\s*(TypeError|ReferenceError|AttributeError|KeyError|NullPointerException|"
+        r"panic): [^\n]+",
+        0.0,
+    ),
+    s.pattern(
+        "slow_response",
+        r"\b(rendered|completed|responded|served|finished|took)\b[^\n]{0,30}"
+        r"\b\d{2,}(\.\d+)? ?(s|sec|seconds)\b",
+        0.05,
+        ignore_case=True,
+    ),
+)
 _ALERT = re.compile(
     r"upstream|dependency|downstream|third[- ]party|external|timeout", re.IGNORECASE
 )
@@ -106,7 +151,7 @@ def _named_in_logs(lines: Sequence[str], hits: Sequence[s.Hit]) -> str | None:
     )
     names: Counter[str] = Counter()
     for line in (lines[i] for i in failing):
-        if m := _NAMED.search(line) or _URL_HOST.search(line):
+        if m := _SERVER.search(line) or _NAMED.search(line) or _URL_HOST.search(line):
             names[next(g for g in m.groups() if g)] += 1
         elif m := _ADDRESS.search(line):
             kind = _WELL_KNOWN_PORTS.get(m[2])
@@ -147,7 +192,12 @@ class DependencyDown:
             case.add(0.35, worst.evidence)
         case.add(s.weight(hits, 0.45), *s.quotes(hits, 3))
         label = s.alert_label(ctx, *_NAME_LABELS)
-        name = label or metric_name or _named_in_logs(obs.logs, hits)
+        name = (
+            label
+            or metric_name
+            or _named_in_logs(obs.logs, hits)
+            or hosts.most_named(hosts.unresolved(obs))
+        )
         case.score += 0.1 if name else 0.0  # the failures point at one dependency
         healthy = [
             m
@@ -180,6 +230,8 @@ class DependencyDown:
         case.add(0.05 if issue else 0.0, s.issue_evidence(issue) if issue else None)
         alert = s.alert_hit(ctx, _ALERT)
         case.add(0.05 if alert else 0.0, alert)
+        symptoms = s.observed(obs, SYMPTOMS)
+        case.add(s.weight(symptoms, 0.05), *s.quotes(symptoms, 2))
 
         who = name or "an upstream dependency"
         kinds = ", ".join(dict.fromkeys(h.text for h in hits[:3]))

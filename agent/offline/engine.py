@@ -9,14 +9,20 @@ import re
 from agent.offline import (
     bad_deploy,
     certificate,
+    config_value,
     cpu_saturation,
     crash_loop,
     db_connections,
     db_latency,
     dependency_down,
     disk_full,
+    image_pull,
+    kube,
     memory_leak,
+    network_policy,
+    oom_killed,
     signals,
+    slow_span,
     traffic_spike,
 )
 from agent.offline.model import MAX_SCORE, Finding, Rule
@@ -36,17 +42,22 @@ from agent.types import (
 RULES: tuple[Rule, ...] = (
     certificate.RULE,
     disk_full.RULE,
+    image_pull.RULE,
+    oom_killed.RULE,
     crash_loop.RULE,
     memory_leak.RULE,
     db_connections.RULE,
+    slow_span.RULE,
     db_latency.RULE,
+    network_policy.RULE,
+    config_value.RULE,
     dependency_down.RULE,
     cpu_saturation.RULE,
     traffic_spike.RULE,
     bad_deploy.RULE,
 )
 MODEL = "offline-rules"
-MIN_SCORE = 0.35  # below this no rule is believed: answer with triage steps
+MIN_SCORE = 0.35  # below this a finding is only a lead: said so, with no action
 UNKNOWN_CONFIDENCE = 0.2
 RUNNER_UP_SCORE = 0.5
 MAX_EVIDENCE = 6
@@ -67,11 +78,14 @@ def diagnose(ctx: IncidentContext, obs: Observations) -> Diagnosis:
     """The offline engine's diagnosis: deterministic, no I/O."""
     findings = [f for rule in RULES if (f := rule.check(ctx, obs)) is not None]
     findings.sort(key=lambda f: -f.score)  # stable: RULES order breaks ties
-    if not findings or findings[0].score < MIN_SCORE:
-        return _triage(ctx, obs, findings[0] if findings else None)
+    if not findings:
+        return _triage(ctx, obs)
     best = findings[0]
+    if best.score < MIN_SCORE:
+        return _lead(ctx, obs, best)
     service = ctx.service or "the service"
     action, mitigation = _permitted(best.action, best.mitigation, ctx, service)
+    action, mitigation = _possible(action, mitigation, kube.workload(ctx, obs))
     confidence, past = _past_fixes(best.score, action, obs.past_fixes)
     checks = list(best.checks)
     runner_up = next(
@@ -107,6 +121,18 @@ def _permitted(
         f"{mitigation}. I would {_VERBS[action]}, but {action} is not an allowed action for "
         f"{service}: a human has to do it.",
     )
+
+
+def _possible(
+    action: ActionKind, mitigation: str, workload: kube.Workload
+) -> tuple[ActionKind, str]:
+    """No restart or scale for a Job or a bare Pod, no rollback without an earlier revision."""
+    if action in (ActionKind.RESTART, ActionKind.SCALE_UP) and not workload.restartable:
+        kind = "a Job" if workload.job else "a bare Pod"
+        return ActionKind.NONE, f"{mitigation}. It runs as {kind}: a human must re-run it"
+    if action is ActionKind.ROLLBACK and workload.can_roll_back is False:
+        return ActionKind.NONE, f"{mitigation}. There is no earlier revision to roll back to"
+    return action, mitigation
 
 
 def _past_fix_note(fixes: list[PastFix]) -> str | None:
@@ -159,11 +185,27 @@ def _observed(ctx: IncidentContext, obs: Observations) -> list[Evidence]:
     return evidence
 
 
-def _triage(ctx: IncidentContext, obs: Observations, weak: Finding | None) -> Diagnosis:
-    """No rule is believed: generic first steps built from what the tools did return, and the
-    weak match, if any, offered as a lead."""
+def _lead(ctx: IncidentContext, obs: Observations, weak: Finding) -> Diagnosis:
+    """No rule is sure: the strongest lead, named with a low confidence and no action, and
+    the triage steps to confirm or rule it out."""
     service = ctx.service or "the service"
-    checks = [f"A weak lead, {weak.category}: {weak.headline}"] if weak else []
+    triage = _triage(ctx, obs)
+    return triage.model_copy(
+        update={
+            "summary": _one_line(f"{service}: likely {weak.headline} (weak evidence)"),
+            "root_cause": f"Most likely, with weak evidence: {weak.root_cause}",
+            "category": weak.category,
+            "evidence": _select(list(weak.evidence), _observed(ctx, obs)),
+            "checks": [*weak.checks[:2], *triage.checks],
+            "confidence": round(min(weak.score, MIN_SCORE - 0.05), 3),
+        }
+    )
+
+
+def _triage(ctx: IncidentContext, obs: Observations) -> Diagnosis:
+    """No rule matches at all: generic first steps built from what the tools did return."""
+    service = ctx.service or "the service"
+    checks: list[str] = []
     movers = _movers(obs)
     checks.extend(f"Find out why {m.describe()}" for m in movers[:2])
     errors = [line for line in obs.logs if _ERROR_LINE.search(line)]
@@ -186,7 +228,7 @@ def _triage(ctx: IncidentContext, obs: Observations, weak: Finding | None) -> Di
         summary=_one_line(f"{service}: cause unclear from the evidence ({ctx.title})"),
         root_cause="No known failure pattern matches the logs, metrics and changes observed.",
         category=Category.UNKNOWN,
-        evidence=_select(list(weak.evidence[:2]) if weak else [], _observed(ctx, obs)),
+        evidence=_select([], _observed(ctx, obs)),
         checks=checks,
         mitigation="Investigate before acting: no automatic action is safe without a cause"
         + (f"; {past}" if past else ""),
@@ -202,6 +244,7 @@ def _triage(ctx: IncidentContext, obs: Observations, weak: Finding | None) -> Di
 def _tool_calls(obs: Observations) -> list[str]:
     present = {
         "logs": bool(obs.logs),
+        "kubernetes": bool(obs.kubernetes),
         "metrics": bool(obs.metrics),
         "deploys": bool(obs.deploys),
         "errors": bool(obs.errors),

@@ -231,11 +231,12 @@ def _rank(hit: Hit) -> int:
 
 
 def observed(obs: Observations, patterns: Sequence[Pattern]) -> list[Hit]:
-    """Hits in the logs, and in error-tracker issue titles for phrases the logs do not show."""
+    """Hits in the logs, then in Kubernetes state and error-tracker issue titles for phrases the
+    logs do not show."""
     hits = find(obs.logs, patterns)
-    seen = {h.pattern.name for h in hits}
-    unseen = [p for p in patterns if p.name not in seen]
-    hits += find([issue.title for issue in obs.errors], unseen, tool="errors")
+    for lines, tool in ((obs.kubernetes, "kubernetes"), ([i.title for i in obs.errors], "errors")):
+        seen = {h.pattern.name for h in hits}
+        hits += find(lines, [p for p in patterns if p.name not in seen], tool=tool)
     hits.sort(key=lambda h: -h.pattern.weight)
     return hits
 

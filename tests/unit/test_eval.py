@@ -266,9 +266,12 @@ def test_evidence_recall_is_case_insensitive_over_summary_cause_and_quotes() -> 
     assert evidence_recall(d, []) == (1.0, [])
 
 
-@pytest.mark.skipif(not SHARED_SCENARIOS.is_dir(), reason="shared scenarios not checked out")
-async def test_the_offline_engine_meets_its_goals_on_the_shared_scenarios() -> None:
-    report = await run_eval(SHARED_SCENARIOS)
+@pytest.mark.parametrize("folder", ["scenarios", "scenarios-k8s"])
+async def test_the_offline_engine_meets_its_goals_on_the_shared_scenarios(folder: str) -> None:
+    scenarios = SHARED_SCENARIOS.parent / folder
+    if not scenarios.is_dir():
+        pytest.skip(f"shared/{folder} not checked out")
+    report = await run_eval(scenarios)
     assert report.category_accuracy >= 0.9
     assert report.action_accuracy >= 0.9
     assert report.evidence_recall >= 0.8
