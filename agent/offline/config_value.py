@@ -15,15 +15,16 @@ class ConfigValue:
     action = ActionKind.ROLLBACK
 
     def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
-        failed = hosts.unresolved(obs)
+        # "No such name", not "no answer": the name itself is wrong (a resolver that cannot
+        # be reached is a network problem, whatever the configuration says).
+        failed = [u for u in hosts.unresolved(obs) if not u.temporary]
         host = hosts.most_named(failed)
         if host is None:
             return None
         entries = [
             (key, value, line)
             for key, value, line in kube.facts(obs).config
-            if host in value.replace("/", " ").replace(":", " ").split()
-            or f"//{host}" in value
+            if host in value.replace("/", " ").replace(":", " ").split() or f"//{host}" in value
         ]
         if not entries:
             return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from agent.offline import memory_leak
+from agent.offline import kube, memory_leak
 from agent.offline import signals as s
 from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, IncidentContext, Observations
@@ -40,6 +40,19 @@ RUNAWAY = (
     ),
 )
 _CPU_TEXT = re.compile(r"\bCPU\b|cpu", re.IGNORECASE)
+# CFS throttling (cAdvisor's container_cpu_cfs_throttled_periods_total over _periods_total, or a
+# precomputed ratio/percent): the container wants more CPU than its limit gives it.
+THROTTLING = re.compile(r"throttl", re.IGNORECASE)
+_THROTTLED_SHARE = 0.25
+
+
+def throttled(obs: Observations) -> s.Shape | None:
+    """The CPU-throttling series, when a quarter or more of the periods are throttled."""
+    for m in s.metrics_named(obs, THROTTLING):
+        share = m.current / 100 if s.is_percent(m) or m.current > 1 else m.current
+        if share >= _THROTTLED_SHARE:
+            return m
+    return None
 
 
 class CpuSaturation:
@@ -48,11 +61,13 @@ class CpuSaturation:
     action = ActionKind.RESTART
 
     def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
-        cpu = s.metric(obs, s.CPU)
+        cpu = s.metric(obs, s.CPU, exclude=THROTTLING)
         hits = s.observed(obs, RUNAWAY)
         stepped = cpu is not None and cpu.ratio >= 1.5
         hot = cpu is not None and (s.saturated(cpu) or (stepped and cpu.current >= 80))
-        if not (hot or hits):
+        throttle = throttled(obs)
+        at_limit = kube.cpu_at_limit(obs)
+        if not (hot or hits or throttle or at_limit):
             return None
         requests = s.requests(obs)
         if requests is not None and requests.ratio >= 1.8:
@@ -61,6 +76,10 @@ class CpuSaturation:
         if cpu is not None and hot:
             case.add(0.35 if s.saturated(cpu) and stepped else 0.2, cpu.evidence)
         case.add(s.weight(hits, 0.4), *s.quotes(hits, 3))
+        if throttle is not None:
+            case.add(0.3, throttle.evidence)
+        if at_limit is not None:
+            case.add(0.3, *(line.evidence() for line in at_limit))
         frame = s.frame_near(obs, hits)
         case.cite([frame.evidence] if frame else [])
         if requests is not None and hot:
@@ -79,7 +98,13 @@ class CpuSaturation:
         blamed = deploy is not None and onset is not None and s.started_after(deploy, onset)
         if deploy is not None and blamed:
             case.cite([s.deploy_evidence(deploy)])
-        level = f"CPU at {s.fmt(cpu.current)}% " if cpu is not None and hot else "CPU is pegged "
+        level = (
+            f"CPU at {s.fmt(cpu.current)}% "
+            if cpu is not None and hot
+            else "CPU is pinned at the container's limit and throttled "
+            if throttle or at_limit
+            else "CPU is pegged "
+        )
         flat = (
             f"while traffic is flat ({requests.describe()})"
             if requests is not None

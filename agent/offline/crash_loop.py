@@ -90,9 +90,7 @@ def _climbing(restarts: s.Shape | None) -> bool:
 def looping(ctx: IncidentContext, obs: Observations) -> bool:
     """Whether the orchestrator reports the service restarting over and over."""
     return bool(
-        s.observed(obs, LOOPING)
-        or _climbing(s.metric(obs, s.RESTARTS))
-        or s.alert_hit(ctx, _ALERT)
+        s.observed(obs, LOOPING) or _climbing(s.metric(obs, s.RESTARTS)) or s.alert_hit(ctx, _ALERT)
     )
 
 

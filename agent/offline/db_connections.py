@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from agent.offline import signals as s
+from agent.offline import structured
 from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, IncidentContext, Observations
 
@@ -58,6 +59,24 @@ _WAITING = re.compile(
 _ALERT = re.compile(r"connection|pool|max_connections", re.IGNORECASE)
 
 
+_FULL_PERCENT = 95.0
+
+
+def _full_gauges(obs: Observations) -> list[structured.Record]:
+    """JSON log lines whose gauges say the pool is full: pool_usage_percent near 100, or
+    active connections at their maximum."""
+    full: list[structured.Record] = []
+    for r in structured.records(obs.logs):
+        usage = structured.gauge(r, "pool_usage_percent", "pool_utilization_percent")
+        active = structured.gauge(r, "active_connections", "connections_active", "in_use")
+        limit = structured.gauge(r, "max_connections", "pool_max", "max_pool_size", "pool_size")
+        if (usage is not None and usage >= _FULL_PERCENT) or (
+            active is not None and limit and active >= limit
+        ):
+            full.append(r)
+    return full
+
+
 def _plateau(m: s.Shape) -> bool:
     """Pinned at its maximum for the last points, well above where it started."""
     return m.ratio >= 1.5 and all(v >= 0.97 * m.peak for v in m.values[-3:])
@@ -75,11 +94,13 @@ class DbConnectionExhaustion:
         pinned = [m for m in s.metrics_named(obs, _CONNECTIONS) if _plateau(m)]
         waiting = [m for m in s.metrics_named(obs, _WAITING) if m.current > 0 and m.ratio > 1]
         alert = s.alert_hit(ctx, _ALERT)
-        if not (server or pool or leaks or (pinned and (waiting or alert))):
+        full = _full_gauges(obs)
+        if not (server or pool or leaks or full or (pinned and (waiting or alert))):
             return None
         case = Case()
         case.add(s.weight(server + pool, 0.6), *s.quotes(server + pool, 2))
         case.add(s.weight(leaks, 0.35), *s.quotes(leaks, 1))
+        case.add(0.4 if full else 0.0, *(r.evidence for r in full[:1]))
         frame = s.frame_near(obs, leaks)
         case.cite([frame.evidence] if frame else [])
         holders = s.find(obs.logs, HOLDERS)
@@ -92,9 +113,15 @@ class DbConnectionExhaustion:
 
         # The database refusing clients is fixed by whoever holds the slots; a pool drained
         # by this service's own leaked connections is cleared by restarting it.
-        own_pool = bool(pool or leaks or waiting) and not server
+        own_pool = bool(pool or leaks or waiting or full) and not server
         found = server + pool + leaks
-        what = found[0].text if found else pinned[0].describe()
+        what = (
+            found[0].text
+            if found
+            else full[0].message or "the pool is full"
+            if full
+            else pinned[0].describe()
+        )
         leak = (
             f" Connections are leaked (borrowed and never returned) at {frame.describe()}."
             if frame

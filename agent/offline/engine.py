@@ -21,6 +21,7 @@ from agent.offline import (
     memory_leak,
     network_policy,
     oom_killed,
+    probe_failure,
     signals,
     slow_span,
     traffic_spike,
@@ -54,6 +55,7 @@ RULES: tuple[Rule, ...] = (
     dependency_down.RULE,
     cpu_saturation.RULE,
     traffic_spike.RULE,
+    probe_failure.RULE,
     bad_deploy.RULE,
 )
 MODEL = "offline-rules"

@@ -12,7 +12,7 @@ from agent.types import Evidence, Observations
 _RESOLVE = re.compile(
     r"Failed to resolve '(?P<a>[\w.-]+)'|Could not resolve host: (?P<b>[\w.-]+)|"
     r"getaddrinfo (?:ENOTFOUND|EAI_AGAIN) (?P<c>[\w.-]+)|lookup (?P<d>[\w.-]+)(?: on [\d.:]+)?: "
-    r"(?:no such host|i/o timeout|server misbehaving)|UnknownHostException: (?P<e>[\w.-]+)|"
+    r"[^\n]{0,80}?(?:no such host|i/o timeout|server misbehaving)|UnknownHostException: (?P<e>[\w.-]+)|"
     r"Name or service not known[^\n]{0,40}host='(?P<f>[\w.-]+)'|"
     r"could not translate host name \"(?P<g>[\w.-]+)\""
 )
@@ -44,8 +44,6 @@ def unresolved(obs: Observations) -> list[Unresolved]:
     """Each line naming a host that did not resolve, in order (one per line)."""
     found: list[Unresolved] = []
     for line in kube.lines_of(obs):
-        if "resolve" not in line.text and "host" not in line.text.lower():
-            continue
         if m := _RESOLVE.search(line.text):
             host = next(g for g in m.groups() if g)
             found.append(Unresolved(host, line, *m.span()))

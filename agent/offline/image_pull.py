@@ -15,11 +15,13 @@ _REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNev
 # Why a pull fails, as containerd, CRI-O and the Docker registry API word it.
 _CAUSE = re.compile(
     r"pull access denied[^\n\"\\]*|repository does not exist[^\n\"\\]*|manifest unknown|"
-    r"manifest for \S+ not found|not found: manifest|no such host|unauthorized: [^\n\"\\]*|"
+    r"manifest for \S+ not found|not found: manifest|\S+: not found|no such host|unauthorized: [^\n\"\\]*|"
     r"toomanyrequests[^\n\"\\]*|x509: [^\n\"\\]*|i/o timeout|connection refused|"
     r"failed to resolve reference"
 )
-_PULL_FAILED = re.compile(r"Failed to pull image|CannotPullContainerError|Error response from daemon")
+_PULL_FAILED = re.compile(
+    r"Failed to pull image|CannotPullContainerError|Error response from daemon"
+)
 _IMAGE = re.compile(r"^\s*Image:\s+(?P<image>\S+)")
 _QUOTE_BEFORE = 150  # characters kept before the cause: the image reference sits there
 
@@ -43,17 +45,12 @@ class ImagePull:
         f = kube.facts(obs)
         reasons = kube.reason_lines(f, *_REASONS)
         events = [e for e in f.events if any(r in e.message for r in _REASONS)]
-        pulls = [e for e in f.events if _PULL_FAILED.search(e.message)]
-        pulls += [
-            line
-            for line in kube.lines_of(obs)
-            if _PULL_FAILED.search(line.text) and not any(line == e.line for e in pulls)
-        ][:1]
+        pulls = [e.line for e in f.events if _PULL_FAILED.search(e.message)]
+        pulls += [line for line in kube.lines_of(obs) if _PULL_FAILED.search(line.text)]
         if not (reasons or events):
             return None
         case = Case()
-        failure = next(iter(pulls), None)
-        failure_line = failure.line if isinstance(failure, kube.Event) else failure
+        failure_line = next(iter(pulls), None)
         why = "the image could not be pulled"
         if failure_line is not None:
             quote, why = _cause_evidence(failure_line)
@@ -75,7 +72,6 @@ class ImagePull:
         deploy = s.recent_deploy(obs)
         case.add(0.05 if deploy else 0.0, s.deploy_evidence(deploy) if deploy else None)
 
-        workload = kube.workload(ctx, obs)
         back = kube.rollback_possible(ctx, obs)
         ref = f" {image[1]}" if image else ""
         previous = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from agent.offline import signals as s
@@ -144,7 +144,10 @@ _RS_HASH = re.compile(r"-[a-z0-9]{6,10}-[a-z0-9]{5}$")
 _JOB = re.compile(r"^\s*(Backoff Limit|Pods Statuses|Completions|Parallelism):\s")
 _REVISION = re.compile(r"deployment\.kubernetes\.io/revision:\s*(\d+)")
 _OLD_RS = re.compile(r"^\s*OldReplicaSets:\s*(?P<value>.*)$")
-_POLICY = re.compile(r"NetworkPolicy/(?P<name>[\w.-]+)|^\s*kind:\s*NetworkPolicy\b")
+_POLICY = re.compile(
+    r"NetworkPolicy/(?P<name>[\w.-]+)|^\s*kind:\s*NetworkPolicy\b|"
+    r"isolated for egress connectivity"
+)
 _CONFIG_ENTRY = re.compile(r"^\s+(?P<key>[A-Z][A-Z0-9_]{2,}):\s+(?P<value>\S.*)$")
 _ENV_ENTRY = re.compile(r"^\s+(?P<key>[A-Z][A-Z0-9_]{2,})=(?P<value>\S+)")
 
@@ -255,7 +258,7 @@ def workload(ctx: IncidentContext, obs: Observations) -> Workload:
     labels a failed Job's alert with `job_name`)."""
     seen = facts(obs).workload
     if s.alert_label(ctx, "job_name") or re.search(r"KubeJob", ctx.title + str(ctx.labels)):
-        seen = Workload(**{**_fields(seen), "job": True})
+        seen = replace(seen, job=True)
     return seen
 
 
@@ -266,8 +269,33 @@ def rollback_possible(ctx: IncidentContext, obs: Observations) -> bool:
     return back if back is not None else s.recent_deploy(obs) is not None
 
 
-def _fields(w: Workload) -> dict[str, object]:
-    return {name: getattr(w, name) for name in Workload.__dataclass_fields__}
+_TOP_ROW = re.compile(r"^(?P<name>[a-z0-9][\w.-]*)\s+(?P<cpu>\d+)m\s+\d+[KMG]i\s*$")
+_AT_LIMIT = 0.9
+
+
+def _millicores(quantity: str) -> float | None:
+    """A CPU quantity (`500m`, `2`, `1.5`) in millicores."""
+    try:
+        return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
+    except ValueError:
+        return None
+
+
+def cpu_at_limit(obs: Observations) -> tuple[Line, Line] | None:
+    """(`kubectl top pod` row, `cpu:` limit line) when a pod uses 90 % or more of its CPU limit."""
+    limits = [c.limits["cpu"] for c in facts(obs).containers if "cpu" in c.limits]
+    if not limits:
+        return None
+    limit_line = limits[0]
+    limit = _millicores(limit_line.text.split(":", 1)[1].strip())
+    for line in lines_of(obs):
+        if (
+            (m := _TOP_ROW.match(line.text.strip()))
+            and limit
+            and int(m["cpu"]) >= _AT_LIMIT * limit
+        ):
+            return line, limit_line
+    return None
 
 
 def reason_lines(f: Facts, *reasons: str) -> list[Line]:

@@ -44,7 +44,11 @@ class OomKilled:
             return None
         case = Case()
         container = killed[0] if killed else None
-        slot = next((x for x in container.slots() if x.reason == "OOMKilled"), None) if container else None
+        slot = (
+            next((x for x in container.slots() if x.reason == "OOMKilled"), None)
+            if container
+            else None
+        )
         if slot is not None and slot.reason_line is not None:
             case.add(0.5, slot.reason_line.evidence())
         else:
@@ -74,7 +78,9 @@ class OomKilled:
             if instant
             else " Memory grows while it runs until it reaches the limit."
         )
-        restarts = f", restarted {container.restarts} times" if container and container.restarts else ""
+        restarts = (
+            f", restarted {container.restarts} times" if container and container.restarts else ""
+        )
         return case.finding(
             self,
             headline=f"{name} OOMKilled at its {limit_text} memory limit",

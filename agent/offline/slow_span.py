@@ -16,7 +16,9 @@ _SPAN = re.compile(
     r"^(?P<prefix>[\s│├└─|`+\\-]*)(?P<name>[^\s│├└─(][^()]*?) \((?P<service>[\w.-]+)\)"
     r"\s+-\s+(?P<ms>\d+(?:\.\d+)?)\s*ms\b"
 )
-_ATTRIBUTE = re.compile(r"\b(?P<key>db\.[a-z_.]+|peer\.service|net\.peer\.name):\s*(?P<value>\S.*)$")
+_ATTRIBUTE = re.compile(
+    r"\b(?P<key>db\.[a-z_.]+|peer\.service|net\.peer\.name):\s*(?P<value>\S.*)$"
+)
 _DB_NAME = re.compile(r"postgres|mysql|mariadb|\bsql\b|mongo|redis|cassandra|\bdb\b|query", re.I)
 _ALERT = re.compile(r"latency|slow|duration|p9\d", re.IGNORECASE)
 MIN_SHARE = 0.5  # the span holds at least half the request's time
@@ -35,8 +37,10 @@ class Span:
 
     @property
     def is_db(self) -> bool:
-        return "db.system" in self.attributes or "db.statement" in self.attributes or bool(
-            _DB_NAME.search(self.name)
+        return (
+            "db.system" in self.attributes
+            or "db.statement" in self.attributes
+            or bool(_DB_NAME.search(self.name))
         )
 
 
@@ -70,9 +74,7 @@ class SlowSpan:
 
     def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
         db = [
-            x
-            for x in spans(obs)
-            if x.is_db and x.ms >= MIN_MS and x.ms >= MIN_SHARE * _root(x).ms
+            x for x in spans(obs) if x.is_db and x.ms >= MIN_MS and x.ms >= MIN_SHARE * _root(x).ms
         ]
         if not db:
             return None

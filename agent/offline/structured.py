@@ -101,7 +101,9 @@ def _record(index: int, line: str, data: dict[str, object]) -> Record:
     level = next((_level(flat[k]) for k in _LEVEL_KEYS if k in flat), None)
     message = next((str(flat[k]) for k in _MESSAGE_KEYS if isinstance(flat.get(k), str)), "")
     numbers = {
-        k: float(v) for k, v in flat.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        k: float(v)
+        for k, v in flat.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
     }
     text = {k: v for k, v in flat.items() if isinstance(v, str)}
     return Record(index, line, level, message, numbers, text)
