@@ -13,11 +13,11 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
-import uvicorn
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app import logs
 from bot.app.config import Config, ConfigError, load_config
+from bot.app.exposure import open_doors
 from bot.incidents.models import Incident
 
 T = TypeVar("T")
@@ -47,7 +47,7 @@ def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | No
     # uvicorn re-raises SIGTERM after its graceful shutdown: exit 0 through `finally` blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     from bot.app.runtime import Runtime
-    from bot.app.server.app import BotServer, create_app
+    from bot.app.server.app import BotServer, create_app, server_config
 
     async def main() -> None:
         runtime = await Runtime.create(cfg)
@@ -55,13 +55,8 @@ def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | No
             runtime.after_start.append(after_start)
         server = BotServer(
             runtime,
-            uvicorn.Config(
-                create_app(runtime),
-                host=cfg.http.host,
-                port=cfg.http.port,
-                log_level="warning",
-                timeout_graceful_shutdown=10,
-                lifespan="on",
+            server_config(
+                create_app(runtime), cfg.http.host, cfg.http.port, timeout_graceful_shutdown=10
             ),
         )
         await server.serve()
@@ -74,6 +69,9 @@ def run(config: ConfigOpt = None) -> None:
     """The bot process: HTTP server, chat adapters, workers, scheduler."""
     logs.setup()
     cfg = _load(config)
+    for problem in open_doors(cfg):
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1)
     where = cfg.source_path or "embedded default (SQLite ./opsbot.db, web console, offline agent)"
     typer.echo(
         f"opsbot: config {where}; listening on http://{cfg.http.host}:{cfg.http.port}", err=True
@@ -122,11 +120,28 @@ def demo(
 def check_config(config: ConfigOpt = None) -> None:
     """Validate the configuration; exit 1 with errors naming file, key and problem."""
     cfg = _load(config)
+    for problem in open_doors(cfg):
+        typer.echo(f"warning: {problem}", err=True)
     typer.echo(
         f"{cfg.source_path or '(embedded default)'}: OK — {len(cfg.services)} services, "
         f"{len(cfg.routes)} routes, {len(cfg.people)} people, "
         f"{len(cfg.llm.providers)} LLM providers"
     )
+
+
+@app.command("hash-password")
+def hash_password_cmd() -> None:
+    """Print a hash for people[].console.password_hash (password from the prompt or stdin)."""
+    from bot.app.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if not password:
+        typer.echo("error: an empty password is no password", err=True)
+        raise typer.Exit(1)
+    typer.echo(hash_password(password))
 
 
 def _sample_alert() -> dict[str, object]:

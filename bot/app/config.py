@@ -5,6 +5,7 @@ Errors name the file, the key and the problem. With no file, the embedded defaul
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import date, datetime, time
@@ -24,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from bot.app.passwords import check_hash_format
+
 DEFAULT_PATH = Path("config/opsbot.yaml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
@@ -40,7 +43,21 @@ class HttpConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = None
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_json_depth: int = Field(default=32, ge=2, le=200)
+    # Proxies (addresses or CIDRs) whose X-Forwarded-For names the client, as uvicorn's
+    # --forwarded-allow-ips; only they may vouch for a console user by header.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from exc
+        return v
 
 
 class StorageConfig(_Model):
@@ -49,6 +66,8 @@ class StorageConfig(_Model):
 
 class WebhooksConfig(_Model):
     token: str = ""
+    # A public bind without a token refuses to start unless this says it is intended.
+    allow_unauthenticated: bool = False
     sns_topics: list[str] = Field(default_factory=list)
     reopen_window_s: int = 3600
     # Test-only escape hatch: PEM certificate(s) trusted for SNS in place of AWS hosts.
@@ -158,7 +177,10 @@ class JiraConfig(_Model):
 
 class ConsoleConfig(_Model):
     enabled: bool = True
-    token: str = ""  # required when http.host is not loopback
+    token: str = ""  # a shared login (no name attached); people[].console gives each their own
+    session_ttl_s: int = Field(default=12 * 3600, gt=0)
+    session_secret: str = ""  # signs session cookies; random per process when empty
+    identity_header: str = ""  # e.g. X-Forwarded-User, believed only from http.trusted_proxies
 
 
 class RouteConfig(_Model):
@@ -222,6 +244,7 @@ class ErrorsConfig(_Model):
 class ShellAction(_Model):
     shell: list[str] = Field(min_length=1)
     timeout_s: float = 120.0
+    env: dict[str, str] = Field(default_factory=dict)  # on top of PATH, HOME and LANG only
 
 
 class HttpAction(_Model):
@@ -319,6 +342,20 @@ class ServiceConfig(_Model):
 Role = Literal["responder", "approver", "admin"]
 
 
+class ConsoleLogin(_Model):
+    """How one person signs in to the web console: a password (its hash) and/or a token."""
+
+    password_hash: str = ""  # from `opsbot hash-password`
+    token: str = ""
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_format(cls, v: str) -> str:
+        if v:
+            check_hash_format(v)
+        return v
+
+
 class PersonConfig(_Model):
     name: str
     aliases: list[str] = Field(default_factory=list)
@@ -328,6 +365,7 @@ class PersonConfig(_Model):
     jira: str | None = None
     email: str | None = None
     roles: list[Role] = Field(default_factory=lambda: list[Role](["responder"]))
+    console: ConsoleLogin | None = None
 
 
 class OverrideConfig(_Model):

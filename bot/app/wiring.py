@@ -91,7 +91,7 @@ def sources_for(
 def executor_for(spec: ActionSpec) -> Executor:
     match spec:
         case ShellAction():
-            return ShellExecutor(spec.shell, spec.timeout_s)
+            return ShellExecutor(spec.shell, spec.timeout_s, env=spec.env)
         case HttpAction(http=h):
             return HttpExecutor(h.url, h.method, h.headers, h.body, h.timeout_s)
         case DockerAction(docker=d):

@@ -7,7 +7,8 @@ from enum import StrEnum
 
 from agent.types import Diagnosis
 from bot.app.config import Config, PersonConfig
-from bot.app.server.console import is_loopback
+from bot.app.server.logins import LOCAL_USER
+from bot.app.server.peers import is_loopback
 from bot.chat.adapters.base import InboundMessage
 
 
@@ -39,23 +40,28 @@ class Decision:
 
 
 def actor_for(cfg: Config, msg: InboundMessage) -> Actor:
-    """The person behind a message; the local console user on loopback is an admin.
+    return actor_of(cfg, msg.platform, msg.user_id, msg.user_name)
+
+
+def actor_of(cfg: Config, platform: str, user_id: str, user_name: str = "") -> Actor:
+    """The person behind a user id; the local console user on a loopback bot is an admin.
 
     People are matched by the id the platform vouches for, never by `user_name`: a user or
     display name is chosen by its owner, and "ravi" from a stranger must not get Ravi's roles,
-    nor be shown as "@ravi" in the thread; someone not in the directory goes by that id.
+    nor be shown as "@ravi" in the thread; someone not in the directory goes by that id. The
+    console vouches for its users by login, so its user ids are people's names.
     """
-    person = cfg.person(msg.user_id)
+    person = cfg.person(user_id)
     if person is not None:
         return Actor(
-            msg.user_id,
+            user_id,
             person.aliases[0] if person.aliases else person.name,
             frozenset(person.roles),
             person,
         )
-    if msg.platform == "console" and is_loopback(cfg.http.host):
-        return Actor(msg.user_id, msg.user_name or "console", frozenset({"admin"}))
-    return Actor(msg.user_id, msg.user_id, frozenset(cfg.policy.unknown_user_roles))
+    if platform == "console" and user_id == LOCAL_USER and is_loopback(cfg.http.host):
+        return Actor(user_id, user_name or LOCAL_USER, frozenset({"admin"}))
+    return Actor(user_id, user_id, frozenset(cfg.policy.unknown_user_roles))
 
 
 def allow_listed(cfg: Config, service: str, action: str) -> Decision:

@@ -212,15 +212,18 @@ function signIn() {
   state.signingIn ??= new Promise((resolve) => {
     const dialog = $("login-dialog");
     const form = $("login-form");
+    const user = $("login-user");
     const input = $("login-token");
     const error = $("login-error");
     const submit = async (event) => {
       event.preventDefault();
       error.textContent = "";
+      const name = user.value.trim();
       try {
-        await postJson(LOGIN_PATH, { token: input.value });
+        await postJson(LOGIN_PATH, name ? { user: name, password: input.value } : { token: input.value });
       } catch (failure) {
-        error.textContent = failure.status === 401 ? "That token was not accepted." : failure.message;
+        const refused = name ? "That name and password were not accepted." : "That token was not accepted.";
+        error.textContent = failure.status === 401 ? refused : failure.message;
         input.select();
         return;
       }

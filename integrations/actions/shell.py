@@ -26,6 +26,7 @@ from integrations.errors import PermanentError
 # the daemon never meets a closed pipe.
 PIPE_GRACE_S = 1.0
 _CHUNK = 4096
+BASE_ENV = ("PATH", "HOME", "LANG")
 _draining: set[asyncio.Task[None]] = set()
 
 
@@ -84,8 +85,9 @@ def _outcome(code: int | None, timeout_s: float, stdout: str, stderr: str) -> tu
 class ShellExecutor:
     """Runs `argv` with `{service}`, `{replicas}`, `{delta}`, `{incident}` substituted.
 
-    The command also gets OPSBOT_ACTION, OPSBOT_SERVICE, OPSBOT_INCIDENT and OPSBOT_REQUESTED_BY
-    in its environment (on top of the bot's own and `env`), where no value is a risk to argv.
+    Its environment is PATH, HOME and LANG from the bot's, then `env`, then OPSBOT_ACTION,
+    OPSBOT_SERVICE, OPSBOT_INCIDENT and OPSBOT_REQUESTED_BY (where no value is a risk to argv):
+    never the bot's other variables, which hold its tokens.
     """
 
     def __init__(
@@ -104,7 +106,7 @@ class ShellExecutor:
 
     def _environment(self, params: ActionParams) -> dict[str, str]:
         return {
-            **os.environ,
+            **{k: os.environ[k] for k in BASE_ENV if k in os.environ},
             **self._env,
             "OPSBOT_ACTION": params.action,
             "OPSBOT_SERVICE": params.service,

@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.app.config import load_config
+from bot.app.passwords import verify_password
 from tests.fakes.bot_server import free_port, run_bot
+from tests.fakes.demo_service import eventually
 
 GOOD = """\
 http: {host: 127.0.0.1, port: 8099}
@@ -171,3 +174,83 @@ def test_send_test_alert_to_nothing_says_so(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"cannot reach {url}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def public_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "public.yaml"
+    path.write_text(
+        f"http: {{host: 0.0.0.0, port: {free_port()}}}\n"
+        f"storage: {{url: 'sqlite:///{tmp_path / 'bot.db'}'}}\n{extra}"
+    )
+    return path
+
+
+def test_run_refuses_a_public_bind_without_a_webhook_token(tmp_path: Path) -> None:
+    path = public_config(tmp_path)
+    refused = opsbot("run", "--config", str(path), cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "webhooks.token" in refused.stderr
+    assert "webhooks.allow_unauthenticated" in refused.stderr
+    assert not (tmp_path / "bot.db").exists()  # refused before anything started
+
+    checked = opsbot("check-config", "--config", str(path), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.startswith("warning: ") and "webhooks.token" in checked.stderr
+
+
+@pytest.mark.parametrize(
+    "extra", ["webhooks: {allow_unauthenticated: true}\n", "webhooks: {token: hush}\n"]
+)
+async def test_a_public_bind_starts_with_a_token_or_the_opt_out(tmp_path: Path, extra: str) -> None:
+    path = public_config(tmp_path, extra)
+    checked = opsbot("check-config", "--config", str(path), cwd=tmp_path)
+    assert (checked.returncode, checked.stderr) == (0, "")
+    port = load_config(path).http.port
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "--config",
+        str(path),
+        cwd=tmp_path,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "OPSBOT_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+
+            async def healthy() -> bool:
+                try:
+                    return (await client.get("/healthz")).status_code == 200
+                except httpx.TransportError:
+                    assert proc.returncode is None, "opsbot run exited"
+                    return False
+
+            await eventually(healthy, timeout_s=30)
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == 0
+
+
+def test_hash_password_makes_a_hash_the_config_accepts(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "hash-password"],
+        input="correct horse\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    digest = done.stdout.strip()
+    assert verify_password("correct horse", digest)
+    assert not verify_password("wrong horse", digest)
+    path = tmp_path / "people.yaml"
+    path.write_text(f"people: [{{name: Ravi, console: {{password_hash: '{digest}'}}}}]\n")
+    assert opsbot("check-config", "--config", str(path), cwd=tmp_path).returncode == 0
+    path.write_text("people: [{name: Ravi, console: {password_hash: 'plaintext'}}]\n")
+    bad = opsbot("check-config", "--config", str(path), cwd=tmp_path)
+    assert bad.returncode == 1
+    assert "people.0.console.password_hash" in bad.stderr

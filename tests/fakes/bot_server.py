@@ -16,7 +16,7 @@ import uvicorn
 
 from bot.app.config import Config
 from bot.app.runtime import Runtime
-from bot.app.server.app import create_app
+from bot.app.server.app import create_app, server_config
 
 
 def free_port() -> int:
@@ -70,9 +70,7 @@ async def run_bot(cfg: Config, *, background_worker: bool = False) -> AsyncItera
     cfg.http.port = port
     runtime = await Runtime.create(cfg)
     app = create_app(runtime, manage_runtime=False)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

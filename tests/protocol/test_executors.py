@@ -4,6 +4,7 @@ server, and fake Kubernetes and Docker Engine API servers reached by their real 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -221,6 +222,29 @@ async def test_shell_refuses_unsafe_or_missing_placeholders(
     assert not result.ok
     assert result.summary.startswith(f"scale_up {service}: refused:")
     assert not marker.exists()
+
+
+async def test_shell_runs_with_its_own_env_and_a_minimal_base_not_the_bots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-bot-secret-000000000000")
+    monkeypatch.setenv("OPSBOT_ADMIN_TOKEN", "admin-secret-0001")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    script = "import json, os; print(json.dumps(dict(os.environ)))"
+    executor = ShellExecutor([sys.executable, "-c", script], 10, env={"KUBECONFIG": "/etc/kube"})
+    result = await executor.run(RESTART)
+    seen = json.loads(result.output)
+    assert set(seen) - {"PWD", "SHLVL", "_", "LC_CTYPE"} == {
+        "PATH",
+        "HOME",
+        "LANG",
+        "KUBECONFIG",
+        "OPSBOT_ACTION",
+        "OPSBOT_SERVICE",
+        "OPSBOT_INCIDENT",
+        "OPSBOT_REQUESTED_BY",
+    }
+    assert (seen["KUBECONFIG"], seen["LANG"]) == ("/etc/kube", "C.UTF-8")
 
 
 async def test_shell_missing_command_cannot_be_reached() -> None:

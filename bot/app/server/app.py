@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
+from typing import Any
 
 import structlog
 import uvicorn
@@ -34,6 +35,21 @@ class BotServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def server_config(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for the bot. Its own proxy-header handling is off: the console guard
+    reads X-Forwarded-For itself, and only from `http.trusted_proxies`, since it must still know
+    the connection's peer to decide whom to believe."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        proxy_headers=False,
+        **options,
+    )
+
+
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     """The app around a runtime; with `manage_runtime` its lifespan starts and stops it."""
 
@@ -49,7 +65,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
 
     app = FastAPI(title="opsbot", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
     app.state.runtime = runtime
-    app.state.guard = console.ConsoleGuard(runtime.cfg.http.host, runtime.cfg.console.token)
+    app.state.guard = console.ConsoleGuard(runtime.cfg)
     for r in (webhooks.router, ops.router, api.router, admin.router, console.router):
         app.include_router(r)
     for mount in runtime.http_mounts:
