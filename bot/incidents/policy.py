@@ -43,7 +43,7 @@ def actor_for(cfg: Config, msg: InboundMessage) -> Actor:
     return actor_of(cfg, msg.platform, msg.user_id, msg.user_name)
 
 
-def actor_of(cfg: Config, platform: str, user_id: str, user_name: str = "") -> Actor:
+def actor_of(cfg: Config, platform: str, user_id: str, user_name: str | None = None) -> Actor:
     """The person behind a user id; the local console user on a loopback bot is an admin.
 
     People are matched by the id the platform vouches for, never by `user_name`: a user or
