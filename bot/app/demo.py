@@ -141,6 +141,8 @@ def demo_config(directory: Path, bot_port: int, shop_port: int) -> Config:
                                 str(directory),
                             ],
                             "timeout_s": 30,
+                            # the same code as this bot, whichever checkout or install it is
+                            "env": {"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
                         }
                     },
                     "approval": "approve",
