@@ -512,6 +512,13 @@ class Config(_Model):
             return who.removeprefix("oncall:") in self.oncall.rotations
         return self.person(who) is not None
 
+    def whatsapp_number(self, who: str) -> str | None:
+        """A route's `whatsapp:` entry (a person, or a number) → the number to message."""
+        person = self.person(who)
+        if person is not None:
+            return person.whatsapp
+        return who if who.startswith("+") else None
+
     def escalation_for(self, labels: dict[str, str]) -> str | None:
         """The escalation policy an incident follows: its route's, else the first matching."""
         route = self.route_for(labels)

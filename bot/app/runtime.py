@@ -22,10 +22,12 @@ from bot.app.wiring import provider_chain
 from bot.chat.adapters.base import ChatAdapter
 from bot.chat.adapters.console import ConsoleAdapter
 from bot.chat.adapters.slack import SlackAdapter
+from bot.chat.adapters.whatsapp import WhatsAppAdapter
 from bot.chat.conversation import Conversation
 from bot.chat.events import EventBus
 from bot.chat.router import Router
-from bot.incidents import actions
+from bot.incidents import actions, delivery
+from bot.incidents.delivery import DeliveryStatus
 from bot.incidents.diagnosis import Diagnoser
 from bot.incidents.escalation import Escalator
 from bot.incidents.memory import StoreDiagnosisCache
@@ -99,6 +101,10 @@ class Runtime:
             slack = SlackAdapter(cfg.slack, self.router.accept)
             self.add_adapter(slack)
             self.http_mounts.append(slack.mount)
+        if cfg.whatsapp.enabled:
+            whatsapp = WhatsAppAdapter(cfg, store, self.router.accept, self._on_delivery_status)
+            self.add_adapter(whatsapp)
+            self.http_mounts.append(whatsapp.mount)
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -117,6 +123,15 @@ class Runtime:
         if item.kind in CHAT_KINDS or item.kind in ("inbound", "direct"):
             async with self.store.write() as conn:
                 await stats.bump(conn, stats.DROPPED)
+
+    async def _on_delivery_status(self, report: DeliveryStatus) -> None:
+        """A platform's delivery report; a failed page escalates at once."""
+        async with self.store.write() as conn:
+            failed = await delivery.record_status(conn, self.cfg, report, self.escalator.clock())
+        if failed is not None and self.scheduler.running:
+            self.scheduler.add_job(
+                self.escalator.tick, id=f"escalate-{failed}", replace_existing=True
+            )
 
     async def start_adapters(self) -> None:
         """Connect adapters that hold a connection of their own (Slack Socket Mode, Discord)."""

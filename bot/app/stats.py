@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bot.incidents import delivery
 from bot.incidents.models import aware
 from bot.queue import outbox
 from bot.store import schema as t
@@ -57,4 +58,5 @@ async def compute(conn: AsyncConnection) -> dict[str, Any]:
         "mtta_s": round(mean(ack), 1) if ack else None,
         "mttr_s": round(mean(res), 1) if res else None,
         "outbox": await outbox.counts(conn),
+        "messages": await delivery.counts(conn),  # to people, by delivery status (WhatsApp)
     }

@@ -52,7 +52,7 @@ def destinations(cfg: Config, labels: dict[str, str]) -> list[tuple[str, str]]:
     if cfg.discord.enabled:
         out += [("discord", c) for c in route.discord]
     if cfg.whatsapp.enabled:
-        out += [("whatsapp", p) for p in route.whatsapp]
+        out += [("whatsapp", n) for n in map(cfg.whatsapp_number, route.whatsapp) if n]
     asked = labels.get(ASKED_IN_LABEL)  # a manual incident also lives where it was opened
     if asked:
         platform, _, channel = asked.partition(":")
@@ -62,6 +62,19 @@ def destinations(cfg: Config, labels: dict[str, str]) -> list[tuple[str, str]]:
 
 
 ASKED_IN_LABEL = "opsbot_opened_in"
+
+
+async def conversations(conn: AsyncConnection, cfg: Config, inc: Incident) -> list[tuple[str, str]]:
+    """Where an incident's news goes: its route's destinations, and every conversation it was
+    posted in since (people paged by escalation hear the ack and the resolution too)."""
+    out = destinations(cfg, inc.labels)
+    rows = await conn.execute(
+        select(t.threads.c.platform, t.threads.c.channel)
+        .where(t.threads.c.incident_id == inc.id)
+        .order_by(t.threads.c.id)
+    )
+    out += [(p, c) for p, c in rows.tuples() if (p, c) not in out]
+    return out
 
 
 def _ordering_key(platform: str, channel: str, incident_id: str) -> str:
@@ -77,7 +90,10 @@ async def enqueue_root(
     only: tuple[str, str] | None = None,
 ) -> None:
     """Post the root message everywhere (new incident) or edit it (repeat, state change)."""
-    for platform, channel in [only] if only else destinations(cfg, inc.labels):
+    targets = [only] if only else destinations(cfg, inc.labels)
+    if not post and not only:
+        targets = await conversations(conn, cfg, inc)
+    for platform, channel in targets:
         key = _ordering_key(platform, channel, inc.id)
         if post:
             await outbox.enqueue(
@@ -112,7 +128,7 @@ async def enqueue_reply(
     """A threaded reply in every thread of the incident (or just one destination)."""
     from bot.chat.render import reply_to_json
 
-    targets = [only] if only else destinations(cfg, inc.labels)
+    targets = [only] if only else await conversations(conn, cfg, inc)
     for platform, channel in targets:
         await outbox.enqueue(
             conn,

@@ -17,7 +17,13 @@ from bot.incidents.models import utcnow
 from bot.store import Store
 from bot.store import schema as t
 from tests.fakes.bot_server import RunningBot, run_bot
-from tests.fakes.slack_api import FakeSlack, SlackSender, block_actions, slack_settings
+from tests.fakes.slack_api import (
+    FakeSlack,
+    SlackSender,
+    block_actions,
+    slack_settings,
+    slash_command,
+)
 
 ALERTS, RAVI, MEI = "C0ALERTS", "U024BE7LH", "U0MEI0001"
 
@@ -60,9 +66,13 @@ def escalation_config(bot_config: Callable[..., Config], **overrides: Any) -> Co
     return bot_config(**{**data, **overrides})
 
 
-def dms(fake: FakeSlack, user: str) -> list[str]:
-    """Texts the bot sent to a person's direct messages, roots and replies alike."""
-    return [c.params["text"] for c in fake.calls("chat.postMessage") if c.params["channel"] == user]
+def dms(fake: FakeSlack, user: str, *, roots: bool = False) -> list[str]:
+    """Texts the bot sent to a person's direct messages (only incident cards with `roots`)."""
+    return [
+        c.params["text"]
+        for c in fake.calls("chat.postMessage")
+        if c.params["channel"] == user and not (roots and c.params.get("thread_ts"))
+    ]
 
 
 async def fire(bot: RunningBot, body: dict[str, Any]) -> str:
@@ -86,7 +96,9 @@ async def test_unacknowledged_pages_the_next_step_then_repeats_the_last(
         incident_id = await fire(bot, sample_am)
         await bot.settle()
         # step 1 pages Ravi at once: the incident's card in his direct messages
-        assert [m.split(" · ")[0] for m in dms(fake_slack, RAVI)] == ["🔴 #1 checkout 5xx above 5%"]
+        assert [m.split(" · ")[0] for m in dms(fake_slack, RAVI, roots=True)] == [
+            "🔴 #1 checkout 5xx above 5%"
+        ]
         assert dms(fake_slack, MEI) == []
 
         clock.advance(299)
@@ -104,7 +116,7 @@ async def test_unacknowledged_pages_the_next_step_then_repeats_the_last(
         clock.advance(3600)
         assert await bot.runtime.escalator.tick() == 0  # the chain has run out
         await bot.settle()
-        assert len(dms(fake_slack, MEI)) == 2 and len(dms(fake_slack, RAVI)) == 1
+        assert len(dms(fake_slack, MEI)) == 2 and len(dms(fake_slack, RAVI, roots=True)) == 1
         steps = await timeline(bot, incident_id, "escalated")
         assert [s.split(":")[0] for s in steps] == [
             "Escalation step 1/2",
@@ -166,3 +178,39 @@ async def test_a_restart_between_steps_neither_loses_nor_doubles_a_step(
         async with bot.runtime.store.read() as conn:
             fired_steps = await conn.scalar(select(t.escalations.c.fired))
         assert fired_steps == 2
+
+
+async def test_who_is_on_call_is_answered_in_slack_and_the_console(
+    bot_config: Callable[..., Config], fake_slack: FakeSlack, sample_am: dict[str, Any]
+) -> None:
+    rotation = {
+        "people": ["mei"],
+        "handoff": "daily",
+        "timezone": "Asia/Singapore",
+        "start": "2026-01-01",
+    }
+    cfg = escalation_config(
+        bot_config,
+        slack=slack_settings(fake_slack),
+        oncall={"rotations": {"primary": rotation}},
+    )
+    async with run_bot(cfg) as bot:
+        incident_id = await fire(bot, sample_am)
+        await bot.settle()
+        resp = await SlackSender(bot.client).command(
+            slash_command("", channel=ALERTS, command="/oncall")
+        )
+        assert resp.status_code == 200
+        await bot.settle()
+        answer = fake_slack.calls("chat.postMessage")[-1].params
+        assert answer["channel"] == ALERTS
+        assert answer["text"].startswith("On call — primary: Mei Chen until ")
+        assert answer["text"].endswith("09:00 Asia/Singapore")
+
+        said = await bot.client.post(
+            f"/api/incidents/{incident_id}/messages", json={"text": "who is on call?"}
+        )
+        assert said.status_code == 202
+        await bot.settle()
+        messages = (await bot.client.get(f"/api/incidents/{incident_id}")).json()["messages"]
+        assert "primary: Mei Chen" in messages[-1]["text"]
