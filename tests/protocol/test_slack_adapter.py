@@ -417,7 +417,10 @@ def test_manifest_points_slack_at_what_the_adapter_serves() -> None:
         "message.channels",
         "message.groups",
     }
-    assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/incident"]
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == [
+        "/incident",
+        "/oncall",
+    ]
     assert {"chat:write", "commands", "app_mentions:read"} <= set(
         manifest["oauth_config"]["scopes"]["bot"]
     )
