@@ -16,6 +16,7 @@ from bot.incidents.escalation import Escalator
 from bot.incidents.models import utcnow
 from bot.store import Store
 from bot.store import schema as t
+from tests.e2e.test_postgres import pg_url  # noqa: F401  (a fixture)
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.slack_api import (
     FakeSlack,
@@ -214,3 +215,37 @@ async def test_who_is_on_call_is_answered_in_slack_and_the_console(
         await bot.settle()
         messages = (await bot.client.get(f"/api/incidents/{incident_id}")).json()["messages"]
         assert "primary: Mei Chen" in messages[-1]["text"]
+
+
+async def test_replicas_on_postgresql_fire_each_step_once(
+    bot_config: Callable[..., Config],
+    pg_url: str,  # noqa: F811  (the fixture imported above)
+    sample_am: dict[str, Any],
+) -> None:
+    policy = {
+        "steps": [
+            {"notify": ["ravi"], "channels": ["console"], "wait_s": 60},
+            {"notify": ["mei"], "channels": ["console"], "wait_s": 60},
+        ],
+        "repeat": 3,
+    }
+    cfg = escalation_config(
+        bot_config,
+        storage={"url": pg_url},
+        routes=[{"match": {}}],
+        oncall={"policies": {"p": policy}},
+    )
+    async with run_bot(cfg) as bot:
+        incident_id = await fire(bot, sample_am)
+        clock = Clock()
+        stores = [await Store.open(pg_url, migrate=False) for _ in range(4)]
+        try:
+            replicas = [Escalator(cfg, store, clock) for store in stores]
+            for expected in (1, 1, 1, 1, 0):  # step 2 and three repeats, then nothing
+                clock.advance(61)
+                fired = await asyncio.gather(*(r.tick() for r in replicas))
+                assert sum(fired) == expected
+        finally:
+            for store in stores:
+                await store.close()
+        assert len(await timeline(bot, incident_id, "escalated")) == 5
