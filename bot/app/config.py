@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from bot.app.passwords import check_hash_format
+from integrations.alerts import SERVICE_LABELS, service_from_labels
 
 DEFAULT_PATH = Path("config/opsbot.yaml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -72,6 +73,8 @@ class WebhooksConfig(_Model):
     reopen_window_s: int = 3600
     # Test-only escape hatch: PEM certificate(s) trusted for SNS in place of AWS hosts.
     sns_trusted_cert_file: str | None = None
+    # Alert labels that name the service, first present wins (`pod` without its generated suffix).
+    service_labels: list[str] = Field(default_factory=lambda: list(SERVICE_LABELS))
 
 
 class AdminConfig(_Model):
@@ -533,14 +536,20 @@ class Config(_Model):
             None,
         )
 
+    def label_service(self, labels: dict[str, str]) -> str | None:
+        """The service the alert's labels name, in the configured order."""
+        return service_from_labels(labels, self.webhooks.service_labels)
+
     def route_for(self, labels: dict[str, str]) -> RouteConfig | None:
         """First matching route wins (Alertmanager semantics)."""
         return next((r for r in self.routes if r.matches(labels)), None)
 
     def service_for(self, labels: dict[str, str], name: str | None = None) -> str | None:
-        """The configured service an alert belongs to: by name, then by `match` labels."""
-        if name and name in self.services:
-            return name
+        """The configured service an alert belongs to: by name, by the service its labels name
+        (webhooks.service_labels), then by `match` labels."""
+        for candidate in (name, self.label_service(labels)):
+            if candidate and candidate in self.services:
+                return candidate
         for svc, sc in self.services.items():
             if sc.match and all(labels.get(k) == v for k, v in sc.match.items()):
                 return svc

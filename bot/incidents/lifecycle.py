@@ -384,7 +384,11 @@ async def _ingest_group(
             inc = await get(conn, inc.id)
         else:
             first = firing[0]
-            service = cfg.service_for(first.labels, first.service) or first.service
+            service = (
+                cfg.service_for(first.labels, first.service)
+                or cfg.label_service(first.labels)
+                or first.service
+            )
             inc = await _open_incident(conn, cfg, first, service, now)
             new = inc.alert_count == 0  # 0 only when this call created it
     known = await _upsert_alerts(conn, inc.id, group, now, new=new)

@@ -7,14 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from integrations.alerts.model import Alert, AlertStatus, Severity
+from integrations.alerts.model import Alert, AlertStatus, Severity, service_from_labels
 from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
 
 SOURCE = "alertmanager"
 SUPPORTED_VERSION = "4"
-
-# Labels that name the workload, most specific first.
-_SERVICE_LABELS = ("service", "app", "app_kubernetes_io_name", "container", "job")
 
 _FNV64_OFFSET = 0xCBF29CE484222325
 _FNV64_PRIME = 0x100000001B3
@@ -74,7 +71,7 @@ def _to_alert(group_key: str, alert: _AmAlert) -> Alert:
         severity=Severity.parse(labels.get("severity")),
         starts_at=alert.starts_at,
         ends_at=_ends_at(alert),
-        service=next((labels[name] for name in _SERVICE_LABELS if labels.get(name)), None),
+        service=service_from_labels(labels),
         labels=dict(labels),
         annotations=dict(alert.annotations),
         generator_url=alert.generator_url or None,

@@ -2,9 +2,46 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+
+# Labels that name the workload, in the order they are trusted. Kubernetes alerts
+# (kube-prometheus) carry no `service`: the app label, the Deployment, the Job, the container or
+# the pod name (without its ReplicaSet hash) say whose incident it is. Prometheus label names
+# cannot hold "." or "/", so app.kubernetes.io/name also arrives sanitized. `job` (the scrape
+# job) comes last: for kube-state-metrics alerts it names the exporter, not the workload.
+SERVICE_LABELS: tuple[str, ...] = (
+    "service",
+    "app.kubernetes.io/name",
+    "app_kubernetes_io_name",
+    "label_app_kubernetes_io_name",
+    "app",
+    "label_app",
+    "deployment",
+    "job_name",
+    "container",
+    "pod",
+    "job",
+)
+# A pod's generated suffix: ReplicaSet hash + random (Deployments), random (Jobs, DaemonSets),
+# ordinal (StatefulSets).
+_SAFE = "[bcdfghjklmnpqrstvwxz2-9]"  # the alphabet Kubernetes generates names from
+_POD_SUFFIX = re.compile(rf"-{_SAFE}{{5,10}}-{_SAFE}{{2,5}}$|-{_SAFE}{{5}}$|-\d+$")
+
+
+def service_from_labels(
+    labels: Mapping[str, str], order: Sequence[str] = SERVICE_LABELS
+) -> str | None:
+    """The service an alert's labels name: the first of `order` present; a `pod` label counts
+    without its generated suffix (checkout-7d9f6c8b5-x2v4q is checkout)."""
+    for name in order:
+        value = (labels.get(name) or "").strip()
+        if value:
+            return _POD_SUFFIX.sub("", value) or value if name == "pod" else value
+    return None
 
 
 class AlertStatus(StrEnum):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from integrations.alerts import alertmanager, generic, sns
+from integrations.alerts import alertmanager, generic, service_from_labels, sns
 from integrations.alerts.model import AlertStatus, Severity
 from integrations.errors import PayloadError
 
@@ -475,3 +475,45 @@ def test_malformed_payload_names_the_field(
         PARSERS[source](body)
     assert caught.value.field == field
     assert words in str(caught.value)
+
+
+# --- Service from Kubernetes labels ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("labels", "service"),
+    [
+        # kube-prometheus KubePodCrashLooping: no service, only container, pod and the exporter.
+        (
+            {
+                "alertname": "KubePodCrashLooping",
+                "job": "kube-state-metrics",
+                "pod": "checkout-7d9f6c-x2",
+            },
+            "checkout",
+        ),
+        (
+            {"job": "kube-state-metrics", "pod": "checkout-7d9f6c8b5-x2v4q", "container": "api"},
+            "api",
+        ),
+        (
+            {"alertname": "KubeJobFailed", "job": "kube-state-metrics", "job_name": "nightly"},
+            "nightly",
+        ),
+        ({"job": "kube-state-metrics", "deployment": "cart", "container": "main"}, "cart"),
+        ({"app_kubernetes_io_name": "search", "app": "legacy", "pod": "x-1"}, "search"),
+        ({"app": "billing", "service": "billing-api"}, "billing-api"),
+        ({"job": "kube-state-metrics", "pod": "kafka-2"}, "kafka"),
+        ({"job": "node-exporter"}, "node-exporter"),
+    ],
+)
+def test_alertmanager_service_comes_from_the_workload_labels(
+    labels: dict[str, str], service: str
+) -> None:
+    [alert] = alertmanager.parse(_am_payload(_am_alert(labels=labels)))
+    assert alert.service == service
+
+
+def test_a_pod_name_keeps_words_that_are_not_a_generated_suffix() -> None:
+    assert service_from_labels({"pod": "web-proxy"}) == "web-proxy"
+    assert service_from_labels({"pod": "web-proxy"}, order=("service",)) is None

@@ -203,3 +203,17 @@ def test_errors_name_the_file_the_key_and_the_problem(text: str, expected: list[
 def test_unreadable_file_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"missing\.yaml: cannot read"):
         load_config(Path("missing.yaml"))
+
+
+def test_a_kubernetes_alert_finds_its_service_config_by_workload_labels(tmp_path: Path) -> None:
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(
+        "services:\n  checkout: {health_url: 'http://127.0.0.1:9/health'}\n"
+        "  api: {health_url: 'http://127.0.0.1:9/health'}\n"
+    )
+    cfg = load_config(path)
+    crash = {"alertname": "KubePodCrashLooping", "pod": "checkout-7d9f6c-x2", "container": "api"}
+    assert cfg.service_for(crash) == "api"  # container comes before pod by default
+    path.write_text(path.read_text() + "webhooks:\n  service_labels: [service, pod]\n")
+    assert load_config(path).service_for(crash) == "checkout"
+    assert load_config(path).service_for({"alertname": "x"}) is None
