@@ -28,6 +28,7 @@ from agent.types import (
     Observations,
     ProposedAction,
 )
+from agent.verdict import reconcile
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -110,10 +111,14 @@ class DiagnosisPipeline:
             live = await _guarded(
                 "llm", lambda: investigator.investigate(ctx, sources, findings), notes
             )
-            if live is not None:
-                if (cache := self._cache) is not None:
-                    await _guarded("cache", lambda: cache.put(ctx.signature, live), notes)
-                return live
+            verdict = reconcile(live, findings) if live is not None else None
+            if verdict is not None and verdict.rejected is not None:
+                notes.append(f"llm: answer set aside ({verdict.rejected})")
+            if verdict is not None:
+                answer = verdict.diagnosis
+                if (cache := self._cache) is not None and verdict.rejected is None:
+                    await _guarded("cache", lambda: cache.put(ctx.signature, answer), notes)
+                return answer
             cached = await _guarded("cache", lambda: self._cached(ctx), notes)
             if cached is not None:
                 return cached

@@ -191,7 +191,7 @@ def eval_scenarios(
     """Replay scenario files through the diagnosis pipeline and score them."""
     from agent.eval import ScenarioError, format_report, offline_pipeline, run_eval
     from agent.pipeline import DiagnosisPipeline
-    from bot.app.wiring import provider_chain
+    from bot.app.wiring import pipeline_settings, provider_chain
 
     if not directory.is_dir():
         typer.echo(f"error: {directory} is not a directory", err=True)
@@ -199,13 +199,14 @@ def eval_scenarios(
     logs.setup("WARNING")
     diagnose = offline_pipeline
     if llm:
-        chain = provider_chain(_load(config).llm)
+        settings = _load(config).llm
+        chain = provider_chain(settings)
         if chain is None:
             typer.echo(
                 "error: --llm needs llm.providers in the config (or OPENAI_API_KEY)", err=True
             )
             raise typer.Exit(2)
-        diagnose = DiagnosisPipeline(chain, None).diagnose
+        diagnose = DiagnosisPipeline(chain, None, pipeline_settings(settings)).diagnose
     try:
         report = asyncio.run(run_eval(directory, diagnose))
     except ScenarioError as exc:

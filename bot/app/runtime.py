@@ -13,12 +13,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from agent.loop import InvestigationLimits
-from agent.pipeline import DiagnosisPipeline, PipelineSettings
+from agent.pipeline import DiagnosisPipeline
 from bot.app import metrics, stats
 from bot.app.chaos import ChaosSwitch
 from bot.app.config import Config
-from bot.app.wiring import provider_chain
+from bot.app.wiring import pipeline_settings, provider_chain
 from bot.chat.adapters.base import ChatAdapter
 from bot.chat.adapters.console import ConsoleAdapter
 from bot.chat.adapters.slack import SlackAdapter
@@ -61,18 +60,7 @@ class Runtime:
         self.chain = provider_chain(cfg.llm)
         self.chaos = ChaosSwitch(store, self._apply_chaos)
         self.pipeline = DiagnosisPipeline(
-            self.chain,
-            StoreDiagnosisCache(store),
-            PipelineSettings(
-                cache_ttl_s=cfg.llm.cache_ttl_s,
-                limits=InvestigationLimits(
-                    max_tool_rounds=cfg.llm.max_tool_rounds,
-                    timeout_s=cfg.llm.investigation_timeout_s,
-                    token_budget=cfg.llm.investigation_token_budget,
-                    tool_output_budget_chars=cfg.llm.tool_output_budget_chars,
-                ),
-                redact_patterns=tuple(cfg.llm.redact_patterns),
-            ),
+            self.chain, StoreDiagnosisCache(store), pipeline_settings(cfg.llm)
         )
         self.diagnoser = Diagnoser(cfg, store, self.pipeline)
         self.conversation = Conversation(cfg, store, self.router, self.chaos, self.chain)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from agent.llm.chain import ProviderChain, ProviderSettings
+from agent.loop import InvestigationLimits
+from agent.pipeline import PipelineSettings
 from agent.sources import PastIncidentSource, Sources
 from bot.app.config import (
     ActionSpec,
@@ -103,6 +105,20 @@ def executor_for(spec: ActionSpec) -> Executor:
         case EcsAction(ecs=e):
             return EcsExecutor(e.cluster, e.service, e.region, e.endpoint_url, e.operation)
     raise TypeError(f"unknown action spec {spec!r}")
+
+
+def pipeline_settings(llm: LlmConfig) -> PipelineSettings:
+    """The diagnosis pipeline exactly as configured: `opsbot run` and `opsbot eval --llm` alike."""
+    return PipelineSettings(
+        cache_ttl_s=llm.cache_ttl_s,
+        limits=InvestigationLimits(
+            max_tool_rounds=llm.max_tool_rounds,
+            timeout_s=llm.investigation_timeout_s,
+            token_budget=llm.investigation_token_budget,
+            tool_output_budget_chars=llm.tool_output_budget_chars,
+        ),
+        redact_patterns=tuple(llm.redact_patterns),
+    )
 
 
 def provider_chain(llm: LlmConfig) -> ProviderChain | None:

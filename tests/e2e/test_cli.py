@@ -16,6 +16,7 @@ from bot.app.config import load_config
 from bot.app.passwords import verify_password
 from tests.fakes.bot_server import free_port, run_bot
 from tests.fakes.demo_service import eventually
+from tests.fakes.openai_server import FakeOpenAI, tool_calls
 
 GOOD = """\
 http: {host: 127.0.0.1, port: 8099}
@@ -254,3 +255,40 @@ def test_hash_password_makes_a_hash_the_config_accepts(tmp_path: Path) -> None:
     bad = opsbot("check-config", "--config", str(path), cwd=tmp_path)
     assert bad.returncode == 1
     assert "people.0.console.password_hash" in bad.stderr
+
+
+def test_eval_llm_runs_the_pipeline_as_configured(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """`opsbot eval --llm` uses llm.max_tool_rounds (and the timeout) from the config, as
+    `opsbot run` does; a model that never answers properly ends in the offline diagnosis."""
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    scenario = {
+        "id": "worker-oom",
+        "title": "worker killed for memory",
+        "source": "generic",
+        "payload": {"service": "worker", "alert_type": "oom", "severity": "critical"},
+        "observations": {
+            "logs": [
+                "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"
+            ]
+        },
+        "expect": {"category": "memory_leak", "action": "restart", "evidence_keywords": []},
+    }
+    (scenarios / "worker-oom.json").write_text(json.dumps(scenario))
+    config = tmp_path / "opsbot.yaml"
+    config.write_text(
+        "llm:\n"
+        f"  providers: [{{name: local, base_url: '{fake_openai.base_url}', api_key: k, "
+        "model: tiny}]\n"
+        "  max_tool_rounds: 1\n"
+        "  investigation_timeout_s: 600\n"
+    )
+    fake_openai.default = tool_calls(("logs", {}))  # a model that only ever calls tools
+
+    done = opsbot("eval", str(scenarios), "--llm", "--json", "--config", str(config), cwd=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    [result] = json.loads(done.stdout)["results"]
+    assert (result["source"], result["category"]) == ("offline", "memory_leak")
+    # One tool round, the final ask, one repair: the default (4 rounds) would send 6.
+    assert len(fake_openai.requests) == 3

@@ -556,9 +556,10 @@ async def test_no_secret_reaches_the_provider_and_placeholders_are_restored(
         assert secret not in sent
     assert "[REDACTED:aws_key#1]" in sent
     assert d.root_cause == f"Key {secrets['aws']} is in the logs: rotate it."
-    assert d.evidence == [
-        Evidence(tool="logs", quote=f"postgres://app:{secrets['db']}@db.internal")
-    ]
+    # The model's quote, restored; the rules' own quote may follow it.
+    assert d.evidence[0] == Evidence(
+        tool="logs", quote=f"postgres://app:{secrets['db']}@db.internal"
+    )
 
 
 # --- follow-up questions -------------------------------------------------------------------
@@ -629,3 +630,32 @@ async def test_investigator_uses_the_rule_engines_hypotheses(fake_openai: FakeOp
     user = fake_openai.requests[0]["messages"][1]["content"]
     assert "category memory_leak (confidence 0.70)" in user
     assert json.dumps("heap grows until OOM") in user
+
+
+# --- a weak model never makes it worse -------------------------------------------------------
+
+
+async def test_an_answer_contradicting_strong_evidence_gives_way_to_the_rules(
+    fake_openai: FakeOpenAI,
+) -> None:
+    # A small model's typical answer: a valid object, a wrong category, a quote it made up.
+    fake_openai.script(
+        reply(answer([("logs", "disk is full on /var")], category="disk_full", action="none"))
+    )
+    result = await pipeline(ProviderChain([provider(fake_openai)])).run(context(), sources())
+    d = result.diagnosis
+    assert d.source is DiagnosisSource.OFFLINE
+    assert d.category is Category.MEMORY_LEAK
+    assert "set aside" in d.checks[0] and "disk_full" in d.checks[0]
+    assert any("answer set aside" in note for note in result.notes)
+    assert d.tokens.prompt > 0  # what the model cost is still reported
+
+
+async def test_an_agreeing_answer_stands_and_keeps_two_exact_quotes(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.script(reply(answer([("logs", "nothing like this was logged")])))
+    d = await pipeline(ProviderChain([provider(fake_openai)])).diagnose(context(), sources())
+    assert (d.source, d.category) == (DiagnosisSource.LIVE, Category.MEMORY_LEAK)
+    assert len(d.evidence) >= 2
+    assert any("OutOfMemoryError" in e.quote for e in d.evidence)
