@@ -50,6 +50,8 @@ async def gather(
         calls["errors"] = sources.errors.top_issues(TOP_ISSUES)
     if sources.health is not None:
         calls["health"] = sources.health.check()
+    if sources.kubernetes is not None:
+        calls["kubernetes"] = sources.kubernetes.state()
     if sources.past is not None:
         calls["past incidents"] = sources.past.fixes_for(ctx.signature)
     answers = await asyncio.gather(*(_bounded(n, c, timeout_s) for n, c in calls.items()))
@@ -61,6 +63,7 @@ async def gather(
     carried = [line for alert in ctx.alerts for line in alert.logs if line not in in_tail]
     obs = Observations(
         logs=list(dict.fromkeys(carried)) + tail,
+        kubernetes=list(got.get("kubernetes") or []),
         metrics=dict(got.get("metrics") or {}),
         deploys=list(got.get("deploys") or []),
         errors=list(got.get("errors") or []),

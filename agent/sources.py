@@ -12,6 +12,7 @@ from integrations.observability.model import (
     HealthSource,
     LogSource,
     MetricsSource,
+    WorkloadSource,
 )
 
 
@@ -36,4 +37,5 @@ class Sources:
     deploys: DeploySource | None = None
     errors: ErrorSource | None = None
     health: HealthSource | None = None
+    kubernetes: WorkloadSource | None = None
     past: PastIncidentSource | None = None

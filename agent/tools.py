@@ -119,9 +119,9 @@ def build_tools(sources: Sources, signature: str, budget_chars: int) -> list[Too
     if (logs := sources.logs) is not None:
 
         async def fetch_logs(args: Arguments) -> list[str]:
-            lines = await logs.tail(_int(args, "lines", DEFAULT_LOG_LINES, 1, MAX_LOG_LINES))
-            pattern = _pattern(args)
-            return [line for line in lines if pattern.search(line)] if pattern else lines
+            return _grepped(
+                await logs.tail(_int(args, "lines", DEFAULT_LOG_LINES, 1, MAX_LOG_LINES)), args
+            )
 
         tools.append(
             Tool(
@@ -213,6 +213,27 @@ def build_tools(sources: Sources, signature: str, budget_chars: int) -> list[Too
                 fetch=fetch_health,
             )
         )
+    if (kubernetes := sources.kubernetes) is not None:
+
+        async def fetch_kubernetes(args: Arguments) -> list[str]:
+            return _grepped(await kubernetes.state(), args)
+
+        tools.append(
+            Tool(
+                name="kubernetes",
+                description="The workload in Kubernetes as kubectl describe shows it: pod "
+                "phase, container states with reasons (OOMKilled, CrashLoopBackOff, "
+                "ImagePullBackOff) and exit codes, restart counts, limits, events, previous "
+                "container logs, Job status and rollout history (earlier revisions). Use grep "
+                "to keep only matching lines.",
+                parameters=_object(
+                    grep={"type": "string", "description": "only lines matching this regex"}
+                ),
+                budget_chars=budget_chars,
+                fetch=fetch_kubernetes,
+                cut=cut_logs,
+            )
+        )
     if (past := sources.past) is not None:
 
         async def fetch_past(args: Arguments) -> list[str]:
@@ -277,6 +298,12 @@ def _int(args: Arguments, key: str, default: int, low: int, high: int) -> int:
     except ValueError as exc:
         raise _BadArguments(f"{key} must be an integer") from exc
     return min(max(number, low), high)
+
+
+def _grepped(lines: list[str], args: Arguments) -> list[str]:
+    """The lines matching the `grep` argument, or all of them."""
+    pattern = _pattern(args)
+    return [line for line in lines if pattern.search(line)] if pattern else lines
 
 
 def _pattern(args: Arguments) -> re.Pattern[str] | None:

@@ -315,9 +315,29 @@ ActionSpec = Annotated[
 ]
 
 
+class KubernetesSourceConfig(_Model):
+    """Where the service runs in Kubernetes, for the investigation's `kubernetes` tool."""
+
+    namespace: str = "default"
+    deployment: str | None = None
+    job: str | None = None
+    selector: str | None = None  # a label selector for the pods, e.g. app=checkout
+    api_url: str | None = None  # None: the in-cluster service account
+    token: str = ""
+    verify_ssl: bool = True
+    log_lines: int = Field(default=50, gt=0)  # of each restarted container's previous run
+
+    @model_validator(mode="after")
+    def _names_a_workload(self) -> KubernetesSourceConfig:
+        if not (self.deployment or self.job or self.selector):
+            raise ValueError("set deployment, job or selector")
+        return self
+
+
 class ServiceConfig(_Model):
     match: dict[str, str] = Field(default_factory=dict)
     health_url: str | None = None
+    kubernetes: KubernetesSourceConfig | None = None
     logs: LogsConfig | None = None
     metrics: MetricsConfig | None = None
     repo: RepoConfig | None = None

@@ -26,6 +26,7 @@ from integrations.actions.shell import ShellExecutor
 from integrations.observability.cloudwatch import CloudWatchMetric, CloudWatchMetricsSource
 from integrations.observability.github import GitHubDeploySource
 from integrations.observability.health import HttpHealthSource
+from integrations.observability.kubernetes import KubernetesSource
 from integrations.observability.logs import (
     CloudWatchLogSource,
     FileLogSource,
@@ -68,6 +69,22 @@ def _metrics(svc: ServiceConfig) -> MetricsSource | None:
     return None
 
 
+def _kubernetes(svc: ServiceConfig) -> KubernetesSource | None:
+    k = svc.kubernetes
+    if k is None:
+        return None
+    return KubernetesSource(
+        k.namespace,
+        deployment=k.deployment,
+        job=k.job,
+        selector=k.selector,
+        api_url=k.api_url,
+        token=k.token,
+        verify_ssl=k.verify_ssl,
+        log_lines=k.log_lines,
+    )
+
+
 def sources_for(
     cfg: Config, service: str | None, past: PastIncidentSource | None = None
 ) -> Sources:
@@ -86,6 +103,7 @@ def sources_for(
         if errors and errors.sentry
         else None,
         health=HttpHealthSource(svc.health_url) if svc.health_url else None,
+        kubernetes=_kubernetes(svc),
         past=past,
     )
 

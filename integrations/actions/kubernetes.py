@@ -3,13 +3,11 @@ way kubectl does them, through kubernetes_asyncio."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, ApiException, AppsV1Api, Configuration
-from kubernetes_asyncio.config import ConfigException, load_incluster_config
 
 from integrations.actions.base import (
     ActionParams,
@@ -20,18 +18,11 @@ from integrations.actions.base import (
     scale_target,
     unsupported,
 )
-from integrations.errors import PermanentError, RateLimited, TransientError
+from integrations.errors import RateLimited, TransientError
+from integrations.kubernetes_api import api_message, configuration
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 _MERGE_PATCH = "application/merge-patch+json"
-
-
-def _api_message(exc: ApiException) -> str:
-    """The `message` of the Status object the API server answers errors with."""
-    try:
-        return str(json.loads(exc.body or b"")["message"])
-    except (TypeError, ValueError, KeyError):
-        return f"{exc.status} {exc.reason}"
 
 
 class KubernetesExecutor:
@@ -60,19 +51,7 @@ class KubernetesExecutor:
         self._timeout_s = timeout_s
 
     def _configuration(self) -> Configuration:
-        configuration = Configuration(host=self._api_url)
-        if self._api_url is None:
-            try:
-                load_incluster_config(client_configuration=configuration)
-            except ConfigException as exc:
-                raise PermanentError(
-                    f"no Kubernetes api_url configured and not running in a cluster: {exc}"
-                ) from exc
-        if self._token:
-            configuration.api_key = {"BearerToken": self._token}
-            configuration.api_key_prefix = {"BearerToken": "Bearer"}
-        configuration.verify_ssl = self._verify_ssl
-        return configuration
+        return configuration(self._api_url, self._token, self._verify_ssl)
 
     @property
     def _where(self) -> str:
@@ -131,11 +110,11 @@ class KubernetesExecutor:
                 if exc.status == 429:
                     headers: dict[str, str] = dict(exc.headers or {})
                     wait_s = retry_after_s(headers.get("Retry-After"))
-                    raise RateLimited(_api_message(exc), wait_s) from exc
+                    raise RateLimited(api_message(exc), wait_s) from exc
                 if exc.status >= 500:
-                    raise TransientError(f"Kubernetes API: {_api_message(exc)}") from exc
+                    raise TransientError(f"Kubernetes API: {api_message(exc)}") from exc
                 return finish(
-                    params, started, ok=False, outcome=f"failed: {one_line(_api_message(exc))}"
+                    params, started, ok=False, outcome=f"failed: {one_line(api_message(exc))}"
                 )
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise TransientError(f"Kubernetes API unreachable: {exc!r}") from exc

@@ -68,3 +68,9 @@ class HealthSource(Protocol):
     async def check(self) -> HealthResult:
         """One health probe; never raises for an unhealthy answer."""
         ...
+
+
+class WorkloadSource(Protocol):
+    async def state(self) -> list[str]:
+        """The workload's state (pods, containers, events, rollout or Job status) as lines."""
+        ...

@@ -78,12 +78,133 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = value
 
 
+def _selected(obj: dict[str, Any], selector: str) -> bool:
+    """Whether an object's labels satisfy an equality label selector (`a=b,c=d`)."""
+    labels = obj["metadata"].get("labels") or {}
+    pairs = [term.split("=", 1) for term in selector.split(",") if "=" in term]
+    return all(labels.get(k) == v for k, v in pairs)
+
+
+def _list(kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}
+
+
 @dataclass
 class FakeKubernetes(_Server):
-    """Deployments and their scale subresource under /apis/apps/v1, with bearer-token auth."""
+    """Deployments (and their scale subresource), ReplicaSets, Jobs, Pods with their logs, and
+    Events, under the API server's own paths, with bearer-token auth."""
 
     token: str = "test-token"
     deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    replicasets: list[dict[str, Any]] = field(default_factory=list)
+    jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    previous_logs: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    def add_replicaset(
+        self, deployment: str, name: str, revision: int, namespace: str = "default"
+    ) -> None:
+        self.replicasets.append(
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": {"app": deployment},
+                    "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "Deployment",
+                            "name": deployment,
+                            "uid": f"uid-{deployment}",
+                        }
+                    ],
+                },
+                "spec": {"selector": {"matchLabels": {"app": deployment}}},
+            }
+        )
+        annotations = self.deployments[(namespace, deployment)]["metadata"]["annotations"]
+        current = int(annotations.get("deployment.kubernetes.io/revision", "0"))
+        annotations["deployment.kubernetes.io/revision"] = str(max(current, revision))
+
+    def add_job(
+        self, name: str, namespace: str = "default", backoff_limit: int = 6, failed: int = 0
+    ) -> None:
+        conditions = (
+            [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ]
+            if failed > backoff_limit
+            else []
+        )
+        self.jobs[(namespace, name)] = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"backoffLimit": backoff_limit, "template": {"spec": {"containers": []}}},
+            "status": {"failed": failed, "conditions": conditions},
+        }
+
+    def add_pod(
+        self,
+        name: str,
+        *,
+        labels: dict[str, str],
+        owner: tuple[str, str] | None,
+        container: dict[str, Any],
+        status: dict[str, Any],
+        namespace: str = "default",
+        phase: str = "Running",
+    ) -> None:
+        """`container` is the spec (name, image, command, resources); `status` its status."""
+        owners = (
+            [{"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "uid": "u1"}]
+            if owner
+            else []
+        )
+        self.pods.append(
+            {
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "labels": labels,
+                    "ownerReferences": owners,
+                },
+                "spec": {"containers": [container]},
+                "status": {"phase": phase, "containerStatuses": [status]},
+            }
+        )
+
+    def add_event(
+        self,
+        involved: str,
+        reason: str,
+        message: str,
+        *,
+        type: str = "Warning",
+        count: int = 1,
+        namespace: str = "default",
+        source: str = "kubelet",
+    ) -> None:
+        self.events.append(
+            {
+                "metadata": {"name": f"{involved}.{len(self.events)}", "namespace": namespace},
+                "involvedObject": {"name": involved, "namespace": namespace},
+                "type": type,
+                "reason": reason,
+                "message": message,
+                "count": count,
+                "firstTimestamp": "2026-12-05T10:00:00Z",
+                "lastTimestamp": "2026-12-05T10:20:00Z",
+                "source": {"component": source},
+            }
+        )
 
     def add_deployment(
         self, name: str, namespace: str = "default", replicas: int = 1, paused: bool = False
@@ -92,7 +213,12 @@ class FakeKubernetes(_Server):
         self.deployments[(namespace, name)] = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "generation": 1},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "generation": 1,
+                "annotations": {},
+            },
             "spec": {
                 "replicas": replicas,
                 "paused": paused,
@@ -112,8 +238,8 @@ class FakeKubernetes(_Server):
         return web.json_response(body, status=code)
 
     def _found(self, request: web.Request) -> dict[str, Any] | web.Response:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return self._status(401, "Unauthorized", "Unauthorized")
+        if denied := self._authorized(request):
+            return denied
         ns, name = request.match_info["ns"], request.match_info["name"]
         if (ns, name) not in self.deployments:
             return self._status(404, "NotFound", f'deployments.apps "{name}" not found')
@@ -146,12 +272,65 @@ class FakeKubernetes(_Server):
             found["spec"]["replicas"] = (await request.json())["spec"]["replicas"]
         return web.json_response(self._scale_of(found))
 
+    def _authorized(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return self._status(401, "Unauthorized", "Unauthorized")
+        return None
+
+    def _in(self, request: web.Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ns, selector = request.match_info["ns"], request.query.get("labelSelector", "")
+        return [o for o in items if o["metadata"]["namespace"] == ns and _selected(o, selector)]
+
+    async def _list_pods(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        return denied or web.json_response(_list("PodList", self._in(request, self.pods)))
+
+    async def _list_replicasets(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        items = self._in(request, self.replicasets)
+        return denied or web.json_response(_list("ReplicaSetList", items))
+
+    async def _list_events(self, request: web.Request) -> web.Response:
+        denied = self._authorized(request)
+        name = request.query.get("fieldSelector", "").removeprefix("involvedObject.name=")
+        items = [e for e in self._in(request, self.events) if e["involvedObject"]["name"] == name]
+        return denied or web.json_response(_list("EventList", items))
+
+    async def _job(self, request: web.Request) -> web.Response:
+        if denied := self._authorized(request):
+            return denied
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        if (ns, name) not in self.jobs:
+            return self._status(404, "NotFound", f'jobs.batch "{name}" not found')
+        return web.json_response(self.jobs[(ns, name)])
+
+    async def _log(self, request: web.Request) -> web.Response:
+        if denied := self._authorized(request):
+            return denied
+        ns, pod = request.match_info["ns"], request.match_info["name"]
+        container = request.query.get("container", "")
+        # Go's strconv.ParseBool, as the API server reads it (the client sends "True").
+        if request.query.get("previous") not in ("1", "t", "T", "true", "TRUE", "True"):
+            return web.Response(text="")
+        text = self.previous_logs.get((ns, pod, container))
+        if text is None:
+            message = f'previous terminated container "{container}" in pod "{pod}" not found'
+            return self._status(400, "BadRequest", message)
+        tail = int(request.query.get("tailLines", "0") or 0)
+        lines = text.splitlines()
+        return web.Response(text="\n".join(lines[-tail:] if tail else lines))
+
     def app(self) -> web.Application:
         app = web.Application()
         base = "/apis/apps/v1/namespaces/{ns}/deployments/{name}"
         for method in ("GET", "PATCH"):
             app.router.add_route(method, base, self._deployment)
             app.router.add_route(method, base + "/scale", self._scale)
+        app.router.add_get("/apis/apps/v1/namespaces/{ns}/replicasets", self._list_replicasets)
+        app.router.add_get("/apis/batch/v1/namespaces/{ns}/jobs/{name}", self._job)
+        app.router.add_get("/api/v1/namespaces/{ns}/pods", self._list_pods)
+        app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}/log", self._log)
+        app.router.add_get("/api/v1/namespaces/{ns}/events", self._list_events)
         return app
 
 
