@@ -44,6 +44,7 @@ _CPU_TEXT = re.compile(r"\bCPU\b|cpu", re.IGNORECASE)
 # precomputed ratio/percent): the container wants more CPU than its limit gives it.
 THROTTLING = re.compile(r"throttl", re.IGNORECASE)
 _THROTTLED_SHARE = 0.25
+_THROTTLING_ALERT = re.compile(r"CPUThrottlingHigh|throttling of CPU", re.IGNORECASE)
 
 
 def throttled(obs: Observations) -> s.Shape | None:
@@ -67,7 +68,8 @@ class CpuSaturation:
         hot = cpu is not None and (s.saturated(cpu) or (stepped and cpu.current >= 80))
         throttle = throttled(obs)
         at_limit = kube.cpu_at_limit(obs)
-        if not (hot or hits or throttle or at_limit):
+        throttle_alert = s.alert_hit(ctx, _THROTTLING_ALERT)
+        if not (hot or hits or throttle or at_limit or throttle_alert):
             return None
         requests = s.requests(obs)
         if requests is not None and requests.ratio >= 1.8:
@@ -80,6 +82,8 @@ class CpuSaturation:
             case.add(0.3, throttle.evidence)
         if at_limit is not None:
             case.add(0.3, *(line.evidence() for line in at_limit))
+        if throttle_alert is not None and not (throttle or at_limit):
+            case.add(0.3, throttle_alert)  # kube-prometheus CPUThrottlingHigh
         frame = s.frame_near(obs, hits)
         case.cite([frame.evidence] if frame else [])
         if requests is not None and hot:

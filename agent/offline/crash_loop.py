@@ -25,6 +25,13 @@ LOOPING = (
         r"Init:(CrashLoopBackOff|Error|RunContainerError)|\bStartError\b",
         0.35,
     ),
+    # kubelet cannot mount what the pod needs to start (a ConfigMap, Secret or volume).
+    s.pattern(
+        "mount_failed",
+        r"MountVolume\.SetUp failed for volume [^\n]*|Unable to attach or mount volumes[^\n]*|"
+        r"FailedMount",
+        0.35,
+    ),
 )
 # Signs of a process dying that, alone, do not make a loop.
 EXITS = (
@@ -49,7 +56,8 @@ STARTUP_FAILURES = (
         "missing_setting",
         r"(?i:environment variable|env var|setting|secret|key)\b[^\n]{0,40}\b(is )?(not set|"
         r"missing|required|not found|undefined)|missing required|KeyError: '[A-Z][A-Z0-9_]+'|"
-        r"CreateContainerConfigError|secret \"[\w.-]+\" not found|unable to pull secrets",
+        r"CreateContainerConfigError|(secret|configmap) \"[\w.-]+\" not found|"
+        r"unable to pull secrets|couldn't find key \S+ in (Secret|ConfigMap) \S+",
         0.25,
     ),
     s.pattern("no_such_file", r"no such file or directory|No such file or directory|ENOENT", 0.2),

@@ -13,6 +13,7 @@ from agent.types import ActionKind, Category, IncidentContext, Observations
 _OOM_EVENTS = ("OOMKilled", "OOMKilling")
 _CRASH_WAIT = ("CrashLoopBackOff",)
 _OOM_ROW = re.compile(r"OOMKilled")
+_MEMORY_EVICTION = re.compile(r"low on resource: memory")
 # The kill as a log or event message words it ("... was killed due to out of memory").
 _KILL_MESSAGE = tuple(p for p in memory_leak.OUT_OF_MEMORY if p.name == "killed_oom")
 
@@ -40,7 +41,10 @@ class OomKilled:
         killed = _killed(f)
         events = f.warnings(*_OOM_EVENTS)
         rows = f.status_lines(_OOM_ROW)
-        if not (killed or events or rows):
+        evicted = [
+            e for e in f.events if e.reason == "Evicted" and _MEMORY_EVICTION.search(e.message)
+        ]
+        if not (killed or events or rows or evicted):
             return None
         case = Case()
         container = killed[0] if killed else None
@@ -51,8 +55,10 @@ class OomKilled:
         )
         if slot is not None and slot.reason_line is not None:
             case.add(0.5, slot.reason_line.evidence())
-        else:
+        elif events or rows:
             case.add(0.4, *(e.evidence() for e in events[:1]), *(r.evidence() for r in rows[:1]))
+        else:  # evicted because the node ran out of memory, this pod using the most
+            case.add(0.35, *(e.evidence() for e in evicted[:1]))
         limit = container.limits.get("memory") if container else None
         if limit is not None:
             case.add(0.1, limit.evidence())

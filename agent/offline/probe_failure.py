@@ -21,6 +21,14 @@ PROBES = (
 _REFUSED = re.compile(r"connection refused|connect: connection reset", re.IGNORECASE)
 _TIMEOUT = re.compile(r"context deadline exceeded|Client\.Timeout|timed out|timeout", re.I)
 _NOT_FOUND = re.compile(r"statuscode: 404")
+_PROBE_PORT = re.compile(r"https?://[\w.-]+:(\d{2,5})/|dial tcp [\w.-]+:(\d{2,5})")
+# Where the process says it listens (uvicorn, gunicorn, Spring Boot, Node, Go, nginx...).
+_LISTENS = s.pattern(
+    "listens",
+    r"(?i:listening|running|serving|started|bound|server is running)\b[^\n]{0,60}?"
+    r"(?:port\(?s?\)?:? |:)(\d{2,5})\b",
+    0.0,
+)
 _UNHEALTHY = re.compile(r"statuscode: 5\d\d")
 
 
@@ -39,19 +47,31 @@ class ProbeFailure:
         restarts = [c for c in kube.facts(obs).containers if (c.restarts or 0) >= 3]
         if restarts and restarts[0].restart_line is not None:
             case.add(0.1, restarts[0].restart_line.evidence())
-        if _NOT_FOUND.search(text):
+        probe_ports = {p for m in _PROBE_PORT.finditer(text) for p in m.groups() if p}
+        listens = s.observed(obs, (_LISTENS,))
+        served = {m[1] for h in listens if (m := _LISTENS.regex.search(h.line))}
+        wrong_port = bool(probe_ports and served and not probe_ports & served)
+        if wrong_port:
+            case.add(0.25, *s.quotes(listens, 1))
+        if _NOT_FOUND.search(text) or wrong_port:
+            what = (
+                f"port {', '.join(sorted(probe_ports))} while the process listens on "
+                f"{', '.join(sorted(served))}"
+                if wrong_port
+                else "a path the container does not serve (HTTP 404)"
+            )
             case.add(0.2)
             found = case.finding(
                 self,
-                headline="the probe checks a path the container does not serve (HTTP 404)",
-                root_cause="The kubelet's probe gets HTTP 404: the probe's path or port in the "
-                "pod spec is wrong, so healthy containers are marked failed (and killed, for a "
-                f"liveness probe): {hits[0].quote}",
+                headline=f"the probe checks {what}",
+                root_cause=f"The kubelet's probe checks {what}: the probe in the pod spec is "
+                "wrong, so healthy containers are marked failed (and killed, for a liveness "
+                f"probe): {hits[0].quote}",
                 checks=(
                     "Compare the probe's httpGet path and port with what the app serves",
                     "kubectl rollout history: did the probe change with the last rollout?",
                 ),
-                mitigation="Roll back to the revision with the working probe, then fix its path",
+                mitigation="Roll back to the revision with the working probe, then fix it",
                 action=ActionKind.ROLLBACK if kube.rollback_possible(ctx, obs) else self.action,
             )
             return dataclasses.replace(found, category=Category.BAD_DEPLOY)

@@ -407,3 +407,99 @@ def assert_quotes_are_exact_in(d: Diagnosis, obs: Observations) -> None:
     for e in d.evidence:
         if e.tool in lines:
             assert any(e.quote in line for line in lines[e.tool]), e.quote
+
+
+# ------------------------------------------------------------------------ scheduling, mounts
+
+
+def test_pods_the_scheduler_cannot_place_are_a_bad_rollout() -> None:
+    # kube-scheduler's FailedScheduling message for requests no node can satisfy.
+    obs = Observations(
+        kubernetes=[
+            "Name:             analytics-6f5e4d3c2b-h8j7k",
+            "Status:           Pending",
+            "Controlled By:  ReplicaSet/analytics-6f5e4d3c2b",
+            "Containers:",
+            "  analytics:",
+            "    Requests:",
+            "      cpu:     500m",
+            "      memory:  64Gi",
+            "Events:",
+            "  Type     Reason            Age   From               Message",
+            "  Warning  FailedScheduling  2m    default-scheduler  0/4 nodes are available: 4 "
+            "Insufficient memory. preemption: 0/4 nodes are available: 4 No preemption victims "
+            "found for incoming pod.",
+            "Annotations:            deployment.kubernetes.io/revision: 9",
+        ]
+    )
+    d = diagnose(incident("analytics", "Deployment replicas mismatch"), obs)
+    assert (d.category, d.action) == (Category.BAD_DEPLOY, ActionKind.ROLLBACK)
+    assert "Insufficient memory" in cited(d)
+    assert "memory:  64Gi" in cited(d)
+
+
+def test_a_configmap_the_pod_mounts_that_does_not_exist_is_a_start_up_failure() -> None:
+    obs = Observations(
+        kubernetes=[
+            "Name:             mailer-5d4c3b2a1f-n5m6b",
+            "Status:           Pending",
+            "  Warning  FailedMount  15s (x8 over 80s)  kubelet  MountVolume.SetUp failed for "
+            'volume "settings" : configmap "mailer-settings" not found',
+        ]
+    )
+    d = diagnose(incident("mailer", "Pod not ready"), obs)
+    assert (d.category, d.action) == (Category.CRASH_LOOP, ActionKind.NONE)
+    assert 'configmap "mailer-settings" not found' in cited(d)
+
+
+def test_a_liveness_probe_on_a_port_the_app_does_not_listen_on_is_a_bad_spec() -> None:
+    obs = Observations(
+        logs=["INFO:     Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)"],
+        kubernetes=[
+            *describe_pod(
+                "pricing-7b6a5c4d3e-w2e3r",
+                state=["Running"],
+                restarts=5,
+                events=[
+                    '  Warning  Unhealthy  5s (x12 over 3m)  kubelet  Liveness probe failed: Get "'
+                    'http://10.244.1.7:8080/health": dial tcp 10.244.1.7:8080: connect: connection '
+                    "refused"
+                ],
+            ),
+            "Annotations:            deployment.kubernetes.io/revision: 4",
+        ],
+    )
+    d = diagnose(incident("pricing", "Pod restarting"), obs)
+    assert (d.category, d.action) == (Category.BAD_DEPLOY, ActionKind.ROLLBACK)
+    assert "8000" in d.root_cause and "8080" in d.root_cause
+    assert "Uvicorn running on http://0.0.0.0:8000" in cited(d)
+
+
+def test_the_cpu_throttling_alert_alone_names_cpu_saturation() -> None:
+    d = diagnose(
+        incident(
+            "render",
+            "Processes experience elevated CPU throttling.",
+            labels={"alertname": "CPUThrottlingHigh", "container": "render"},
+            annotations={
+                "description": "62% throttling of CPU in namespace prod for container "
+                "render in pod render-5c4b3a2f1e-t6y7u."
+            },
+        ),
+        Observations(),
+    )
+    assert d.category is Category.CPU_SATURATION
+    assert "throttling of CPU" in cited(d) or "CPUThrottlingHigh" in cited(d)
+
+
+def test_an_eviction_for_node_memory_names_the_memory_hungry_container() -> None:
+    obs = Observations(
+        kubernetes=[
+            "  Warning  Evicted  3m  kubelet  The node was low on resource: memory. Threshold "
+            "quantity: 100Mi, available: 91Mi. Container indexer was using 3512Mi, request is "
+            "256Mi, has larger consumption of memory.",
+        ]
+    )
+    d = diagnose(incident("indexer", "Pod evicted"), obs)
+    assert d.category is Category.MEMORY_LEAK
+    assert "low on resource: memory" in cited(d)
