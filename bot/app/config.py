@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -27,6 +28,8 @@ from pydantic import (
 
 from bot.app.passwords import check_hash_format
 from integrations.alerts import SERVICE_LABELS, service_from_labels
+from integrations.alerts.mapping import CustomMapping, check_template
+from integrations.alerts.normalize import RESOLVED_WORDS
 
 DEFAULT_PATH = Path("config/opsbot.yaml")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -65,6 +68,48 @@ class StorageConfig(_Model):
     url: str = "sqlite:///./opsbot.db"
 
 
+_MAPPING_TEMPLATES = (
+    *("title", "status", "severity", "service", "dedup_key", "description", "url", "timestamp"),
+)
+_MAPPING_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class MappingConfig(_Model):
+    """`webhooks.mappings.<name>`: Jinja2 templates over the body (`payload`), served at
+    `/webhooks/custom/<name>`."""
+
+    title: str
+    status: str | None = None
+    resolved_when: list[str] = Field(default_factory=lambda: sorted(RESOLVED_WORDS))
+    severity: str | None = None
+    service: str | None = None
+    dedup_key: str | None = None
+    description: str | None = None
+    url: str | None = None
+    timestamp: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator(*_MAPPING_TEMPLATES)
+    @classmethod
+    def _template_compiles(cls, v: str | None) -> str | None:
+        return v if v is None else check_template(v)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_compile(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, text in v.items():
+            try:
+                check_template(text)
+            except ValueError as exc:
+                raise ValueError(f"label {name!r}: {exc}") from None
+        return v
+
+    @field_validator("resolved_when", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+
 class WebhooksConfig(_Model):
     token: str = ""
     # A public bind without a token refuses to start unless this says it is intended.
@@ -75,6 +120,26 @@ class WebhooksConfig(_Model):
     sns_trusted_cert_file: str | None = None
     # Alert labels that name the service, first present wins (`pod` without its generated suffix).
     service_labels: list[str] = Field(default_factory=lambda: list(SERVICE_LABELS))
+    mappings: dict[str, MappingConfig] = Field(default_factory=dict)
+    _compiled: dict[str, CustomMapping] = PrivateAttr(default_factory=dict)
+
+    @field_validator("mappings")
+    @classmethod
+    def _url_safe_names(cls, v: dict[str, MappingConfig]) -> dict[str, MappingConfig]:
+        for name in v:
+            if not _MAPPING_NAME.fullmatch(name):
+                raise ValueError(f"mapping name {name!r} must be letters, digits, - or _")
+        return v
+
+    def mapping(self, name: str) -> CustomMapping | None:
+        """The compiled `mappings.<name>` (compiled once), or None when there is none."""
+        spec = self.mappings.get(name)
+        if spec is None:
+            return None
+        if name not in self._compiled:
+            templates = {field: getattr(spec, field) for field in _MAPPING_TEMPLATES}
+            self._compiled[name] = CustomMapping(name, templates, spec.labels, spec.resolved_when)
+        return self._compiled[name]
 
 
 class AdminConfig(_Model):

@@ -22,7 +22,7 @@ from bot.app.server.inbound import check_bearer, check_content_type, parse_json,
 from bot.incidents import lifecycle
 from bot.incidents.models import utcnow
 from bot.store import schema as t
-from integrations.alerts import Alert, alertmanager, generic, sns
+from integrations.alerts import Alert, alertmanager, sns, sources
 from integrations.errors import PayloadError, SignatureError, TransientError
 
 log = structlog.get_logger(__name__)
@@ -131,21 +131,44 @@ def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def _delivery_key(body: bytes, alerts: list[Alert]) -> str:
+    """The body's digest identifies a delivery only when the sender dated its alerts: a cron
+    check re-posts the same untimed JSON for every outage, and a repeat of it is an update
+    (or a no-op resolve) anyway."""
+    if all(alert.timed for alert in alerts):
+        return _digest(body)
+    return f"untimed-{uuid.uuid4().hex}"
+
+
+async def _parse_and_persist(
+    request: Request, source: str, parser: Callable[[Any], list[Alert]]
+) -> dict[str, Any]:
+    rt, body, data = await _intake(request, source, JSON_TYPES)
+    alerts = _parse(source, parser, data)
+    return await persist(rt, source, _delivery_key(body, alerts), body, alerts)
+
+
 @router.post("/webhooks/alertmanager")
 async def alertmanager_webhook(request: Request) -> dict[str, Any]:
-    rt, body, data = await _intake(request, "alertmanager", JSON_TYPES)
-    alerts = _parse("alertmanager", alertmanager.parse, data)
-    return await persist(rt, "alertmanager", _digest(body), body, alerts)
+    return await _parse_and_persist(request, "alertmanager", alertmanager.parse)
 
 
 @router.post("/webhooks/generic")
 async def generic_webhook(request: Request) -> dict[str, Any]:
-    rt, body, data = await _intake(request, "generic", JSON_TYPES)
-    alerts = _parse("generic", generic.parse, data)
-    # Without its own timestamp a body is no delivery identity: a cron check re-posts the same
-    # JSON for every outage, and a repeat of it is an update (or a no-op resolve) anyway.
-    key = _digest(body) if data.get("timestamp") else f"untimed-{uuid.uuid4().hex}"
-    return await persist(rt, "generic", key, body, alerts)
+    """The contract's shape, any named sender's body (recognised by its shape), or any JSON
+    object with something that reads as a title."""
+    return await _parse_and_persist(request, "generic", sources.parse_any)
+
+
+@router.post("/webhooks/custom/{name}")
+async def custom_webhook(request: Request, name: str) -> dict[str, Any]:
+    """Any JSON, mapped by `webhooks.mappings.<name>` in the configuration."""
+    rt = _runtime(request)
+    check_bearer(request, rt.cfg.webhooks.token)
+    mapping = rt.cfg.webhooks.mapping(name)
+    if mapping is None:
+        raise HTTPException(404, f"no webhooks.mappings.{name} in the configuration")
+    return await _parse_and_persist(request, mapping.source, mapping.parse)
 
 
 @router.post("/webhooks/sns")
@@ -175,6 +198,17 @@ async def sns_webhook(request: Request) -> dict[str, Any]:
         return {"status": "unsubscribed", "topic": env.TopicArn}
     alerts = _parse("sns", sns.parse_alarm, env)
     return await persist(rt, "sns", env.MessageId, body, alerts)
+
+
+@router.post("/webhooks/{source}")
+async def named_webhook(request: Request, source: str) -> dict[str, Any]:
+    """A sender's own documented body: /webhooks/grafana, /webhooks/azure, ..."""
+    check_bearer(request, _runtime(request).cfg.webhooks.token)
+    parser = sources.NAMED.get(source)
+    if parser is None:
+        known = ", ".join(sorted({*sources.NAMED, "generic", "sns"}))
+        raise HTTPException(404, f"no webhook for {source!r}; known senders: {known}")
+    return await _parse_and_persist(request, source, parser)
 
 
 async def _confirm(url: str) -> None:

@@ -1,25 +1,37 @@
-"""Parse a Prometheus Alertmanager webhook notification (payload version 4) into `Alert`s."""
+"""Parse a Prometheus Alertmanager webhook notification (payload versions 3 and 4, and
+Grafana's Alertmanager-compatible bodies) into `Alert`s, leniently: a missing `groupKey` is
+derived from the group, an alert without its own `status` takes the notification's."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field
 
-from integrations.alerts.model import Alert, AlertStatus, Severity, service_from_labels
+from integrations.alerts import normalize
+from integrations.alerts.model import Alert, AlertStatus, service_from_labels
 from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
 
 SOURCE = "alertmanager"
-SUPPORTED_VERSION = "4"
+
+# Keys only an Alertmanager-style notification has beside its `alerts` list.
+_NOTIFICATION_KEYS = ("groupKey", "groupLabels", "commonLabels", "receiver", "externalURL")
 
 _FNV64_OFFSET = 0xCBF29CE484222325
 _FNV64_PRIME = 0x100000001B3
 _LABEL_SEPARATOR = 0xFF
 
+Status = Literal["firing", "resolved"]
+
+
+def _key_text(value: object) -> object:
+    # Alertmanager 0.x sent groupKey as a number (version 3 bodies still carry one).
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
 
 class _AmAlert(BaseModel):
-    status: Literal["firing", "resolved"]
+    status: Status | None = None
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
     starts_at: UtcDatetime = Field(alias="startsAt")
@@ -28,26 +40,35 @@ class _AmAlert(BaseModel):
     fingerprint: str | None = None
 
 
-class _AmPayload(BaseModel):
-    version: str
-    group_key: str = Field(alias="groupKey")
+class AmNotification(BaseModel):
+    version: Annotated[str | None, BeforeValidator(_key_text)] = None
+    group_key: Annotated[str | None, BeforeValidator(_key_text)] = Field(
+        default=None, alias="groupKey"
+    )
+    status: Status = "firing"
+    group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
     alerts: list[_AmAlert]
 
-    @field_validator("version", mode="before")
-    @classmethod
-    def _only_v4(cls, value: object) -> object:
-        if value != SUPPORTED_VERSION:
-            raise ValueError(
-                f"unsupported Alertmanager payload version {value!r}; "
-                f"only version {SUPPORTED_VERSION!r} is understood"
-            )
-        return value
+
+def matches(body: dict[str, object]) -> bool:
+    """An `alerts` list of labelled alerts beside the notification's own keys."""
+    alerts = body.get("alerts")
+    if not isinstance(alerts, list):
+        return False
+    labelled = all(isinstance(a, dict) and "labels" in a for a in alerts)
+    return labelled and (bool(alerts) or any(key in body for key in _NOTIFICATION_KEYS))
 
 
 def parse(body: object) -> list[Alert]:
     """Turn one Alertmanager notification into one `Alert` per alert in its group."""
-    payload = validate(_AmPayload, body)
-    return [_to_alert(payload.group_key, alert) for alert in payload.alerts]
+    return parse_notification(validate(AmNotification, body), SOURCE)
+
+
+def parse_notification(note: AmNotification, source: str) -> list[Alert]:
+    """The alerts of a validated notification, in its order."""
+    group_key = note.group_key or _derived_group_key(note)
+    return [_to_alert(source, group_key, alert, note.status) for alert in note.alerts]
 
 
 def label_fingerprint(labels: dict[str, str]) -> str:
@@ -60,17 +81,31 @@ def label_fingerprint(labels: dict[str, str]) -> str:
     return f"{digest:016x}"
 
 
-def _to_alert(group_key: str, alert: _AmAlert) -> Alert:
+def _derived_group_key(note: AmNotification) -> str:
+    """Alertmanager's own form, `{}:{name="value", ...}`, over the group labels, else the
+    labels every alert shares, else the alert names."""
+    labels = note.group_labels or note.common_labels
+    if not labels:
+        names = sorted({a.labels.get("alertname", "") for a in note.alerts} - {""})
+        labels = {"alertname": "|".join(names)} if names else {}
+    pairs = ", ".join(f'{name}="{labels[name]}"' for name in sorted(labels))
+    return f"{{}}:{{{pairs}}}"
+
+
+def _to_alert(source: str, group_key: str, alert: _AmAlert, default: Status) -> Alert:
     labels = alert.labels
+    status = alert.status or default
+    level = normalize.severity(labels.get("severity"))
     return Alert(
-        source=SOURCE,
+        source=source,
         group_key=group_key,
         fingerprint=alert.fingerprint or label_fingerprint(labels),
-        status=AlertStatus(alert.status),
-        title=alert.annotations.get("summary") or labels.get("alertname") or "unnamed alert",
-        severity=Severity.parse(labels.get("severity")),
+        status=AlertStatus(status),
+        title=normalize.title(labels.get("alertname"), alert.annotations.get("summary"))
+        or "unnamed alert",
+        severity=level,
         starts_at=alert.starts_at,
-        ends_at=_ends_at(alert),
+        ends_at=_ends_at(alert, status),
         service=service_from_labels(labels),
         labels=dict(labels),
         annotations=dict(alert.annotations),
@@ -78,6 +113,6 @@ def _to_alert(group_key: str, alert: _AmAlert) -> Alert:
     )
 
 
-def _ends_at(alert: _AmAlert) -> datetime | None:
+def _ends_at(alert: _AmAlert, status: Status) -> datetime | None:
     # A firing alert carries the time Alertmanager will consider it stale, not an end.
-    return alert.ends_at if alert.status == "resolved" else None
+    return alert.ends_at if status == "resolved" else None

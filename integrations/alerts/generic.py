@@ -1,4 +1,5 @@
-"""Parse the generic JSON webhook (`{incident_id, service, alert_type, severity, logs, ...}`)."""
+"""Parse the generic JSON webhook: the contract's `{incident_id, service, alert_type, severity,
+logs, timestamp, ...}`, and any JSON object with something that reads as a title."""
 
 from __future__ import annotations
 
@@ -7,18 +8,26 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from integrations.alerts.model import Alert, AlertStatus, Severity
-from integrations.alerts.payload import OptionalUtcDatetime, validate
+from integrations.alerts import normalize
+from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.payload import OptionalUtcDatetime, parse_optional_timestamp, validate
 from integrations.errors import PayloadError
 
 SOURCE = "generic"
 
-_RESOLVED_STATUSES = frozenset({"resolved", "ok", "closed"})
-_TITLE_KEYS = ("message", "title", "summary")
-_ANNOTATION_KEYS = ("message", "description", "runbook_url")
+# Where an alert's name, then its summary, may be; the first found of each makes the title.
+NAME_KEYS = ("alertname", "alert_name", "name", "ruleName", "rule_name", "check_name", "title")
+SUMMARY_KEYS = ("summary", "message", "subject", "text")
+_STATUS_KEYS = ("status", "state", "level", "current_state", "event_action")
+_SEVERITY_KEYS = ("severity", "priority", "level", "urgency")
+_KEY_KEYS = ("incident_id", "alert_id", "alert_uid", "dedup_key", "fingerprint", "id")
+_TIME_KEYS = ("time", "date", "startsAt", "started_at", "created_at", "createdAt", "fired_at")
+_ANNOTATION_KEYS = ("message", "description", "runbook_url", "url", "link")
+LOOKED_FOR = (*NAME_KEYS, *SUMMARY_KEYS, "service", "incident_id")
 # Keys that are not labels: identity, time, content, or shown as annotations.
 _NOT_LABELS = frozenset(
-    {"incident_id", "status", "logs", "timestamp", *_TITLE_KEYS, *_ANNOTATION_KEYS}
+    {*_KEY_KEYS, *_TIME_KEYS, *NAME_KEYS, *SUMMARY_KEYS, *_ANNOTATION_KEYS}
+    | {"status", "logs", "timestamp", "severity"}
 )
 
 
@@ -38,61 +47,65 @@ class _GenericPayload(BaseModel):
     incident_id: str | None = None
     service: str | None = None
     alert_type: str | None = None
-    severity: str | None = None
-    status: str | None = None
     logs: Annotated[tuple[str, ...], BeforeValidator(_log_lines)] = ()
     timestamp: OptionalUtcDatetime = None
-    message: str | None = None
-    title: str | None = None
-    summary: str | None = None
-    description: str | None = None
-    runbook_url: str | None = None
-    environment: str | None = None
 
 
 def parse(body: object) -> list[Alert]:
     """Turn one generic webhook body into a single `Alert`."""
     payload = validate(_GenericPayload, body)
-    if not (payload.service or payload.incident_id):
-        raise PayloadError("either service or incident_id is required", field="service")
-    fields = payload.model_dump(exclude_none=True)
-    group_key = payload.incident_id or ":".join(filter(None, (payload.service, payload.alert_type)))
-    severity = Severity.parse(payload.severity)
-    status = (
-        AlertStatus.RESOLVED
-        if (payload.status or "").strip().lower() in _RESOLVED_STATUSES
-        else AlertStatus.FIRING
+    fields: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
+    name = normalize.first_text(*(fields.get(key) for key in NAME_KEYS))
+    summary = normalize.first_text(*(fields.get(key) for key in SUMMARY_KEYS))
+    if not (payload.service or payload.incident_id or name or summary):
+        raise PayloadError(
+            "not an alert: none of the fields that name one is here "
+            f"(looked for {', '.join(LOOKED_FOR)})"
+        )
+    title = normalize.title(name, summary) or _default_title(payload)
+    group_key = normalize.bounded_key(
+        normalize.first_text(*(fields.get(key) for key in _KEY_KEYS))
+        or ":".join(filter(None, (payload.service, payload.alert_type)))
+        or name
+        or title
     )
-    at = payload.timestamp or datetime.now(UTC)
-    labels = {
-        key: _label_value(value)
-        for key, value in fields.items()
-        if key not in _NOT_LABELS and isinstance(value, str | int | float | bool)
-    }
-    labels["severity"] = severity.value
+    raw_severity = normalize.first_text(*(fields.get(key) for key in _SEVERITY_KEYS))
+    level = normalize.severity(raw_severity)
+    status_word = normalize.first_text(*(fields.get(key) for key in _STATUS_KEYS))
+    status = AlertStatus.RESOLVED if normalize.is_resolved(status_word) else AlertStatus.FIRING
+    at = payload.timestamp or _first_time(fields)
     return [
         Alert(
             source=SOURCE,
             group_key=group_key,
             fingerprint=group_key,
             status=status,
-            title=next((fields[key] for key in _TITLE_KEYS if fields.get(key)), None)
-            or _default_title(payload),
-            severity=severity,
-            starts_at=at,
-            ends_at=at if status is AlertStatus.RESOLVED else None,
+            title=title,
+            severity=level,
+            starts_at=at or datetime.now(UTC),
+            ends_at=(at or datetime.now(UTC)) if status is AlertStatus.RESOLVED else None,
             service=payload.service or None,
-            labels=labels,
-            annotations={key: fields[key] for key in _ANNOTATION_KEYS if fields.get(key)},
+            labels={
+                **normalize.scalar_labels(fields, skip=_NOT_LABELS),
+                **normalize.severity_labels(raw_severity, level),
+            },
+            annotations=normalize.scalar_labels({key: fields.get(key) for key in _ANNOTATION_KEYS}),
             logs=payload.logs,
+            timed=at is not None,
         )
     ]
 
 
-def _label_value(value: str | int | float | bool) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _first_time(fields: dict[str, Any]) -> datetime | None:
+    """The first of the usual time fields that reads as a time (others are left as sent)."""
+    for key in _TIME_KEYS:
+        try:
+            found = parse_optional_timestamp(fields.get(key))
+        except ValueError:
+            continue
+        if found is not None:
+            return found
+    return None
 
 
 def _default_title(payload: _GenericPayload) -> str:

@@ -59,40 +59,8 @@ class Severity(StrEnum):
     def rank(self) -> int:
         return _RANK[self]
 
-    @classmethod
-    def parse(cls, value: str | None) -> Severity:
-        """Map the many spellings monitoring tools use onto four levels (unknown → warning)."""
-        if not value:
-            return cls.WARNING
-        return _ALIASES.get(value.strip().lower(), cls.WARNING)
-
 
 _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
-_ALIASES = {
-    **{
-        k: Severity.CRITICAL
-        for k in (
-            "critical",
-            "crit",
-            "page",
-            "p1",
-            "sev1",
-            "sev-1",
-            "fatal",
-            "emergency",
-            "disaster",
-        )
-    },
-    **{k: Severity.HIGH for k in ("high", "error", "major", "p2", "sev2", "sev-2", "alarm")},
-    **{
-        k: Severity.WARNING
-        for k in ("warning", "warn", "minor", "p3", "sev3", "sev-3", "medium", "average")
-    },
-    **{
-        k: Severity.INFO
-        for k in ("info", "informational", "low", "none", "p4", "p5", "sev4", "ok", "notice")
-    },
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +84,8 @@ class Alert:
     ends_at: datetime | None = None
     generator_url: str | None = None
     logs: tuple[str, ...] = ()
+    # False when the sender said nothing of time and `starts_at` is the time of receipt.
+    timed: bool = True
 
     @property
     def signature(self) -> str:

@@ -14,6 +14,9 @@ M = TypeVar("M", bound=BaseModel)
 
 # Go's zero time.Time: Alertmanager sends it as endsAt while an alert is still firing.
 _GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+# Seconds beyond this (the year 5138) are read as milli-, micro-, then nanoseconds.
+_MAX_UNIX = 1e11
+_UNIX_UNITS = (1, 1e3, 1e6, 1e9)
 
 
 def validate(model: type[M], body: object, prefix: str = "") -> M:
@@ -37,7 +40,8 @@ def validate(model: type[M], body: object, prefix: str = "") -> M:
 
 
 def parse_timestamp(value: object) -> datetime:
-    """ISO 8601 (with `Z`, `+00:00` or `+0000`; naive means UTC) or unix seconds → aware UTC."""
+    """ISO 8601 (with `Z`, `+00:00` or `+0000`; naive means UTC) or unix seconds (or ms, µs,
+    ns) → aware UTC."""
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, int | float) and not isinstance(value, bool):
@@ -59,11 +63,16 @@ def parse_optional_timestamp(value: object) -> datetime | None:
     return None if parsed == _GO_ZERO_TIME else parsed
 
 
-def _from_unix(seconds: float) -> datetime:
+def _from_unix(number: float) -> datetime:
+    """Unix time in seconds, or in milliseconds, microseconds or nanoseconds when the number
+    is too large to be seconds of this era (New Relic and Datadog send milliseconds)."""
+    seconds = next((number / unit for unit in _UNIX_UNITS if abs(number / unit) < _MAX_UNIX), None)
     try:
+        if seconds is None:
+            raise ValueError
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
-        raise ValueError(f"unix time out of range: {seconds}") from None
+        raise ValueError(f"unix time out of range: {number}") from None
 
 
 def _from_text(text: str) -> datetime:

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from integrations.alerts import normalize
 from integrations.alerts.model import Alert, AlertStatus, Severity
 from integrations.alerts.payload import UtcDatetime, parse_timestamp, validate
 from integrations.errors import PayloadError
@@ -197,7 +198,7 @@ def _severity(texts: Iterable[str | None], default: Severity) -> Severity:
     for text in texts:
         words = _SEVERITY_WORDS.intersection(re.findall(r"[a-z0-9]+", (text or "").lower()))
         if words:
-            return max((Severity.parse(word) for word in words), key=lambda s: s.rank)
+            return max((normalize.severity(word) for word in words), key=lambda s: s.rank)
     return default
 
 

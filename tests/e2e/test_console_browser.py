@@ -119,7 +119,9 @@ async def test_an_alert_to_a_verified_restart_in_the_browser(
         await demo.fire_first_alert(bot.url, shop_url)  # leak on, health fails, Alertmanager POST
         row = page.get_by_test_id("incident-row")
         await expect(row).to_have_count(1, timeout=UI_TIMEOUT_MS)
-        await expect(row.get_by_test_id("row-title")).to_have_text("demo-shop health check failing")
+        await expect(row.get_by_test_id("row-title")).to_have_text(
+            "DemoShopUnhealthy: demo-shop health check failing"
+        )
         await expect(row).to_have_attribute("data-status", "triggered")
         assert await still_same_document(page), "the incident must arrive without a reload"
 
@@ -127,7 +129,7 @@ async def test_an_alert_to_a_verified_restart_in_the_browser(
         incident_id = await row.get_attribute("data-id")
         await expect(page).to_have_url(re.compile(rf"#/incidents/{incident_id}$"))
         await expect(page.get_by_test_id("incident-title")).to_have_text(
-            "demo-shop health check failing"
+            "DemoShopUnhealthy: demo-shop health check failing"
         )
         source = page.get_by_test_id("diagnosis-source")
         await expect(source).to_have_text("offline", timeout=UI_TIMEOUT_MS)

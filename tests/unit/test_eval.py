@@ -222,16 +222,21 @@ async def test_an_empty_or_broken_directory_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"id": "x"}')
     with pytest.raises(ScenarioError, match=r"bad\.json"):
         await run_eval(tmp_path)
-    unparsable = {**DISK, "payload": {"version": "3", "groupKey": "g", "alerts": []}}
+    bad_alert = {"labels": {}, "startsAt": "yesterday"}
+    unparsable = {**DISK, "payload": {"version": "4", "groupKey": "g", "alerts": [bad_alert]}}
     (tmp_path / "bad.json").write_text(json.dumps(unparsable))
-    with pytest.raises(ScenarioError, match=r"bad\.json: payload: .*version"):
+    with pytest.raises(ScenarioError, match=r"bad\.json: payload: .*startsAt"):
         await run_eval(tmp_path)
 
 
 def test_scenario_context_parses_each_source_and_allows_every_action(scenario_dir: Path) -> None:
     for name, service, title in (
         ("t-01-node-leak", "image-resizer", "image-resizer exited with code 134"),
-        ("t-02-disk", "metrics-db", "PersistentVolume is filling up."),
+        (
+            "t-02-disk",
+            "metrics-db",
+            "KubePersistentVolumeFillingUp: PersistentVolume is filling up.",
+        ),
         ("t-03-surge", "shop-api", "shop-api-RequestCount-high"),
     ):
         ctx = scenario_context(load_scenario(scenario_dir / f"{name}.json"))

@@ -1,0 +1,119 @@
+"""Parse Datadog's Webhooks integration: the default payload (`id`, `title`, `body`, `date`,
+`last_updated`, `event_type`, `org`) and payloads that add Datadog's `$ALERT_*` variables
+under their lower-case names (`alert_id`, `alert_transition`, `alert_priority`, ...)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from integrations.alerts import normalize
+from integrations.alerts.model import Alert, AlertStatus, Severity
+from integrations.alerts.payload import OptionalUtcDatetime, validate
+
+SOURCE = "datadog"
+
+_RESOLVED_TRANSITIONS = frozenset({"recovered", "resolved", "ok", "success"})
+# "[Triggered] [P1] ..." / "[Recovered on {host:web-1}] ..." at the start of an event title.
+_TITLE_TAGS = re.compile(r"^(?:\s*\[[^\]]*\]\s*)+")
+_TRANSITION_IN_TITLE = re.compile(r"^\s*\[(\w[\w -]*?)(?: on [^\]]*)?\]")
+# $ALERT_TYPE: error, warning, info, success.
+_ALERT_TYPE = {"error": Severity.HIGH, "warning": Severity.WARNING, "info": Severity.INFO}
+
+
+class _Datadog(BaseModel):
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+    id: str | None = None
+    title: str | None = None
+    body: str | None = None
+    event_type: str | None = None
+    date: OptionalUtcDatetime = None
+    last_updated: OptionalUtcDatetime = None
+    alert_id: str | None = None
+    alert_title: str | None = None
+    alert_transition: str | None = None
+    alert_priority: str | None = None
+    alert_type: str | None = None
+    alert_cycle_key: str | None = None
+    aggreg_key: str | None = None
+    alert_metric: str | None = None
+    alert_scope: str | None = None
+    hostname: str | None = None
+    tags: str | list[str] | None = None
+    link: str | None = None
+    url: str | None = None
+
+
+def matches(body: dict[str, object]) -> bool:
+    if "alert_transition" in body or "aggreg_key" in body:
+        return True
+    return {"event_type", "title", "body"} <= body.keys() and (
+        "last_updated" in body or "org" in body
+    )
+
+
+def parse(body: object) -> list[Alert]:
+    dd = validate(_Datadog, body)
+    raw_title = dd.alert_title or dd.title or dd.event_type or "Datadog event"
+    transition = dd.alert_transition or _transition_from_title(dd.title)
+    resolved = (transition or "").strip().lower() in _RESOLVED_TRANSITIONS or (
+        (dd.alert_type or "").lower() == "success"
+    )
+    name = _TITLE_TAGS.sub("", raw_title).strip() or raw_title
+    tags = _tags(dd.tags)
+    level = _severity(dd)
+    key = dd.alert_id or dd.aggreg_key or normalize.stable_key(name, dd.hostname)
+    key = normalize.bounded_key(f"datadog:{key}:{dd.alert_scope or ''}")
+    at = dd.date or dd.last_updated
+    when = at or datetime.now(UTC)
+    labels: dict[str, Any] = {
+        **tags,
+        "alertname": name,
+        "transition": transition,
+        "host": dd.hostname,
+        "metric": dd.alert_metric,
+        "scope": dd.alert_scope,
+        "event_type": dd.event_type,
+    }
+    return [
+        Alert(
+            source=SOURCE,
+            group_key=key,
+            fingerprint=key,
+            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+            title=normalize.title(name) or name,
+            severity=level,
+            starts_at=when,
+            ends_at=when if resolved else None,
+            service=tags.get("service") or dd.hostname,
+            labels={
+                **normalize.scalar_labels(labels),
+                **normalize.severity_labels(dd.alert_priority or dd.alert_type, level),
+            },
+            annotations=normalize.scalar_labels({"message": dd.body}),
+            generator_url=dd.link or dd.url,
+            timed=at is not None,
+        )
+    ]
+
+
+def _transition_from_title(title: str | None) -> str | None:
+    found = _TRANSITION_IN_TITLE.match(title or "")
+    return found.group(1) if found else None
+
+
+def _tags(tags: str | list[str] | None) -> dict[str, str]:
+    """`$TAGS` ("env:prod,service:checkout") as labels; bare tags are left out."""
+    items = tags.split(",") if isinstance(tags, str) else tags or []
+    pairs = (item.strip().partition(":") for item in items)
+    return {key: value for key, sep, value in pairs if sep and key and value}
+
+
+def _severity(dd: _Datadog) -> Severity:
+    if dd.alert_priority:
+        return normalize.severity(dd.alert_priority)
+    return _ALERT_TYPE.get((dd.alert_type or "").lower(), Severity.WARNING)

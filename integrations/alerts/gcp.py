@@ -1,0 +1,98 @@
+"""Parse Google Cloud Monitoring (Stackdriver) webhook notifications: `{"incident": {...},
+"version": "1.2"}`, one incident that is `open` or `closed`."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from integrations.alerts import normalize
+from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
+
+SOURCE = "gcp"
+
+# Resource labels that name the workload, most specific first.
+_SERVICE_LABELS = ("service_name", "container_name", "function_name", "database_id")
+
+
+class _Resource(BaseModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    type: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class _Documentation(BaseModel):
+    content: str | None = None
+    subject: str | None = None
+
+
+class _Incident(BaseModel):
+    incident_id: str
+    state: str
+    started_at: UtcDatetime
+    ended_at: OptionalUtcDatetime = None
+    policy_name: str | None = None
+    condition_name: str | None = None
+    summary: str | None = None
+    url: str | None = None
+    severity: str | None = None
+    resource_name: str | None = None
+    resource_display_name: str | None = None
+    resource: _Resource | None = None
+    scoping_project_id: str | None = None
+    policy_user_labels: dict[str, str] | None = None
+    documentation: _Documentation | None = None
+
+
+class _Notification(BaseModel):
+    incident: _Incident
+    version: str | None = None
+
+
+def matches(body: dict[str, object]) -> bool:
+    incident = body.get("incident")
+    return isinstance(incident, dict) and "incident_id" in incident and "state" in incident
+
+
+def parse(body: object) -> list[Alert]:
+    i = validate(_Notification, body).incident
+    resolved = i.state.strip().lower() == "closed"
+    resource = i.resource or _Resource()
+    user_labels = i.policy_user_labels or {}
+    raw_severity = user_labels.get("severity") or i.severity
+    level = normalize.severity(raw_severity)
+    service = user_labels.get("service") or next(
+        (resource.labels[k] for k in _SERVICE_LABELS if resource.labels.get(k)),
+        i.resource_display_name or i.resource_name,
+    )
+    doc = i.documentation or _Documentation()
+    name = i.policy_name or i.condition_name
+    labels = {
+        **resource.labels,
+        **user_labels,
+        "alertname": name,
+        "condition": i.condition_name,
+        "resource_type": resource.type,
+        "project": i.scoping_project_id,
+    }
+    annotations = {"summary": i.summary, "documentation": doc.content}
+    return [
+        Alert(
+            source=SOURCE,
+            group_key=f"gcp:{i.incident_id}",
+            fingerprint=i.incident_id,
+            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+            title=normalize.title(name, doc.subject or i.summary) or i.incident_id,
+            severity=level,
+            starts_at=i.started_at,
+            ends_at=(i.ended_at or i.started_at) if resolved else None,
+            service=service,
+            labels={
+                **{k: v for k, v in labels.items() if v},
+                **normalize.severity_labels(raw_severity, level),
+            },
+            annotations={k: v for k, v in annotations.items() if v},
+            generator_url=i.url,
+        )
+    ]

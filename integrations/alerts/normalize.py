@@ -1,0 +1,133 @@
+"""What every sender's parser shares: severity words and numbers onto four levels (the
+sender's own word kept as a label), resolved words, readable titles, label values, keys."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+
+from integrations.alerts.model import Severity
+
+TITLE_MAX = 120
+KEY_MAX = 200
+ORIGINAL_SEVERITY_LABEL = "source_severity"
+
+# Words and numbers monitoring tools use for "how bad"; unknown means warning.
+_SEVERITY_WORDS: dict[Severity, tuple[str, ...]] = {
+    Severity.CRITICAL: (
+        *("critical", "crit", "page", "fatal", "emergency", "emerg", "disaster", "severe"),
+        *("urgent", "p0", "p1", "sev0", "sev-0", "sev1", "sev-1", "0", "1"),
+    ),
+    Severity.HIGH: (
+        *("high", "error", "err", "major", "alarm", "alert", "down", "p2", "sev2", "sev-2"),
+        "2",
+    ),
+    Severity.WARNING: (
+        *("warning", "warn", "minor", "medium", "moderate", "average", "p3", "sev3", "sev-3"),
+        "3",
+    ),
+    Severity.INFO: (
+        *("info", "informational", "information", "low", "none", "notice", "debug"),
+        *("verbose", "trace", "ok", "success", "not classified"),
+        *("p4", "p5", "sev4", "sev-4", "sev5", "4", "5"),
+    ),
+}
+_SEVERITY = {word: level for level, words in _SEVERITY_WORDS.items() for word in words}
+
+# Status words that mean "this alert is over".
+RESOLVED_WORDS = frozenset(
+    {"resolved", "resolve", "ok", "closed", "close", "recovered", "recovery", "cleared"}
+    | {"clear", "normal", "inactive", "up", "success", "succeeded", "deactivated"}
+)
+
+
+def severity(raw: object, scale: Mapping[str, Severity] | None = None) -> Severity:
+    """The level a sender's severity word or number means; `scale` is the sender's own table
+    (Azure's Sev1 is an error, not a page), tried before the common words."""
+    word = text(raw)
+    if word is None:
+        return Severity.WARNING
+    key = word.lower()
+    if scale and key in scale:
+        return scale[key]
+    return _SEVERITY.get(key, Severity.WARNING)
+
+
+def severity_labels(raw: object, level: Severity) -> dict[str, str]:
+    """`severity` (the normalized level, which routes match on) and, when the sender said it
+    differently, its own word under `source_severity`."""
+    labels = {"severity": level.value}
+    word = text(raw)
+    if word is not None and word.lower() != level.value:
+        labels[ORIGINAL_SEVERITY_LABEL] = word
+    return labels
+
+
+def is_resolved(status: object) -> bool:
+    word = text(status)
+    return word is not None and word.lower() in RESOLVED_WORDS
+
+
+def title(name: object, summary: object = None, limit: int = TITLE_MAX) -> str | None:
+    """The alert's name first, then its summary (`thing_dead: No things for over 10 minutes`),
+    the summary's first line only, cut at a word to `limit` characters."""
+    first, second = text(name), _first_line(summary)
+    if first and second and first.lower() not in second.lower():
+        joined = f"{first}: {second}"
+    else:
+        joined = second or first or ""
+    return shorten(joined, limit) or None
+
+
+def shorten(value: str, limit: int = TITLE_MAX) -> str:
+    if len(value) <= limit:
+        return value
+    cut = value[: limit - 1]
+    if " " in cut[limit // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:-") + "…"
+
+
+def text(value: object) -> str | None:
+    """A scalar as stripped text; None for absent, empty, or structured values."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    stripped = str(value).strip()
+    return stripped or None
+
+
+def first_text(*values: object) -> str | None:
+    return next((found for value in values if (found := text(value)) is not None), None)
+
+
+def scalar_labels(fields: Mapping[str, object], skip: Iterable[str] = ()) -> dict[str, str]:
+    """The scalar entries of a mapping as label strings (nested values are left out)."""
+    skipped = set(skip)
+    return {
+        key: found
+        for key, value in fields.items()
+        if key not in skipped and (found := text(value)) is not None
+    }
+
+
+def bounded_key(key: str, limit: int = KEY_MAX) -> str:
+    """A key short enough to store (fingerprints are at most 200 characters): a long one keeps
+    its readable start and ends in a digest of the whole."""
+    if len(key) <= limit:
+        return key
+    return f"{key[: limit - 25]}~{hashlib.sha256(key.encode()).hexdigest()[:24]}"
+
+
+def stable_key(*parts: object) -> str:
+    """A short key from several parts, the same for the same parts in every process."""
+    joined = "\x1f".join(text(part) or "" for part in parts)
+    return hashlib.sha256(joined.encode()).hexdigest()[:24]
+
+
+def _first_line(value: object) -> str | None:
+    found = text(value)
+    if found is None:
+        return None
+    return next((line.strip() for line in found.splitlines() if line.strip()), None)

@@ -1,0 +1,197 @@
+"""Parse PagerDuty-style bodies: Events API v2 events other tools send to PagerDuty
+(`event_action` trigger / resolve with a `dedup_key`), and PagerDuty's own outgoing webhooks
+(V3 `{"event": {"event_type": "incident.triggered", ...}}`, V1 `{"messages": [...]}`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from integrations.alerts import normalize
+from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.payload import OptionalUtcDatetime, validate
+from integrations.errors import PayloadError
+
+SOURCE = "pagerduty"
+
+_WEBHOOK_OPENS = frozenset({"triggered", "trigger", "reopened", "unacknowledged"})
+_WEBHOOK_CLOSES = frozenset({"resolved", "resolve"})
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+
+class _EventPayload(_Loose):
+    summary: str
+    source: str | None = None
+    severity: str | None = None
+    timestamp: OptionalUtcDatetime = None
+    component: str | None = None
+    group: str | None = None
+    class_: str | None = Field(default=None, alias="class")
+    custom_details: dict[str, Any] | str | None = None
+
+
+class _Link(_Loose):
+    href: str | None = None
+
+
+class _Event(_Loose):
+    event_action: str
+    dedup_key: str | None = None
+    routing_key: str | None = None
+    payload: _EventPayload | None = None
+    links: list[_Link] = Field(default_factory=list)
+    client_url: str | None = None
+
+
+class _Ref(_Loose):
+    summary: str | None = None
+    name: str | None = None
+
+
+class _Incident(_Loose):
+    id: str
+    title: str | None = None
+    status: str | None = None
+    urgency: str | None = None
+    html_url: str | None = None
+    incident_key: str | None = None
+    created_at: OptionalUtcDatetime = None
+    created_on: OptionalUtcDatetime = None
+    service: _Ref | None = None
+    priority: _Ref | None = None
+    trigger_summary_data: dict[str, Any] | None = None
+
+
+class _V3Event(_Loose):
+    event_type: str
+    occurred_at: OptionalUtcDatetime = None
+    data: _Incident
+
+
+class _V3(_Loose):
+    event: _V3Event
+
+
+class _V1Data(_Loose):
+    incident: _Incident
+
+
+class _V1Message(_Loose):
+    type: str
+    created_on: OptionalUtcDatetime = None
+    data: _V1Data
+
+
+class _V1(_Loose):
+    messages: list[_V1Message]
+
+
+def matches(body: dict[str, object]) -> bool:
+    event = body.get("event")
+    v3 = isinstance(event, dict) and str(event.get("event_type", "")).startswith("incident.")
+    messages = body.get("messages")
+    v1 = isinstance(messages, list) and all(
+        isinstance(m, dict) and str(m.get("type", "")).startswith("incident.") for m in messages
+    )
+    return "event_action" in body or v3 or (v1 and bool(messages))
+
+
+def parse(body: object) -> list[Alert]:
+    if isinstance(body, dict) and "event" in body:
+        v3 = validate(_V3, body).event
+        return _incident(v3.data, v3.event_type.removeprefix("incident."), v3.occurred_at)
+    if isinstance(body, dict) and "messages" in body:
+        return [
+            alert
+            for m in validate(_V1, body).messages
+            for alert in _incident(m.data.incident, m.type.removeprefix("incident."), m.created_on)
+        ]
+    return _event(validate(_Event, body))
+
+
+def _event(e: _Event) -> list[Alert]:
+    action = e.event_action.strip().lower()
+    if action == "acknowledge":
+        return []
+    if action not in ("trigger", "resolve"):
+        raise PayloadError(
+            f"event_action: {e.event_action!r} is not trigger, acknowledge or resolve",
+            field="event_action",
+        )
+    p = e.payload
+    if p is None and action == "trigger":
+        raise PayloadError("payload: required to trigger", field="payload")
+    key = e.dedup_key or (normalize.stable_key(p.summary, p.source) if p else None)
+    if key is None:
+        raise PayloadError("dedup_key: required to resolve", field="dedup_key")
+    resolved = action == "resolve"
+    level = normalize.severity(p.severity if p else None)
+    at = p.timestamp if p else None
+    when = at or datetime.now(UTC)
+    labels = {
+        "component": p.component if p else None,
+        "group": p.group if p else None,
+        "class": p.class_ if p else None,
+        "host": p.source if p else None,
+    }
+    details = p.custom_details if p and isinstance(p.custom_details, dict) else {}
+    return [
+        Alert(
+            source=SOURCE,
+            group_key=f"pagerduty:{key}",
+            fingerprint=key,
+            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+            title=(normalize.title(p.summary) if p else None) or f"PagerDuty event {key}",
+            severity=level,
+            starts_at=when,
+            ends_at=when if resolved else None,
+            service=(p.component or p.source) if p else None,
+            labels={
+                **normalize.scalar_labels(details),
+                **normalize.scalar_labels(labels),
+                **(normalize.severity_labels(p.severity, level) if p else {}),
+            },
+            annotations=normalize.scalar_labels({"summary": p.summary if p else None}),
+            generator_url=e.client_url or next((link.href for link in e.links if link.href), None),
+            timed=at is not None,
+        )
+    ]
+
+
+def _incident(i: _Incident, change: str, at: datetime | None) -> list[Alert]:
+    if change in _WEBHOOK_OPENS:
+        resolved = False
+    elif change in _WEBHOOK_CLOSES:
+        resolved = True
+    else:
+        return []  # acknowledged, assigned, annotated, ...: no change to the alert's state
+    raw = i.priority.summary if i.priority else i.urgency
+    level = normalize.severity(raw)
+    summary = i.title or (i.trigger_summary_data or {}).get("subject")
+    service = i.service.summary or i.service.name if i.service else None
+    started = i.created_at or i.created_on
+    when = at or started or datetime.now(UTC)
+    return [
+        Alert(
+            source=SOURCE,
+            group_key=f"pagerduty:incident:{i.id}",
+            fingerprint=i.incident_key or i.id,
+            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+            title=normalize.title(summary) or f"PagerDuty incident {i.id}",
+            severity=level,
+            starts_at=started or when,
+            ends_at=when if resolved else None,
+            service=service,
+            labels={
+                **normalize.scalar_labels({"incident_status": i.status, "change": change}),
+                **normalize.severity_labels(raw, level),
+            },
+            generator_url=i.html_url,
+            timed=at is not None or started is not None,
+        )
+    ]

@@ -1,0 +1,121 @@
+"""Parse a Zabbix webhook media type's body: its parameters named after Zabbix's macros,
+either as macros (`EVENT.ID`, `EVENT.VALUE`) or as Zabbix's bundled media types spell them
+(`event_id`, `event_value`). `{EVENT.ID}` is the problem's id in its recovery message too,
+so a recovery resolves the problem it ends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from integrations.alerts import normalize
+from integrations.alerts.model import Alert, AlertStatus, Severity
+from integrations.errors import PayloadError
+
+SOURCE = "zabbix"
+
+# {EVENT.NSEVERITY}: 0 not classified, 1 information, 2 warning, 3 average, 4 high, 5 disaster.
+_SCALE = {
+    **{k: Severity.INFO for k in ("0", "1")},
+    **{k: Severity.WARNING for k in ("2", "3")},
+    "4": Severity.HIGH,
+    "5": Severity.CRITICAL,
+}
+_ID_KEYS = ("event_id", "eventid")
+_NAME_KEYS = ("event_name", "trigger_name", "alert_subject", "subject", "name")
+_MESSAGE_KEYS = ("alert_message", "event_opdata", "trigger_description", "message")
+_HOST_KEYS = ("host_name", "host_host", "hostname", "host")
+_RESOLVED_VALUES = frozenset({"0", "ok", "resolved"})
+_TIME_FORMAT = "%Y.%m.%d %H:%M:%S"  # {EVENT.DATE} {EVENT.TIME}
+
+
+def matches(body: dict[str, object]) -> bool:
+    keys = set(_keys(body))
+    return bool(keys & set(_ID_KEYS)) and bool(
+        keys & {"event_value", "event_status", "trigger_status", "event_severity"}
+    )
+
+
+def parse(body: object) -> list[Alert]:
+    if not isinstance(body, dict):
+        raise PayloadError(f"payload must be a JSON object, got {type(body).__name__}")
+    params = _keys(body)
+    event_id = normalize.first_text(*(params.get(k) for k in _ID_KEYS))
+    if event_id is None or not event_id.isdigit():
+        raise PayloadError("event_id: the Zabbix {EVENT.ID} is required", field="event_id")
+    name = normalize.first_text(*(params.get(k) for k in _NAME_KEYS)) or f"event {event_id}"
+    state = normalize.first_text(
+        params.get("event_value"), params.get("event_status"), params.get("trigger_status")
+    )
+    resolved = (state or "").lower() in _RESOLVED_VALUES or bool(
+        normalize.text(params.get("event_recovery_id"))
+    )
+    raw_severity = normalize.first_text(
+        params.get("event_nseverity"), params.get("event_severity"), params.get("trigger_severity")
+    )
+    level = normalize.severity(raw_severity, _SCALE)
+    host = normalize.first_text(*(params.get(k) for k in _HOST_KEYS))
+    started = _zabbix_time(params.get("event_date"), params.get("event_time"))
+    ended = _zabbix_time(params.get("event_recovery_date"), params.get("event_recovery_time"))
+    when = (ended if resolved else None) or started or datetime.now(UTC)
+    key = f"zabbix:{event_id}"
+    labels = {
+        **_tags(params.get("event_tags")),
+        "alertname": name,
+        "host": host,
+        "trigger_id": params.get("trigger_id"),
+        "state": state,
+    }
+    message = normalize.first_text(*(params.get(k) for k in _MESSAGE_KEYS))
+    return [
+        Alert(
+            source=SOURCE,
+            group_key=key,
+            fingerprint=key,
+            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+            title=normalize.title(name) or name,
+            severity=level,
+            starts_at=started or when,
+            ends_at=when if resolved else None,
+            service=host,
+            labels={
+                **normalize.scalar_labels(labels),
+                **normalize.severity_labels(raw_severity, level),
+            },
+            annotations=normalize.scalar_labels({"message": message}),
+            generator_url=_link(params),
+            timed=started is not None,
+        )
+    ]
+
+
+def _keys(body: dict[str, Any]) -> dict[str, Any]:
+    """`EVENT.ID`, `event.id` and `event_id` all become `event_id`."""
+    return {str(key).lower().replace(".", "_"): value for key, value in body.items()}
+
+
+def _zabbix_time(date: object, time: object) -> datetime | None:
+    day, clock = normalize.text(date), normalize.text(time)
+    if not (day and clock):
+        return None
+    try:
+        return datetime.strptime(f"{day} {clock}", _TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _tags(value: object) -> dict[str, str]:
+    """`{EVENT.TAGS}` ("scope:availability, service:db") as labels."""
+    pairs = (item.strip().partition(":") for item in (normalize.text(value) or "").split(","))
+    return {k.strip(): v.strip() for k, sep, v in pairs if sep and k.strip() and v.strip()}
+
+
+def _link(params: dict[str, Any]) -> str | None:
+    base = normalize.text(params.get("zabbix_url"))
+    trigger, event = (
+        normalize.text(params.get("trigger_id")),
+        normalize.text(params.get("event_id")),
+    )
+    if not (base and trigger and event):
+        return None
+    return f"{base.rstrip('/')}/tr_events.php?triggerid={trigger}&eventid={event}"

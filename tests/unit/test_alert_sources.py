@@ -1,0 +1,206 @@
+"""The shared normalisation every sender's parser uses, shape detection of each documented
+body, lenient Alertmanager grouping, and custom mappings checked at start-up."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bot.app.config import ConfigError, load_config
+from integrations.alerts import alertmanager, azure, normalize, sources, zabbix
+from integrations.alerts.model import AlertStatus, Severity
+from integrations.alerts.payload import parse_timestamp
+from integrations.errors import PayloadError
+
+BODIES = Path(__file__).resolve().parents[1] / "alert_bodies"
+
+
+@pytest.mark.parametrize(
+    ("word", "level"),
+    [
+        ("critical", Severity.CRITICAL),
+        ("severe", Severity.CRITICAL),
+        ("P1", Severity.CRITICAL),
+        ("sev1", Severity.CRITICAL),
+        ("1", Severity.CRITICAL),
+        ("high", Severity.HIGH),
+        ("ERROR", Severity.HIGH),
+        ("P2", Severity.HIGH),
+        ("warning", Severity.WARNING),
+        ("average", Severity.WARNING),
+        ("3", Severity.WARNING),
+        ("P4", Severity.INFO),
+        ("informational", Severity.INFO),
+        ("5", Severity.INFO),
+        ("bananas", Severity.WARNING),
+        (None, Severity.WARNING),
+    ],
+)
+def test_severity_words_and_numbers(word: str | None, level: Severity) -> None:
+    assert normalize.severity(word) is level
+
+
+@pytest.mark.parametrize(
+    ("word", "level"),
+    [
+        ("Sev0", Severity.CRITICAL),
+        ("Sev1", Severity.HIGH),
+        ("Sev2", Severity.WARNING),
+        ("Sev3", Severity.INFO),
+        ("Sev4", Severity.INFO),
+        ("3", Severity.INFO),
+    ],
+)
+def test_azure_severity_scale(word: str, level: Severity) -> None:
+    assert normalize.severity(word, azure._SCALE) is level
+
+
+def test_zabbix_numeric_severity_is_zabbixs_own_scale() -> None:
+    assert normalize.severity("5", zabbix._SCALE) is Severity.CRITICAL
+    assert normalize.severity("4", zabbix._SCALE) is Severity.HIGH
+    assert normalize.severity("Disaster", zabbix._SCALE) is Severity.CRITICAL
+
+
+def test_the_senders_word_is_kept_beside_the_level() -> None:
+    assert normalize.severity_labels("Sev1", Severity.HIGH) == {
+        "severity": "high",
+        "source_severity": "Sev1",
+    }
+    assert normalize.severity_labels("HIGH", Severity.HIGH) == {"severity": "high"}
+
+
+def test_title_is_the_name_then_the_summary_cut_at_a_word() -> None:
+    assert (
+        normalize.title("thing_dead", "No things for over 10 minutes")
+        == "thing_dead: No things for over 10 minutes"
+    )
+    assert normalize.title("disk", "disk full on db-1") == "disk full on db-1"
+    assert normalize.title(None, "first line\nsecond line") == "first line"
+    assert normalize.title("", None) is None
+    long = normalize.title("HighLatency", "p99 latency above the objective " * 10)
+    assert long is not None and len(long) <= normalize.TITLE_MAX
+    assert long.startswith("HighLatency: p99 latency") and long.endswith(" objective p99…")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1700000000, datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        (1700000000123, datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)),
+        ("1700000000123", datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)),
+        (1700000000123456789, datetime(2023, 11, 14, 22, 13, 20, 123457, tzinfo=UTC)),
+        ("2023-11-14T23:13:20+01:00", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_in_seconds_milliseconds_nanoseconds_or_iso(
+    value: object, expected: datetime
+) -> None:
+    assert parse_timestamp(value) == expected
+
+
+def test_a_key_too_long_to_store_keeps_its_start_and_a_digest() -> None:
+    long = "azure:" + "x" * 500
+    bounded = normalize.bounded_key(long)
+    assert len(bounded) == normalize.KEY_MAX and bounded.startswith("azure:xxx")
+    assert bounded != normalize.bounded_key(long + "y")
+    assert normalize.bounded_key("short") == "short"
+
+
+@pytest.mark.parametrize("path", sorted(BODIES.glob("*/*.json")), ids=lambda p: p.stem)
+def test_each_documented_body_is_recognised_by_its_shape(path: Path) -> None:
+    assert sources.detect(json.loads(path.read_text())) == path.parent.name
+
+
+@pytest.mark.parametrize(
+    "doc", [{"message": "x"}, {"service": "cart"}, {"alerts": {"a": 1}}, {"title": "t"}]
+)
+def test_plain_bodies_are_left_to_the_generic_parser(doc: dict) -> None:
+    assert sources.detect(doc) is None
+
+
+# ---- lenient Alertmanager ---------------------------------------------------------------
+
+
+def _note(**overrides: object) -> dict:
+    alert = {
+        "labels": {"alertname": "thing_dead", "job": "things", "severity": "page"},
+        "annotations": {"summary": "No things for over 10 minutes"},
+        "startsAt": "2026-11-20T10:00:00Z",
+    }
+    note = {
+        "version": "4",
+        "status": "resolved",
+        "groupLabels": {"job": "things"},
+        "commonLabels": {"job": "things", "severity": "page"},
+        "alerts": [alert],
+    }
+    note.update(overrides)
+    return note
+
+
+@pytest.mark.parametrize(
+    ("drop", "group_key"),
+    [
+        ((), '{}:{job="things"}'),
+        (("groupLabels",), '{}:{job="things", severity="page"}'),
+        (("groupLabels", "commonLabels"), '{}:{alertname="thing_dead"}'),
+    ],
+)
+def test_alertmanager_derives_a_missing_group_key(drop: tuple[str, ...], group_key: str) -> None:
+    note = {k: v for k, v in _note().items() if k not in drop}
+    [alert] = alertmanager.parse(note)
+    assert alert.group_key == group_key
+    # no status of its own: the notification's
+    assert alert.status is AlertStatus.RESOLVED
+    assert alert.title == "thing_dead: No things for over 10 minutes"
+    assert alert.severity is Severity.CRITICAL
+
+
+# ---- custom mappings checked at start-up ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "template", "words"),
+    [
+        ("title", "{{ payload.check. }}", "not a valid template"),
+        ("service", "{{ check.service }}", "uses check"),
+        ("severity", "{{ payload.level | shout }}", "No filter named 'shout'"),
+        ("labels", {"team": "{% if %}"}, "label 'team'"),
+    ],
+)
+def test_a_bad_mapping_template_names_the_key_and_the_file(
+    tmp_path: Path, field: str, template: object, words: str
+) -> None:
+    spec = {"title": "{{ payload.name }}", field: template}
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(json.dumps({"webhooks": {"mappings": {"uptime": spec}}}))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"webhooks.mappings.uptime.{field}" in message
+    assert words in message
+
+
+def test_a_mapping_name_must_fit_in_a_url(tmp_path: Path) -> None:
+    path = tmp_path / "opsbot.yaml"
+    path.write_text(json.dumps({"webhooks": {"mappings": {"my tool": {"title": "x"}}}}))
+    with pytest.raises(ConfigError, match=r"webhooks\.mappings"):
+        load_config(path)
+
+
+def test_a_mapping_renders_missing_fields_empty_and_refuses_an_empty_title(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "opsbot.yaml"
+    spec = {"title": "{{ payload.check.name }}", "service": "{{ payload.nope.deeper }}"}
+    path.write_text(json.dumps({"webhooks": {"mappings": {"uptime": spec}}}))
+    mapping = load_config(path).webhooks.mapping("uptime")
+    assert mapping is not None
+    [alert] = mapping.parse({"check": {"name": "homepage"}})
+    assert (alert.title, alert.service, alert.status) == ("homepage", None, AlertStatus.FIRING)
+    with pytest.raises(PayloadError, match=r"webhooks\.mappings\.uptime\.title rendered empty"):
+        mapping.parse({"check": {}})
