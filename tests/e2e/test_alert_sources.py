@@ -376,11 +376,14 @@ UPTIME = {
 }
 
 
+TOKEN = "s3cret"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture
 async def mapped_bot(bot_config: Callable[..., Config]) -> AsyncIterator[RunningBot]:
-    cfg = bot_config(webhooks={"token": "s3cret", "mappings": {"uptime": UPTIME}})
+    cfg = bot_config(webhooks={"token": TOKEN, "mappings": {"uptime": UPTIME}})
     async with run_bot(cfg) as running:
-        running.client.headers["authorization"] = "Bearer s3cret"
         yield running
 
 
@@ -388,7 +391,7 @@ async def test_custom_mapping_opens_and_resolves_from_any_json(mapped_bot: Runni
     check = {"id": 77, "name": "homepage down", "state": "down", "service": "www"}
     down = {"check": {**check, "url": "https://status.example.com/77"}, "importance": "Sev1"}
     fired = await mapped_bot.client.post(
-        "/webhooks/custom/uptime", json={**down, "changed_at": 1763632800000}
+        "/webhooks/custom/uptime", json={**down, "changed_at": 1763632800000}, headers=AUTH
     )
     assert fired.status_code == 200, fired.text
     [incident_id] = fired.json()["incidents"]
@@ -397,7 +400,7 @@ async def test_custom_mapping_opens_and_resolves_from_any_json(mapped_bot: Runni
     assert incident["labels"]["source_severity"] == "Sev1"
     assert await _alert_starts(mapped_bot, incident_id) == ["2025-11-20T10:00:00"]
     up = {"check": {**check, "state": "UP"}, "changed_at": 1763633400000}
-    done = await mapped_bot.client.post("/webhooks/custom/uptime", json=up)
+    done = await mapped_bot.client.post("/webhooks/custom/uptime", json=up, headers=AUTH)
     assert (done.json()["incidents"], done.json()["resolved"]) == ([incident_id], 1)
     incident = (await mapped_bot.client.get(f"/api/incidents/{incident_id}")).json()
     assert incident["title"] == "homepage down"
@@ -407,13 +410,15 @@ async def test_custom_mapping_opens_and_resolves_from_any_json(mapped_bot: Runni
 
 
 async def test_custom_mapping_refuses_a_body_without_its_title(mapped_bot: RunningBot) -> None:
-    resp = await mapped_bot.client.post("/webhooks/custom/uptime", json={"check": {"id": 1}})
+    resp = await mapped_bot.client.post(
+        "/webhooks/custom/uptime", json={"check": {"id": 1}}, headers=AUTH
+    )
     assert resp.status_code == 422
     assert "webhooks.mappings.uptime.title" in resp.json()["error"]
 
 
 async def test_custom_mapping_unknown_name_is_404(mapped_bot: RunningBot) -> None:
-    resp = await mapped_bot.client.post("/webhooks/custom/nagios", json={"x": 1})
+    resp = await mapped_bot.client.post("/webhooks/custom/nagios", json={"x": 1}, headers=AUTH)
     assert resp.status_code == 404
     assert "webhooks.mappings.nagios" in resp.json()["error"]
 
@@ -428,9 +433,9 @@ async def test_custom_mapping_unknown_name_is_404(mapped_bot: RunningBot) -> Non
 async def test_new_endpoints_need_the_webhook_token(
     mapped_bot: RunningBot, path: str, auth: str | None
 ) -> None:
-    # the fixture's client sends the right token: replace it with none, or a wrong one
+    headers = {"authorization": auth} if auth else {}
     resp = await mapped_bot.client.post(
-        path, json=body("grafana/legacy-alerting.json"), headers={"authorization": auth or ""}
+        path, json=body("grafana/legacy-alerting.json"), headers=headers
     )
     assert resp.status_code == 401, resp.text
 
@@ -440,9 +445,9 @@ async def test_new_endpoints_refuse_oversized_and_non_json_bodies(
     mapped_bot: RunningBot, path: str
 ) -> None:
     huge = json.dumps({"message": "x" * (1024 * 1024 + 10)}).encode()
-    json_type = {"content-type": "application/json"}
+    json_type = {"content-type": "application/json", **AUTH}
     assert (await mapped_bot.client.post(path, content=huge, headers=json_type)).status_code == 413
     deep = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
     assert (await mapped_bot.client.post(path, content=deep, headers=json_type)).status_code == 400
-    text = {"content-type": "text/plain"}
+    text = {"content-type": "text/plain", **AUTH}
     assert (await mapped_bot.client.post(path, content=b"{}", headers=text)).status_code == 415

@@ -97,9 +97,8 @@ async def test_unacknowledged_pages_the_next_step_then_repeats_the_last(
         incident_id = await fire(bot, sample_am)
         await bot.settle()
         # step 1 pages Ravi at once: the incident's card in his direct messages
-        assert [m.split(" · ")[0] for m in dms(fake_slack, RAVI, roots=True)] == [
-            "🔴 #1 checkout 5xx above 5%"
-        ]
+        card = "🔴 #1 HighErrorRate: checkout 5xx above 5%"
+        assert [m.split(" · ")[0] for m in dms(fake_slack, RAVI, roots=True)] == [card]
         assert dms(fake_slack, MEI) == []
 
         clock.advance(299)
