@@ -55,12 +55,13 @@ def parse(body: object) -> list[Alert]:
     )
     level = normalize.severity(raw_severity, _SCALE)
     host = normalize.first_text(*(params.get(k) for k in _HOST_KEYS))
+    tags = _tags(params.get("event_tags"))
     started = _zabbix_time(params.get("event_date"), params.get("event_time"))
     ended = _zabbix_time(params.get("event_recovery_date"), params.get("event_recovery_time"))
     when = (ended if resolved else None) or started or datetime.now(UTC)
     key = f"zabbix:{event_id}"
     labels = {
-        **_tags(params.get("event_tags")),
+        **tags,
         "alertname": name,
         "host": host,
         "trigger_id": params.get("trigger_id"),
@@ -77,7 +78,7 @@ def parse(body: object) -> list[Alert]:
             severity=level,
             starts_at=started or when,
             ends_at=when if resolved else None,
-            service=host,
+            service=tags.get("service") or host,
             labels={
                 **normalize.scalar_labels(labels),
                 **normalize.severity_labels(raw_severity, level),

@@ -139,7 +139,7 @@ CASES = [
         "zabbix/resolved.json",
         "High CPU utilization (over 90% for 5m)",
         "high",
-        "web-1",
+        "checkout",  # its event tag service:checkout, before the host
     ),
     Case(
         "opsgenie/create.json",
