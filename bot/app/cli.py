@@ -42,6 +42,20 @@ def _load(path: Path | None) -> Config:
         raise typer.Exit(1) from exc
 
 
+def _load_reachable(path: Path | None) -> Config:
+    """The configuration, refused when a route names a platform that cannot be reached."""
+    from bot.chat.adapters import PLATFORMS, route_problems
+
+    cfg = _load(path)
+    problems = route_problems(cfg, {p.name for p in PLATFORMS if p.build is not None})
+    if problems:
+        typer.echo(f"error: {len(problems)} configuration error(s)", err=True)
+        for problem in problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1)
+    return cfg
+
+
 def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
     """Run the HTTP server and everything behind it until SIGTERM/SIGINT."""
     # uvicorn re-raises SIGTERM after its graceful shutdown: exit 0 through `finally` blocks
@@ -68,7 +82,7 @@ def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | No
 def run(config: ConfigOpt = None) -> None:
     """The bot process: HTTP server, chat adapters, workers, scheduler."""
     logs.setup()
-    cfg = _load(config)
+    cfg = _load_reachable(config)
     for problem in open_doors(cfg):
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(1)
@@ -119,7 +133,7 @@ def demo(
 @app.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
     """Validate the configuration; exit 1 with errors naming file, key and problem."""
-    cfg = _load(config)
+    cfg = _load_reachable(config)
     for problem in open_doors(cfg):
         typer.echo(f"warning: {problem}", err=True)
     typer.echo(

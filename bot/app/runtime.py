@@ -16,12 +16,10 @@ from sqlalchemy import func, select
 from agent.pipeline import DiagnosisPipeline
 from bot.app import metrics, stats
 from bot.app.chaos import ChaosSwitch
-from bot.app.config import Config
+from bot.app.config import Config, ConfigError
 from bot.app.wiring import pipeline_settings, provider_chain
+from bot.chat.adapters import PLATFORMS, AdapterContext, route_problems
 from bot.chat.adapters.base import ChatAdapter
-from bot.chat.adapters.console import ConsoleAdapter
-from bot.chat.adapters.slack import SlackAdapter
-from bot.chat.adapters.whatsapp import WhatsAppAdapter
 from bot.chat.conversation import Conversation
 from bot.chat.events import EventBus
 from bot.chat.router import Router
@@ -44,11 +42,12 @@ class Runtime:
     """Everything `opsbot run` starts; `start()`/`stop()` bracket its life."""
 
     def __init__(self, cfg: Config, store: Store) -> None:
+        problems = route_problems(cfg)
+        if problems:
+            raise ConfigError("\n".join(problems))
         self.cfg, self.store = cfg, store
         self.bus = EventBus()
         self.adapters: dict[str, ChatAdapter] = {}
-        if cfg.console.enabled:
-            self.adapters["console"] = ConsoleAdapter(store, self.bus)
         self.router = Router(cfg, store, self.adapters)
         self.handlers: dict[str, Handler] = {
             "post_root": self.router.deliver,
@@ -62,7 +61,7 @@ class Runtime:
         self.pipeline = DiagnosisPipeline(
             self.chain, StoreDiagnosisCache(store), pipeline_settings(cfg.llm)
         )
-        self.diagnoser = Diagnoser(cfg, store, self.pipeline)
+        self.diagnoser = Diagnoser(cfg, store, self.pipeline, self.router.answer_asked)
         self.conversation = Conversation(cfg, store, self.router, self.chaos, self.chain)
         self.tickets = TicketDesk(cfg, store, self.adapters, jira_client(cfg))
         self.postmortems = Postmortems(cfg, store, self.chain)
@@ -85,14 +84,10 @@ class Runtime:
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)
         self.http_mounts: list[Callable[[FastAPI], None]] = []
         self.after_start: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        if cfg.slack.enabled:
-            slack = SlackAdapter(cfg.slack, self.router.accept)
-            self.add_adapter(slack)
-            self.http_mounts.append(slack.mount)
-        if cfg.whatsapp.enabled:
-            whatsapp = WhatsAppAdapter(cfg, store, self.router.accept, self._on_delivery_status)
-            self.add_adapter(whatsapp)
-            self.http_mounts.append(whatsapp.mount)
+        context = AdapterContext(cfg, store, self.bus, self.router.accept)
+        for platform in PLATFORMS:
+            if platform.build is not None and platform.enabled(cfg):
+                self.add_adapter(platform.build(context))
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -104,7 +99,12 @@ class Runtime:
             self.chain.chaos = enabled
 
     def add_adapter(self, adapter: ChatAdapter) -> None:
+        """Use `adapter` for its platform (replacing a built one); `mount(app)`, if it has one,
+        serves the platform's callbacks on the bot's HTTP server."""
         self.adapters[adapter.platform] = adapter
+        mount = getattr(adapter, "mount", None)
+        if mount is not None:
+            self.http_mounts.append(mount)
 
     async def _on_dead(self, item: Item, error: str) -> None:
         """A chat message or operator request that will never be answered is a dropped user."""
@@ -122,7 +122,11 @@ class Runtime:
             )
 
     async def start_adapters(self) -> None:
-        """Connect adapters that hold a connection of their own (Slack Socket Mode, Discord)."""
+        """Connect adapters that hold a connection of their own (a socket to the platform).
+        Every platform a route names must have an adapter by now."""
+        problems = route_problems(self.cfg, set(self.adapters))
+        if problems:
+            raise ConfigError("\n".join(problems))
         for adapter in self.adapters.values():
             start = getattr(adapter, "start", None)
             if start is not None:

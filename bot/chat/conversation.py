@@ -6,6 +6,8 @@ with the grammar as fallback). Nothing here knows which chat platform a message 
 
 from __future__ import annotations
 
+import re
+
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,7 +19,7 @@ from bot.app.chaos import ChaosSwitch
 from bot.app.config import Config
 from bot.chat.adapters.base import InboundMessage, Reply
 from bot.chat.render import status_line
-from bot.chat.router import Router
+from bot.chat.router import Router, message_to_json
 from bot.errors import NotFound
 from bot.incidents import actions, escalation, lifecycle, oncall, tickets
 from bot.incidents.models import Incident, Status, utcnow
@@ -38,6 +40,9 @@ UNKNOWN = (
     "I didn't understand that as a command. Try `restart it`, `ack`, `status`, "
     "`file a Jira for ravi`, or ask a question ending with `?`. Type `help` for all."
 )
+
+# A decision by text names itself; a bare "yes"/"no" decides only as the answer to a prompt.
+_EXPLICIT = re.compile(r"\b(approved?|deny|denied)\b", re.IGNORECASE)
 
 _BUTTON_INTENTS = {
     "ack": IntentKind.ACKNOWLEDGE,
@@ -106,7 +111,8 @@ class Conversation:
             context=context,
         )
 
-    async def handle(self, msg: InboundMessage, inc: Incident | None) -> None:
+    async def handle(self, msg: InboundMessage, inc: Incident | None, prompt: int | None) -> None:
+        """`prompt`: the action whose approval prompt this message directly answers, if any."""
         actor = actor_for(self.cfg, msg)
         action_id: int | None = None
         if msg.command == "incident":
@@ -118,6 +124,12 @@ class Conversation:
             intent, action_id = button_intent(msg)
         else:
             intent = await self._understand(msg, inc)
+            decision = intent.kind in (IntentKind.APPROVE, IntentKind.DENY)
+            if decision and not intent.incident_ref and not _EXPLICIT.search(msg.text):
+                if prompt is None:
+                    await self.router.answer(msg, inc, _say_it(intent, inc))
+                    return
+                action_id = prompt  # "yes" as the direct answer to the approval prompt
         if intent.incident_ref and (inc is None or str(inc.short_id) != intent.incident_ref):
             try:
                 async with self.store.read() as conn:
@@ -151,7 +163,7 @@ class Conversation:
     ) -> Reply | None:
         match intent.kind:
             case IntentKind.HELP:
-                return Reply(HELP, "info")
+                return Reply(HELP, "help")
             case IntentKind.ONCALL:
                 return await self._oncall(inc)
             case IntentKind.STATS:
@@ -180,10 +192,8 @@ class Conversation:
         match intent.kind:
             case IntentKind.ACKNOWLEDGE:
                 if await lifecycle.acknowledge(conn, cfg, inc, actor.name):
-                    await lifecycle.enqueue_reply(
-                        conn, cfg, inc, Reply(f"👀 Acknowledged by {actor.mention}.", "info")
-                    )
-                    return None
+                    said = Reply(f"👀 Acknowledged by {actor.mention}.", "info")
+                    return await self._everywhere(conn, msg, inc, said)
                 return Reply(f"#{inc.short_id} is already {status_line(inc).lower()}.", "info")
             case IntentKind.RESOLVE:
                 if await lifecycle.resolve(conn, cfg, inc, actor.name, "marked resolved in chat"):
@@ -199,11 +209,7 @@ class Conversation:
                     conn,
                     "question",
                     inc,
-                    {
-                        "question": intent.text or msg.text,
-                        "platform": msg.platform,
-                        "channel": msg.channel,
-                    },
+                    {"question": intent.text or msg.text, "asked": message_to_json(msg)},
                 )
                 return None
             case IntentKind.ACTION:
@@ -213,8 +219,7 @@ class Conversation:
                         "info",
                     )
                 reply = await actions.request(conn, cfg, inc, actor, intent)
-                await lifecycle.enqueue_reply(conn, cfg, inc, reply)
-                return None
+                return await self._everywhere(conn, msg, inc, reply)
             case IntentKind.APPROVE | IntentKind.DENY:
                 target = action_id or await actions.pending_for(conn, inc.id)
                 if target is None:
@@ -222,8 +227,7 @@ class Conversation:
                 reply = await actions.decide(
                     conn, cfg, inc, actor, target, intent.kind == IntentKind.APPROVE
                 )
-                await lifecycle.enqueue_reply(conn, cfg, inc, reply)
-                return None
+                return await self._everywhere(conn, msg, inc, reply)
             case IntentKind.TICKET:
                 return await tickets.request(conn, cfg, inc, actor, intent, msg)
             case IntentKind.SNOOZE:
@@ -233,6 +237,14 @@ class Conversation:
             case IntentKind.STATUS:
                 return Reply(await _status(conn, inc), "info")
         return Reply(UNKNOWN, "info")
+
+    async def _everywhere(
+        self, conn: AsyncConnection, msg: InboundMessage, inc: Incident, reply: Reply
+    ) -> Reply | None:
+        """Say `reply` in every conversation of the incident; returned to be said also where
+        `msg` came from when that is none of them (a DM, another channel)."""
+        await lifecycle.enqueue_reply(conn, self.cfg, inc, reply)
+        return None if await self.router.in_conversation(conn, msg, inc) else reply
 
     async def _command(self, msg: InboundMessage, actor: Actor) -> None:
         """`/incident <description>` opens a manual incident; `/incident list|stats|help`."""
@@ -280,12 +292,12 @@ class Conversation:
         async with self.store.read() as conn:
             open_ = [i for i in await lifecycle.list_incidents(conn, None, 50) if i.is_open]
         if not open_:
-            return Reply("No open incidents. 🎉", "info")
+            return Reply("No open incidents. 🎉", "list")
         lines = [
             f"• #{i.short_id} [{i.severity}] {i.title} — {i.service or '-'} — {status_line(i)}"
             for i in open_[:15]
         ]
-        return Reply("Open incidents:\n" + "\n".join(lines), "info")
+        return Reply("Open incidents:\n" + "\n".join(lines), "list")
 
     async def _oncall(self, inc: Incident | None) -> Reply:
         """The rotations' current shifts (else the responders), and this incident's chain."""
@@ -315,6 +327,16 @@ class Conversation:
         await self.chaos.set(enabled, actor.name)
         state = "ON: every LLM call now fails, watch the fallbacks" if enabled else "OFF"
         return Reply(f"🧪 Chaos mode {state} (by {actor.mention}).", "info")
+
+
+def _say_it(intent: Intent, inc: Incident | None) -> Reply:
+    verb = "approve" if intent.kind == IntentKind.APPROVE else "deny"
+    ref = f"#{inc.short_id}" if inc else "#<incident>"
+    return Reply(
+        f"To {verb} a pending action, say “{verb} {ref}” (a bare “yes” or “no” only counts "
+        "as the answer to my approval question).",
+        "info",
+    )
 
 
 async def _status(conn: AsyncConnection, inc: Incident) -> str:

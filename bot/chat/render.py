@@ -1,15 +1,11 @@
-"""Platform-neutral rendering: an incident → RootView with its buttons; replies ↔ JSON.
-
-Adapters turn these into Block Kit, embeds or text; nothing here knows a platform.
-"""
+"""From an incident to the message model: its root view with buttons, its status line, the
+text of a diagnosis. Renderers (`bot/chat/renderers/`) turn these into each dialect."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from agent.types import Diagnosis
 from bot.app.config import Config
-from bot.chat.adapters.base import Button, Reply, RootView
+from bot.chat.messages import Button, RootView
 from bot.incidents.models import Incident, Status, utcnow
 
 SEVERITY_MARK = {"critical": "🔴", "high": "🟠", "warning": "🟡", "info": "🔵"}
@@ -100,27 +96,4 @@ def diagnosis_text(d: Diagnosis) -> str:
 def say_hint(d: Diagnosis) -> str:
     return {"restart": "restart it", "scale_up": "scale it up", "rollback": "roll it back"}.get(
         d.action.value, d.action.value
-    )
-
-
-def reply_to_json(r: Reply) -> dict[str, Any]:
-    return {
-        "text": r.text,
-        "kind": r.kind,
-        "diagnosis": r.diagnosis.model_dump(mode="json") if r.diagnosis else None,
-        "buttons": [
-            {"action_id": b.action_id, "label": b.label, "value": b.value, "style": b.style}
-            for b in r.buttons
-        ],
-        "link": list(r.link) if r.link else None,
-    }
-
-
-def reply_from_json(data: dict[str, Any]) -> Reply:
-    return Reply(
-        text=data["text"],
-        kind=data.get("kind", "info"),
-        diagnosis=Diagnosis.model_validate(data["diagnosis"]) if data.get("diagnosis") else None,
-        buttons=[Button(**b) for b in data.get("buttons", [])],
-        link=tuple(data["link"]) if data.get("link") else None,
     )

@@ -1,22 +1,25 @@
 """The conversation router: outbound chat items → adapters; inbound messages → handlers.
 
-The router never branches on platform: adapters translate, the router decides.
+The router never branches on platform: it asks an adapter's `capabilities` (can it edit, has
+it threads) and leaves the rendering to the adapter's dialect.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app.config import Config
-from bot.chat.adapters.base import ChatAdapter, InboundMessage, Reply, ThreadRef
-from bot.chat.render import reply_from_json, root_view
+from bot.chat.adapters.base import ChatAdapter, InboundMessage, ThreadRef
+from bot.chat.messages import Reply, reply_from_json, reply_to_json
+from bot.chat.render import root_view
 from bot.errors import NotFound
 from bot.incidents import lifecycle
 from bot.incidents.models import Incident, utcnow
@@ -24,12 +27,13 @@ from bot.queue import outbox
 from bot.queue.outbox import Item
 from bot.store import Store
 from bot.store import schema as t
-from integrations.errors import PermanentError
+from integrations.errors import PermanentError, TransientError
 
 log = structlog.get_logger(__name__)
 
 Wake = Callable[[], None]
-InboundHandler = Callable[[InboundMessage, Incident | None], Awaitable[None]]
+InboundHandler = Callable[[InboundMessage, Incident | None, int | None], Awaitable[None]]
+POSTING, POSTED = "posting", "posted"
 
 
 def message_to_json(msg: InboundMessage) -> dict[str, Any]:
@@ -41,6 +45,21 @@ def message_to_json(msg: InboundMessage) -> dict[str, Any]:
 def message_from_json(data: dict[str, Any]) -> InboundMessage:
     thread = ThreadRef(**data["thread"]) if data.get("thread") else None
     return InboundMessage(**{**data, "thread": thread})
+
+
+def root_key(incident_id: str, platform: str, channel: str) -> str:
+    """The idempotency key of an incident's root in one place: the same on every attempt."""
+    digest = hashlib.sha256(f"{incident_id}\0{platform}\0{channel}".encode()).hexdigest()
+    return f"root-{digest[:40]}"
+
+
+def _prompted_action(reply: Reply) -> int | None:
+    """The action an approval prompt asks about (its Approve button's id)."""
+    for b in reply.buttons:
+        name, _, arg = b.action_id.partition(":")
+        if name == "approve" and arg.isdigit():
+            return int(arg)
+    return None
 
 
 class Router:
@@ -57,50 +76,114 @@ class Router:
             raise PermanentError(f"{platform} is not configured")
         return adapter, channel
 
-    async def _thread(
-        self, conn: AsyncConnection, incident_id: str, platform: str, channel: str
-    ) -> ThreadRef | None:
-        row = (
+    @staticmethod
+    async def _conversation(
+        conn: AsyncConnection, incident_id: str, platform: str, channel: str
+    ) -> Row[Any] | None:
+        return (
             await conn.execute(
-                select(t.threads.c.thread_id).where(
+                select(t.threads).where(
                     t.threads.c.incident_id == incident_id,
                     t.threads.c.platform == platform,
                     t.threads.c.channel == channel,
                 )
             )
         ).first()
-        return ThreadRef(platform, channel, row.thread_id) if row else None
+
+    def more_url(self, inc: Incident) -> str | None:
+        """Where a message cut to a platform's length can be read whole: the console."""
+        if not self.cfg.http.public_url:
+            return None
+        return f"{self.cfg.http.public_url.rstrip('/')}/#/incidents/{inc.id}"
+
+    def _prepared(self, reply: Reply, inc: Incident) -> Reply:
+        reply.incident = root_view(self.cfg, inc).name
+        reply.more_url = self.more_url(inc)
+        return reply
 
     async def deliver(self, item: Item) -> None:
         """Outbox handler for post_root, update_root and reply."""
         adapter, channel = self._adapter(item)
         incident_id = item.payload["incident_id"]
+        if item.kind == "update_root":
+            # Changes committed from now on queue an edit of their own instead of folding into
+            # this one, which renders the incident as read below, at send time.
+            async with self.store.write() as conn:
+                await outbox.release_coalesce_key(conn, item.id)
         async with self.store.read() as conn:
             inc = await lifecycle.get(conn, incident_id)
-            thread = await self._thread(conn, incident_id, adapter.platform, channel)
+            row = await self._conversation(conn, incident_id, adapter.platform, channel)
         if item.kind == "post_root":
-            if thread is not None:
-                return  # already posted (a retry after the link was written)
-            ref = await adapter.post_root(channel, root_view(self.cfg, inc))
-            async with self.store.write() as conn:
-                await conn.execute(
-                    insert(t.threads).values(
-                        incident_id=inc.id,
-                        platform=ref.platform,
-                        channel=ref.channel,
-                        thread_id=ref.thread_id,
-                        created_at=utcnow(),
-                    )
-                )
+            await self._post_root(adapter, channel, inc, row)
             return
-        if thread is None:
-            raise PermanentError(f"no {adapter.platform} thread for incident #{inc.short_id}")
+        if row is None or row.state != POSTED:
+            raise PermanentError(f"no {adapter.platform} conversation for incident #{inc.short_id}")
+        thread = ThreadRef(adapter.platform, channel, row.thread_id)
         if item.kind == "update_root":
-            await adapter.update_root(thread, root_view(self.cfg, inc))
+            if adapter.capabilities.can_edit:
+                await adapter.update_root(thread, root_view(self.cfg, inc))
+            # else: no repeat messages; each state change is already a line of its own
+            return
+        reply = self._prepared(reply_from_json(item.payload["reply"]), inc)
+        reply.key = f"outbox-{item.id}"
+        message_id = await adapter.reply(thread, reply)
+        prompt = _prompted_action(reply) if reply.kind == "approval" else None
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(t.threads)
+                .where(t.threads.c.id == row.id)
+                .values(
+                    last_sent_at=utcnow(),
+                    prompt_action_id=prompt,
+                    prompt_message_id=message_id if prompt is not None else None,
+                )
+            )
+
+    async def _post_root(
+        self, adapter: ChatAdapter, channel: str, inc: Incident, row: Row[Any] | None
+    ) -> None:
+        """Post once: the intent (with its key) is committed before the call, so an attempt
+        after a crash between the call and its record finds the root instead of posting again."""
+        if row is not None and row.state == POSTED:
+            return  # a retry after the record was written
+        key = root_key(inc.id, adapter.platform, channel)
+        found: ThreadRef | None = None
+        if row is None:
+            try:
+                async with self.store.write() as conn:
+                    await conn.execute(
+                        insert(t.threads).values(
+                            incident_id=inc.id,
+                            platform=adapter.platform,
+                            channel=channel,
+                            thread_id=None,
+                            created_at=utcnow(),
+                            state=POSTING,
+                            post_key=key,
+                        )
+                    )
+            except IntegrityError as exc:  # another worker holds this root's intent
+                raise TransientError(f"root of #{inc.short_id} is being posted") from exc
         else:
-            reply = reply_from_json(item.payload["reply"])
-            reply.key = f"outbox-{item.id}"
-            await adapter.reply(thread, reply)
+            found = await adapter.find_root(channel, row.post_key or key)
+        view = root_view(self.cfg, inc)
+        if found is None:
+            ref = await adapter.post_root(channel, view, key)
+        else:
+            ref = found
+            log.info("root.recovered", incident=inc.id, platform=adapter.platform)
+            if adapter.capabilities.can_edit:
+                await adapter.update_root(ref, view)  # as of now, not as of the lost attempt
+        async with self.store.write() as conn:
+            await conn.execute(
+                update(t.threads)
+                .where(
+                    t.threads.c.incident_id == inc.id,
+                    t.threads.c.platform == adapter.platform,
+                    t.threads.c.channel == channel,
+                )
+                .values(thread_id=ref.thread_id, state=POSTED, last_sent_at=utcnow())
+            )
 
     # ---- inbound --------------------------------------------------------------------------
     async def accept(self, msg: InboundMessage) -> bool:
@@ -130,22 +213,30 @@ class Router:
         self.wake()
         return True
 
+    def _threaded(self, platform: str) -> bool:
+        adapter = self.adapters.get(platform)
+        return adapter is None or adapter.capabilities.has_threads
+
     async def incident_for(self, msg: InboundMessage) -> Incident | None:
-        """The incident a message belongs to: named by the adapter, its thread, or a button."""
+        """The incident a message belongs to: named by the adapter, its thread, a button, or,
+        on a line without threads, the incident this person was last sent."""
         async with self.store.read() as conn:
             if msg.incident_id is not None:
                 try:
                     return await lifecycle.get(conn, msg.incident_id)
                 except NotFound:
                     return None
-            if msg.thread is not None:
+            c = t.threads.c
+            where = [c.platform == msg.platform, c.channel == msg.channel, c.state == POSTED]
+            if msg.thread is not None and self._threaded(msg.platform):
+                where.append(c.thread_id == msg.thread.thread_id)
+            if msg.thread is not None or not self._threaded(msg.platform):
                 row = (
                     await conn.execute(
-                        select(t.threads.c.incident_id).where(
-                            t.threads.c.platform == msg.thread.platform,
-                            t.threads.c.channel == msg.thread.channel,
-                            t.threads.c.thread_id == msg.thread.thread_id,
-                        )
+                        select(c.incident_id)
+                        .where(*where)
+                        .order_by(c.last_sent_at.desc(), c.id.desc())
+                        .limit(1)
                     )
                 ).first()
                 if row is not None:
@@ -157,37 +248,83 @@ class Router:
                     return None
         return None
 
+    async def in_conversation(
+        self, conn: AsyncConnection, msg: InboundMessage, inc: Incident
+    ) -> bool:
+        """Whether `msg` was said in one of `inc`'s conversations (its thread, or the line)."""
+        row = await self._conversation(conn, inc.id, msg.platform, msg.channel)
+        if row is None or row.state != POSTED:
+            return False
+        if not self._threaded(msg.platform):
+            return True
+        return msg.thread is not None and msg.thread.thread_id == row.thread_id
+
+    async def _take_prompt(self, msg: InboundMessage, inc: Incident | None) -> int | None:
+        """The action whose approval prompt `msg` directly answers: the message replies to the
+        prompt, or the prompt was the last thing said in the conversation. Any message said
+        there ends that: a "yes" to a colleague is not an answer to the bot."""
+        if inc is None:
+            return None
+        async with self.store.write() as conn:
+            if not await self.in_conversation(conn, msg, inc):
+                return None
+            row = await self._conversation(conn, inc.id, msg.platform, msg.channel)
+            assert row is not None
+            if row.prompt_action_id is None:
+                return None
+            answered = msg.reply_to is None or msg.reply_to == row.prompt_message_id
+            await conn.execute(
+                update(t.threads)
+                .where(t.threads.c.id == row.id)
+                .values(prompt_action_id=None, prompt_message_id=None)
+            )
+        return int(row.prompt_action_id) if answered else None
+
     async def handle(self, item: Item) -> None:
         """Outbox handler for `inbound`: find the incident, then let the dispatcher decide."""
         msg = message_from_json(item.payload)
         inc = await self.incident_for(msg)
+        prompt = None if msg.action else await self._take_prompt(msg, inc)
         if self.on_inbound is None:
             await self.answer(msg, inc, Reply("I can't act on messages yet.", "error"))
             return
-        await self.on_inbound(msg, inc)
+        await self.on_inbound(msg, inc, prompt)
 
     async def answer(self, msg: InboundMessage, inc: Incident | None, reply: Reply) -> None:
-        """Reply where the message came from: its incident thread, or the channel itself."""
+        """Reply where the message came from: in the incident's conversation when it was said
+        there, else in that place itself (a DM, a channel, a slash command's channel)."""
         async with self.store.write() as conn:
-            if inc is not None:
+            if inc is not None and await self.in_conversation(conn, msg, inc):
                 await lifecycle.enqueue_reply(
                     conn, self.cfg, inc, reply, only=(msg.platform, msg.channel)
                 )
             else:
-                from bot.chat.render import reply_to_json
-
                 await outbox.enqueue(
                     conn,
                     "direct",
                     f"{msg.platform}:{msg.channel}",
-                    {"reply": reply_to_json(reply), "thread": message_to_json(msg)["thread"]},
+                    {
+                        "reply": reply_to_json(reply),
+                        "thread": message_to_json(msg)["thread"],
+                        "incident_id": inc.id if inc else None,
+                    },
                     ordering_key=f"{msg.platform}:{msg.channel}:direct",
                 )
         self.wake()
 
+    async def answer_asked(self, asked: dict[str, Any], inc: Incident, reply: Reply) -> None:
+        """`answer` for a message kept as JSON (by a job that answers it later)."""
+        await self.answer(message_from_json(asked), inc, reply)
+
     async def deliver_direct(self, item: Item) -> None:
-        """Outbox handler for `direct`: an answer outside any incident thread."""
+        """Outbox handler for `direct`: an answer outside any incident's conversation."""
         adapter, channel = self._adapter(item)
         th = item.payload.get("thread")
         ref = ThreadRef(**th) if th else ThreadRef(adapter.platform, channel, "")
-        await adapter.reply(ref, reply_from_json(item.payload["reply"]))
+        reply = reply_from_json(item.payload["reply"])
+        reply.key = f"outbox-{item.id}"
+        if item.payload.get("incident_id"):
+            async with self.store.read() as conn:
+                inc = await lifecycle.get(conn, item.payload["incident_id"])
+            self._prepared(reply, inc)
+        await adapter.reply(ref, reply)

@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_expo
 from agent.types import Intent
 from bot.app.config import Config, ServiceConfig
 from bot.app.wiring import executor_for
-from bot.chat.adapters.base import Button, Reply
+from bot.chat.messages import Button, Reply
 from bot.incidents import lifecycle
 from bot.incidents.models import Incident, aware, utcnow
 from bot.incidents.policy import Actor, Outcome, allow_listed, decide_request, may_approve, may_deny

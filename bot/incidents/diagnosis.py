@@ -5,7 +5,9 @@ Also the follow-up questions asked in a thread, and auto-remediation after a dia
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 import structlog
 from sqlalchemy import insert, select
@@ -17,7 +19,7 @@ from agent.types import ActionKind, Diagnosis, IncidentContext, Intent, IntentKi
 from bot.app import metrics
 from bot.app.config import Config
 from bot.app.wiring import sources_for
-from bot.chat.adapters.base import Reply
+from bot.chat.messages import Reply
 from bot.chat.render import SOURCE_MARK, diagnosis_text
 from bot.incidents import actions, lifecycle
 from bot.incidents.memory import StorePastIncidents
@@ -67,11 +69,17 @@ async def context_for(conn: AsyncConnection, cfg: Config, inc: Incident) -> Inci
     )
 
 
+Answer = Callable[[dict[str, Any], Incident, Reply], Awaitable[None]]
+
+
 class Diagnoser:
     """Outbox handlers for `diagnose` and `question` jobs."""
 
-    def __init__(self, cfg: Config, store: Store, pipeline: DiagnosisPipeline) -> None:
+    def __init__(
+        self, cfg: Config, store: Store, pipeline: DiagnosisPipeline, answer: Answer
+    ) -> None:
         self.cfg, self.store, self.pipeline = cfg, store, pipeline
+        self.answer = answer  # replies to a question where it was asked
         self.past = StorePastIncidents(store)
 
     async def diagnose(self, item: Item) -> None:
@@ -143,11 +151,4 @@ class Diagnoser:
         lines = [f"{mark} {answer.text}"]
         lines += [f"  • [{e.tool}] {e.quote}" for e in answer.evidence[:5]]
         lines.append(f"_({answer.source.value})_")
-        async with self.store.write() as conn:
-            await lifecycle.enqueue_reply(
-                conn,
-                self.cfg,
-                inc,
-                Reply("\n".join(lines), "answer"),
-                only=(p["platform"], p["channel"]),
-            )
+        await self.answer(p["asked"], inc, Reply("\n".join(lines), "answer"))

@@ -16,8 +16,9 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.app.config import Config
-from bot.chat.adapters.base import Reply
+from bot.app.config import Config, RouteConfig
+from bot.chat.adapters import BY_NAME, PLATFORMS, is_local
+from bot.chat.messages import Reply, reply_to_json
 from bot.errors import NotFound
 from bot.incidents.memory import remember_fix
 from bot.incidents.models import Incident, Status, utcnow
@@ -40,23 +41,16 @@ class IngestResult:
 
 
 def destinations(cfg: Config, labels: dict[str, str]) -> list[tuple[str, str]]:
-    """(platform, channel) pairs an incident's thread lives in, from the first matching route."""
+    """(platform, channel) pairs an incident's conversations live in, from the first matching
+    route (with none, the local platforms'), on every platform that is switched on."""
     route = cfg.route_for(labels)
-    if route is None:
-        return [("console", "console")] if cfg.console.enabled else []
-    out: list[tuple[str, str]] = []
-    if cfg.console.enabled and route.console:
-        out.append(("console", "console"))
-    if cfg.slack.enabled:
-        out += [("slack", c) for c in route.slack]
-    if cfg.discord.enabled:
-        out += [("discord", c) for c in route.discord]
-    if cfg.whatsapp.enabled:
-        out += [("whatsapp", n) for n in map(cfg.whatsapp_number, route.whatsapp) if n]
+    on = [p for p in PLATFORMS if p.enabled(cfg) and (route is not None or p.local)]
+    out = [(p.name, c) for p in on for c in p.targets(route or RouteConfig())]
     asked = labels.get(ASKED_IN_LABEL)  # a manual incident also lives where it was opened
     if asked:
         platform, _, channel = asked.partition(":")
-        if (platform, channel) not in out and (platform == "console" or channel):
+        known = platform in BY_NAME and BY_NAME[platform].enabled(cfg)
+        if (platform, channel) not in out and known and channel:
             out.append((platform, channel))
     return out
 
@@ -113,7 +107,7 @@ async def enqueue_root(
                 ordering_key=key,
                 incident_id=inc.id,
                 coalesce_key=f"update:{key}",
-                delay_s=cfg.outbox.update_coalesce_s if platform != "console" else 0,
+                delay_s=0 if is_local(platform) else cfg.outbox.update_coalesce_s,
             )
 
 
@@ -125,9 +119,7 @@ async def enqueue_reply(
     *,
     only: tuple[str, str] | None = None,
 ) -> None:
-    """A threaded reply in every thread of the incident (or just one destination)."""
-    from bot.chat.render import reply_to_json
-
+    """A reply in every conversation of the incident (or just one destination)."""
     targets = [only] if only else await conversations(conn, cfg, inc)
     for platform, channel in targets:
         await outbox.enqueue(
@@ -540,6 +532,7 @@ async def detail(conn: AsyncConnection, inc: Incident) -> dict[str, Any]:
     threads = [
         {"platform": r.platform, "channel": r.channel, "thread_id": r.thread_id}
         for r in await rows(t.threads, t.threads.c.id)
+        if r.thread_id is not None  # a root not yet posted
     ]
     diagnoses = [{**r.payload, "at": iso(r.at)} for r in await rows(t.diagnoses, t.diagnoses.c.id)]
     actions = [

@@ -9,6 +9,7 @@ from agent.types import Diagnosis
 from bot.app.config import Config, PersonConfig
 from bot.app.server.logins import LOCAL_USER
 from bot.app.server.peers import is_loopback
+from bot.chat.adapters import is_local
 from bot.chat.adapters.base import InboundMessage
 
 
@@ -59,7 +60,7 @@ def actor_of(cfg: Config, platform: str, user_id: str, user_name: str | None = N
             frozenset(person.roles),
             person,
         )
-    if platform == "console" and user_id == LOCAL_USER and is_loopback(cfg.http.host):
+    if is_local(platform) and user_id == LOCAL_USER and is_loopback(cfg.http.host):
         return Actor(user_id, user_name or LOCAL_USER, frozenset({"admin"}))
     return Actor(user_id, user_id, frozenset(cfg.policy.unknown_user_roles))
 

@@ -16,7 +16,7 @@ from agent.errors import ProviderError
 from agent.llm.chain import ProviderChain
 from agent.redact import Redactor
 from bot.app.config import Config
-from bot.chat.adapters.base import Reply
+from bot.chat.messages import Reply
 from bot.incidents import lifecycle, tickets
 from bot.incidents.models import Incident, utcnow
 from bot.queue.outbox import Item

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.types import Intent
 from bot.app.config import Config
-from bot.chat.adapters.base import Button, ChatAdapter, InboundMessage, Reply, ThreadRef
+from bot.chat.adapters.base import ChatAdapter, InboundMessage, ThreadRef
+from bot.chat.messages import Button, Reply
 from bot.incidents import lifecycle
 from bot.incidents.models import Incident, iso, utcnow
 from bot.incidents.policy import Actor
@@ -156,7 +157,7 @@ class TicketDesk:
         """A link back to the chat thread; a chat API failing here only costs the link."""
         for th in detail["threads"]:
             adapter = self.adapters.get(th["platform"])
-            if adapter is None or th["platform"] == "console":
+            if adapter is None or th["thread_id"] is None:
                 continue
             try:
                 link = await adapter.permalink(

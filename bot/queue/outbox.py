@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app import metrics
 from bot.app.config import OutboxConfig
+from bot.chat.adapters import rate_limited
 from bot.errors import StoreUnavailable
 from bot.incidents.models import utcnow
 from bot.store import Store, background_work
@@ -85,6 +86,12 @@ async def enqueue(
     return True
 
 
+async def release_coalesce_key(conn: AsyncConnection, item_id: int) -> None:
+    """From now on, a change queues an item of its own instead of folding into this one (which
+    is being delivered, and has read what it sends already or is about to)."""
+    await conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(coalesce_key=None))
+
+
 class TokenBucket:
     """Per-destination rate limit: `rate` tokens a second, up to `burst`."""
 
@@ -128,9 +135,6 @@ class OutboxWorker:
 
     def wake(self) -> None:
         self._wake.set()
-
-    def rate_limited(self, destination: str) -> bool:
-        return destination.split(":", 1)[0] in ("slack", "discord", "whatsapp")
 
     async def run(self) -> None:
         background_work()
@@ -212,7 +216,7 @@ class OutboxWorker:
         if handler is None:
             await self._dead(item, f"no handler for {item.kind!r}")
             return
-        if self.rate_limited(item.destination):
+        if rate_limited(item.destination):
             wait = self.bucket.take(item.destination)
             if wait > 0:
                 await self._reschedule(item, wait, count_attempt=False, error=None)

@@ -106,6 +106,8 @@ timeline = Table(
     Index("ix_timeline_incident", "incident_id", "id"),
 )
 
+# An incident's conversation on a platform: a thread, or a person's direct line, which
+# several incidents share (so (platform, channel, thread_id) is not unique).
 threads = Table(
     "threads",
     metadata,
@@ -113,10 +115,18 @@ threads = Table(
     _incident_fk(),
     Column("platform", String(16), nullable=False),
     Column("channel", String(200), nullable=False),
-    Column("thread_id", String(200), nullable=False),
+    Column("thread_id", String(200), nullable=True),  # NULL until the root is posted
     Column("created_at", TS, nullable=False),
-    UniqueConstraint("platform", "channel", "thread_id"),
+    # posting: the intent to post the root is recorded, its outcome not yet | posted
+    Column("state", String(16), nullable=False, server_default="posted"),
+    Column("post_key", String(100), nullable=True),  # the root's idempotency key
+    Column("last_sent_at", TS, nullable=True),  # a line's incident is the one last sent
+    Column("shown_status", String(16), nullable=True),  # where roots cannot be edited
+    # the approval prompt, while it is the last thing said in the conversation
+    Column("prompt_action_id", Id, nullable=True),
+    Column("prompt_message_id", String(200), nullable=True),
     UniqueConstraint("incident_id", "platform", "channel"),
+    Index("ix_threads_conversation", "platform", "channel", "thread_id"),
 )
 
 messages = Table(

@@ -33,6 +33,7 @@ services:
       rollback: {http: {url: "http://127.0.0.1:9/rollback"}}
 people:
   - {name: Ravi Kumar, aliases: [ravi], roles: [responder, approver]}
+slack: {bot_token: xoxb-not-a-real-token}  # the first route posts there
 """
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ import uvicorn
 from bot.app.config import Config
 from bot.app.runtime import Runtime
 from bot.app.server.app import create_app, server_config
+from bot.chat.adapters.base import ChatAdapter
 
 
 def free_port() -> int:
@@ -63,12 +64,17 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
 
 
 @asynccontextmanager
-async def run_bot(cfg: Config, *, background_worker: bool = False) -> AsyncIterator[RunningBot]:
-    """Serve the bot on a free port. The outbox worker only runs in the background when asked;
-    otherwise tests drive it with `settle()`/`wait_for()` so they stay deterministic."""
+async def run_bot(
+    cfg: Config, *, background_worker: bool = False, adapters: Sequence[ChatAdapter] = ()
+) -> AsyncIterator[RunningBot]:
+    """Serve the bot on a free port, with test `adapters` for platforms it has none for. The
+    outbox worker only runs in the background when asked; otherwise tests drive it with
+    `settle()`/`wait_for()` so they stay deterministic."""
     port = free_port()
     cfg.http.port = port
     runtime = await Runtime.create(cfg)
+    for adapter in adapters:
+        runtime.add_adapter(adapter)
     app = create_app(runtime, manage_runtime=False)
     server = uvicorn.Server(server_config(app, "127.0.0.1", port))
     task = asyncio.create_task(server.serve())

@@ -80,6 +80,7 @@ class SlackMessage:
     blocks: list[Json] | None
     thread_ts: str | None
     edits: int = 0
+    metadata: Json | None = None
 
 
 @dataclass(slots=True)
@@ -259,7 +260,12 @@ class FakeSlack:
             raise _SlackError("no_text")
         if blocks is not None:
             _validate_blocks(blocks)
-        return SlackMessage(params["channel"], "", text, blocks, params.get("thread_ts"))
+        metadata = params.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        return SlackMessage(
+            params["channel"], "", text, blocks, params.get("thread_ts"), metadata=metadata
+        )
 
     def _chat_postMessage(self, params: Json) -> Json:
         msg = self._message(params)
@@ -280,6 +286,23 @@ class FakeSlack:
             "message": self._render(old),
         }
 
+    def _conversations_history(self, params: Json) -> Json:
+        """A channel's top-level messages, newest first (metadata only when asked for)."""
+        channel, limit = params["channel"], int(params.get("limit") or 100)
+        with_metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        top = sorted(
+            (m for m in self.messages.values() if m.channel == channel and not m.thread_ts),
+            key=lambda m: m.ts,
+            reverse=True,
+        )[:limit]
+        out = []
+        for m in top:
+            rendered = self._render(m)
+            if not with_metadata:
+                rendered.pop("metadata", None)
+            out.append(rendered)
+        return {"messages": out, "has_more": False}
+
     def _chat_getPermalink(self, params: Json) -> Json:
         channel, ts = params["channel"], params["message_ts"]
         if (channel, ts) not in self.messages:
@@ -298,6 +321,8 @@ class FakeSlack:
         out.update(ts=msg.ts, blocks=msg.blocks or [])
         if msg.thread_ts:
             out["thread_ts"] = msg.thread_ts
+        if msg.metadata:
+            out["metadata"] = msg.metadata
         return out
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +13,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from bot.app.runtime import Runtime
-from bot.chat.adapters.base import InboundMessage, ThreadRef
-from bot.chat.adapters.console import append_message
+from bot.chat.adapters.console import append_message, console_message
 from bot.chat.events import CLOSED
 from bot.errors import NotFound
 from bot.incidents import lifecycle
@@ -93,19 +91,7 @@ async def _post_console(
     user = console_user(request)
     if action is None:
         await append_message(rt.store, rt.bus, inc.id, user, "operator", text, {})
-    msg = InboundMessage(
-        platform="console",
-        channel="console",
-        user_id=user,
-        user_name=user,
-        text=text,
-        event_id=f"console-{uuid.uuid4().hex}",
-        thread=ThreadRef("console", "console", inc.id),
-        incident_id=inc.id,
-        action=action,
-        action_value=value,
-    )
-    await rt.router.accept(msg)
+    await rt.router.accept(console_message(user, text, inc.id, action, value))
     return {"ok": True}
 
 

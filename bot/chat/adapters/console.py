@@ -2,40 +2,78 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy import insert, select
 
-from bot.chat.adapters.base import Reply, RootView, ThreadRef
+from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
 from bot.chat.events import EventBus
-from bot.chat.render import reply_to_json
+from bot.chat.renderers import console_json
 from bot.incidents.models import iso, utcnow
 from bot.store import Store, inserted_id
 from bot.store import schema as t
 
+PLATFORM = CHANNEL = "console"
+
+
+def console_message(
+    user: str, text: str, incident_id: str, action: str | None, value: str | None
+) -> InboundMessage:
+    """What a console user typed or clicked in an incident's thread (the thread is the incident)."""
+    return InboundMessage(
+        platform=PLATFORM,
+        channel=CHANNEL,
+        user_id=user,
+        user_name=user,
+        text=text,
+        event_id=f"console-{uuid.uuid4().hex}",
+        thread=ThreadRef(PLATFORM, CHANNEL, incident_id),
+        incident_id=incident_id,
+        action=action,
+        action_value=value,
+    )
+
 
 class ConsoleAdapter:
-    platform = "console"
+    """An incident's console thread is the incident itself (its id is the thread id), so a
+    root posted twice is still one thread; replies are stored once per delivery key."""
+
+    platform = PLATFORM
+    capabilities = Capabilities(
+        can_edit=True,
+        has_threads=True,
+        buttons_per_message=25,
+        buttons_per_row=25,
+        confirm_step=False,
+        max_length=20000,
+        markup="console_json",
+        mention="@{user_id}",
+    )
 
     def __init__(self, store: Store, bus: EventBus) -> None:
         self.store, self.bus = store, bus
 
-    async def post_root(self, channel: str, view: RootView) -> ThreadRef:
-        self.bus.publish("incident", {"id": view.incident_id})
+    async def post_root(self, channel: str, view: RootView, key: str | None = None) -> ThreadRef:
+        self.bus.publish("incident", console_json.root(view, self.capabilities))
         return ThreadRef(self.platform, channel, view.incident_id)
 
+    async def find_root(self, channel: str, key: str) -> ThreadRef | None:
+        return None  # posting again publishes the same thread
+
     async def update_root(self, thread: ThreadRef, view: RootView) -> None:
-        self.bus.publish("incident", {"id": view.incident_id})
+        self.bus.publish("incident", console_json.root(view, self.capabilities))
 
     async def reply(self, thread: ThreadRef, message: Reply) -> str:
+        data = console_json.reply(message, self.capabilities)
         msg_id = await append_message(
             self.store,
             self.bus,
             thread.thread_id,
             "opsbot",
             message.kind,
-            message.text,
-            reply_to_json(message),
+            data["text"],
+            data,
             key=message.key,
         )
         return str(msg_id)

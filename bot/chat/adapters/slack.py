@@ -26,8 +26,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.app.config import SlackConfig
-from bot.chat.adapters.base import InboundMessage, Reply, RootView, ThreadRef
-from bot.chat.adapters.slack_blocks import reply_content, root_blocks, root_text
+from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.renderers import block_kit
 from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 
 log = structlog.get_logger(__name__)
@@ -44,6 +44,9 @@ TRANSIENT_ERRORS = frozenset(
 )
 # A person's message: plain, also sent to the channel from a thread, or with files.
 HUMAN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
+# A root carries its idempotency key as message metadata, found again in the channel's history.
+ROOT_EVENT = "opsbot_incident_root"
+HISTORY_SCAN = 200  # messages back: a lost answer is found in the minutes after it was lost
 
 _USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^>]*))?>")
@@ -79,7 +82,8 @@ def from_message_event(event: Json, bot_user_id: str | None) -> InboundMessage |
     )
     thread_ts = event.get("thread_ts")
     in_our_thread = thread_ts is not None and event.get("parent_user_id") in (None, bot_user_id)
-    if not (mentioned or in_our_thread):
+    direct = event.get("channel_type") == "im"  # a DM to the bot: every message is for it
+    if not (mentioned or in_our_thread or direct):
         return None  # channel chatter and other people's threads
     channel = event["channel"]
     return InboundMessage(
@@ -147,6 +151,16 @@ class SlackAdapter:
     """The `ChatAdapter` for Slack, plus `mount` (HTTP events) and `start`/`stop` (Socket Mode)."""
 
     platform = PLATFORM
+    capabilities = Capabilities(
+        can_edit=True,
+        has_threads=True,
+        buttons_per_message=25,  # one actions block holds 25 elements
+        buttons_per_row=25,
+        confirm_step=True,
+        max_length=block_kit.SECTION_MAX,
+        markup="block_kit",
+        mention="<@{user_id}>",
+    )
 
     def __init__(self, cfg: SlackConfig, accept: Accept) -> None:
         self.cfg, self.accept = cfg, accept
@@ -218,12 +232,15 @@ class SlackAdapter:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(f"Slack is unreachable: {exc!r}") from exc
 
-    async def post_root(self, channel: str, view: RootView) -> ThreadRef:
+    async def post_root(self, channel: str, view: RootView, key: str | None = None) -> ThreadRef:
+        text, blocks = block_kit.root(view, self.capabilities)
+        metadata = {"event_type": ROOT_EVENT, "event_payload": {"key": key}} if key else None
         resp = await self._call(
             self.client.chat_postMessage(
                 channel=channel,
-                text=root_text(view),
-                blocks=root_blocks(view),
+                text=text,
+                blocks=blocks,
+                metadata=metadata,
                 unfurl_links=False,
                 unfurl_media=False,
             )
@@ -231,18 +248,32 @@ class SlackAdapter:
         # The configured channel, not Slack's answer: the router finds threads by it.
         return ThreadRef(PLATFORM, channel, resp["ts"])
 
+    async def find_root(self, channel: str, key: str) -> ThreadRef | None:
+        """Slack has no idempotency key: look for the key in the metadata of recent messages."""
+        resp = await self._call(
+            self.client.conversations_history(
+                channel=channel, include_all_metadata=True, limit=HISTORY_SCAN
+            )
+        )
+        for message in resp.get("messages") or []:
+            meta = message.get("metadata") or {}
+            if (
+                meta.get("event_type") == ROOT_EVENT
+                and meta.get("event_payload", {}).get("key") == key
+            ):
+                return ThreadRef(PLATFORM, channel, message["ts"])
+        return None
+
     async def update_root(self, thread: ThreadRef, view: RootView) -> None:
+        text, blocks = block_kit.root(view, self.capabilities)
         await self._call(
             self.client.chat_update(
-                channel=thread.channel,
-                ts=thread.thread_id,
-                text=root_text(view),
-                blocks=root_blocks(view),
+                channel=thread.channel, ts=thread.thread_id, text=text, blocks=blocks
             )
         )
 
     async def reply(self, thread: ThreadRef, message: Reply) -> str:
-        text, blocks = reply_content(message)
+        text, blocks = block_kit.reply(message, self.capabilities)
         resp = await self._call(
             self.client.chat_postMessage(
                 channel=thread.channel,

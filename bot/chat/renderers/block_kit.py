@@ -1,4 +1,4 @@
-"""Block Kit rendering for Slack: an incident's root message and its threaded replies.
+"""The Block Kit / mrkdwn dialect (Slack): an incident's root message and its replies.
 
 Every piece of data is escaped (`&`, `<`, `>`), so alert or log text can never ping `@channel`
 or smuggle a link; each message also carries a plain `text` fallback for notifications.
@@ -10,8 +10,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from agent.types import Diagnosis
-from bot.chat.adapters.base import Button, Reply, RootView
+from bot.chat.adapters.base import Capabilities
+from bot.chat.messages import Button, Reply, RootView
 from bot.chat.render import SEVERITY_MARK, SOURCE_MARK, diagnosis_text, minutes, say_hint
+from bot.chat.renderers import named, rows, text_choices
+from bot.chat.text import cut
 from bot.incidents.models import aware
 
 Block = dict[str, Any]
@@ -80,10 +83,11 @@ def button(b: Button) -> Block:
     return element
 
 
-def _actions(buttons: list[Button], block_id: str) -> list[Block]:
-    if not buttons:
-        return []
-    return [{"type": "actions", "block_id": block_id, "elements": [button(b) for b in buttons]}]
+def _actions(buttons: list[Button], block_id: str, caps: Capabilities) -> list[Block]:
+    return [
+        {"type": "actions", "block_id": f"{block_id}:{i}" if i else block_id, "elements": row}
+        for i, row in enumerate([button(b) for b in r] for r in rows(buttons, caps))
+    ]
 
 
 def root_text(view: RootView) -> str:
@@ -92,7 +96,12 @@ def root_text(view: RootView) -> str:
     return escape(f"{_mark(view)} #{view.short_id} {view.title}{service} · {view.status_line}")
 
 
-def root_blocks(view: RootView) -> list[Block]:
+def root(view: RootView, caps: Capabilities) -> tuple[str, list[Block]]:
+    """(notification text, blocks) of an incident's root message."""
+    return root_text(view), root_blocks(view, caps)
+
+
+def root_blocks(view: RootView, caps: Capabilities) -> list[Block]:
     """Header, summary, facts, key labels, links, and the buttons while the incident is open."""
     blocks: list[Block] = [
         {"type": "header", "text": _plain(f"{_mark(view)} #{view.short_id} {view.title}")}
@@ -118,7 +127,7 @@ def root_blocks(view: RootView) -> list[Block]:
     if view.links:
         links = " · ".join(_link(label, url) for label, url in view.links)
         blocks.append({"type": "context", "elements": [_mrkdwn(links)]})
-    return blocks + _actions(view.buttons, f"incident:{view.incident_id}")
+    return blocks + _actions(view.buttons, f"incident:{view.incident_id}", caps)
 
 
 def diagnosis_blocks(d: Diagnosis) -> list[Block]:
@@ -151,16 +160,19 @@ def diagnosis_blocks(d: Diagnosis) -> list[Block]:
     return blocks
 
 
-def reply_content(reply: Reply) -> tuple[str, list[Block] | None]:
-    """(text, blocks) for a threaded reply; plain messages need no blocks."""
-    if reply.diagnosis is not None:
-        blocks = diagnosis_blocks(reply.diagnosis)
-        text = escape(diagnosis_text(reply.diagnosis))
+def reply(message: Reply, caps: Capabilities) -> tuple[str, list[Block] | None]:
+    """(text, blocks) for a reply; plain messages need no blocks."""
+    if message.diagnosis is not None:
+        blocks = diagnosis_blocks(message.diagnosis)
+        text = escape(named(diagnosis_text(message.diagnosis), message, caps))
     else:
-        text = escape(reply.text)
-        if reply.link:
-            text += f"\n{_link(*reply.link)}"
-        if not reply.buttons:
+        body = named(message.text, message, caps)
+        choices = text_choices(message.buttons, caps, message.incident)
+        body += f"\n{choices}" if choices else ""
+        text = escape(cut(body, caps.max_length, message.more_url))
+        if message.link:
+            text += f"\n{_link(*message.link)}"
+        if not message.buttons:
             return text, None
         blocks = [_section(text)]
-    return text, blocks + _actions(reply.buttons, "reply")
+    return text, blocks + _actions(message.buttons, "reply", caps)

@@ -1,0 +1,362 @@
+"""Drivers for the shared chat behaviour suite: one per platform, each through its fake.
+
+A driver knows how a person sends a message on its platform and what the platform received;
+`test_chat_behaviour.py` runs every case against every driver in `DRIVERS`. A new platform
+adds a driver class here (and its fake server in tests/fakes/) and nothing else.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot.chat.adapters.base import Capabilities, ChatAdapter, InboundMessage
+from tests.fakes.bot_server import RunningBot
+from tests.fakes.direct_line import SETTINGS as LINE_SETTINGS
+from tests.fakes.direct_line import DirectLine
+from tests.fakes.slack_api import (
+    FakeSlack,
+    SlackMessage,
+    SlackSender,
+    event_callback,
+    message_event,
+    slack_settings,
+    slash_command,
+)
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    roles: tuple[str, ...]
+    slack: str
+    phone: str
+
+
+RAVI = Person("ravi", ("responder", "approver"), "U024BE7LH", "+919800000001")
+ASHA = Person("asha", ("responder",), "U0ASHA", "+919800000002")
+PEOPLE = [
+    {"name": p.name, "slack": p.slack, "whatsapp": p.phone, "roles": list(p.roles)}
+    for p in (RAVI, ASHA)
+]
+_MASS_PINGS = ("@everyone", "@here", "@channel")
+
+
+class Driver(Protocol):
+    name: str
+
+    def settings(self) -> Json:
+        """Config overrides: the platform's section and a route to it."""
+        ...
+
+    def running(self) -> AbstractAsyncContextManager[None]:
+        """Whatever the platform's fake needs while the bot runs."""
+        ...
+
+    def adapters(self) -> list[ChatAdapter]:
+        """Test adapters for the bot, where the platform has none of its own."""
+        ...
+
+    def capabilities(self, bot: RunningBot) -> Capabilities: ...
+
+    def name_of(self, who: Person) -> str:
+        """How the bot calls `who` there."""
+        ...
+
+    async def say(self, bot: RunningBot, incident_id: str, who: Person, text: str) -> None:
+        """`who` writes `text` in the incident's conversation."""
+        ...
+
+    async def said(self, bot: RunningBot, incident_id: str) -> list[str]:
+        """What the platform shows in the incident's conversation after its root, in order."""
+        ...
+
+    async def roots(self, bot: RunningBot) -> list[str]:
+        """Every root message the platform received (as first posted)."""
+        ...
+
+    async def root_now(self, bot: RunningBot, incident_id: str) -> str:
+        """The incident's root as the platform shows it now."""
+        ...
+
+    async def direct(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        """`who` writes outside any incident's conversation (a DM); what came back there.
+        None: the platform has no such place."""
+        ...
+
+    async def command(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        """A slash command's answer where it was typed; None: no slash commands."""
+        ...
+
+    def pings(self, text: str) -> bool:
+        """Whether `text`, as the platform received it, would notify people at large."""
+        ...
+
+
+def _mrkdwn(node: Any) -> list[str]:
+    if isinstance(node, list):
+        return [text for item in node for text in _mrkdwn(item)]
+    if not isinstance(node, dict):
+        return []
+    if node.get("type") == "mrkdwn":
+        return [node["text"]]
+    return [text for value in node.values() for text in _mrkdwn(value)]
+
+
+def _is_root(msg: SlackMessage) -> bool:
+    return msg.thread_ts is None and bool(msg.metadata)
+
+
+class SlackDriver:
+    """Slack through the real slack_sdk/slack_bolt and tests/fakes/slack_api.py."""
+
+    name = "slack"
+    channel = "C0INCIDENTS"
+
+    def __init__(self) -> None:
+        self.fake = FakeSlack()
+        self._ts = itertools.count(1)
+
+    def settings(self) -> Json:
+        return {
+            "slack": slack_settings(self.fake),
+            "routes": [{"match": {}, "slack": [self.channel]}],
+        }
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        await self.fake.start()
+        try:
+            yield
+        finally:
+            await self.fake.stop()
+
+    def adapters(self) -> list[ChatAdapter]:
+        return []
+
+    def capabilities(self, bot: RunningBot) -> Capabilities:
+        return bot.runtime.adapters["slack"].capabilities
+
+    def name_of(self, who: Person) -> str:
+        return who.name
+
+    async def _root_ts(self, bot: RunningBot, incident_id: str) -> str:
+        detail = (await bot.client.get(f"/api/incidents/{incident_id}")).json()
+        (ts,) = [th["thread_id"] for th in detail["threads"] if th["platform"] == "slack"]
+        return ts
+
+    def _next_ts(self) -> str:
+        return f"1800000000.{next(self._ts):06d}"
+
+    async def _send(self, bot: RunningBot, event: Json) -> None:
+        resp = await SlackSender(bot.client).event(event_callback(event))
+        assert resp.status_code == 200, resp.text
+
+    async def say(self, bot: RunningBot, incident_id: str, who: Person, text: str) -> None:
+        root = await self._root_ts(bot, incident_id)
+        event = message_event(
+            text, channel=self.channel, ts=self._next_ts(), user=who.slack, thread_ts=root
+        )
+        await self._send(bot, event)
+
+    async def said(self, bot: RunningBot, incident_id: str) -> list[str]:
+        root = await self._root_ts(bot, incident_id)
+        return [m.text for m in self.fake.thread(self.channel, root)]
+
+    async def roots(self, bot: RunningBot) -> list[str]:
+        return [m.text for m in self.fake.messages.values() if _is_root(m)]
+
+    async def root_now(self, bot: RunningBot, incident_id: str) -> str:
+        """Its text and the mrkdwn of its blocks (plain_text, such as the header, is shown as
+        written: Slack reads no mentions in it)."""
+        msg = self.fake.messages[(self.channel, await self._root_ts(bot, incident_id))]
+        return "\n".join([msg.text, *_mrkdwn(msg.blocks or [])])
+
+    async def direct(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        dm = f"D0{who.name.upper()}"
+        await self._send(
+            bot,
+            message_event(text, channel=dm, ts=self._next_ts(), user=who.slack, channel_type="im"),
+        )
+        await drain(bot)
+        return [m.text for m in self.fake.messages.values() if m.channel == dm]
+
+    async def command(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        form = slash_command(text, channel=self.channel, user=who.slack)
+        resp = await SlackSender(bot.client).command(form)
+        assert resp.status_code == 200, resp.text
+        await drain(bot)
+        return [
+            m.text
+            for m in self.fake.messages.values()
+            if m.channel == self.channel and m.thread_ts is None and not _is_root(m)
+        ]
+
+    def pings(self, text: str) -> bool:
+        return any(p in text for p in ("<!channel", "<!here", "<!everyone", "<!subteam^"))
+
+
+class ConsoleDriver:
+    """The web console through its real HTTP API. An incident's console thread is the
+    incident itself, so its root is the incident, shown from the API."""
+
+    name = "console"
+
+    def settings(self) -> Json:
+        return {}
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        yield
+
+    def adapters(self) -> list[ChatAdapter]:
+        return []
+
+    def capabilities(self, bot: RunningBot) -> Capabilities:
+        return bot.runtime.adapters["console"].capabilities
+
+    def name_of(self, who: Person) -> str:
+        return "console"  # one user: the local admin on a loopback-bound bot
+
+    async def _detail(self, bot: RunningBot, incident_id: str) -> Json:
+        resp = await bot.client.get(f"/api/incidents/{incident_id}")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    async def say(self, bot: RunningBot, incident_id: str, who: Person, text: str) -> None:
+        resp = await bot.client.post(f"/api/incidents/{incident_id}/messages", json={"text": text})
+        assert resp.status_code == 202, resp.text
+
+    async def said(self, bot: RunningBot, incident_id: str) -> list[str]:
+        detail = await self._detail(bot, incident_id)
+        return [m["text"] for m in detail["messages"] if m["author"] == "opsbot"]
+
+    async def roots(self, bot: RunningBot) -> list[str]:
+        incidents = (await bot.client.get("/api/incidents")).json()["incidents"]
+        out = []
+        for inc in incidents:
+            threads = (await self._detail(bot, inc["id"]))["threads"]
+            out += [inc["title"] for th in threads if th["platform"] == "console"]
+        return out
+
+    async def root_now(self, bot: RunningBot, incident_id: str) -> str:
+        d = await self._detail(bot, incident_id)
+        by = d["acknowledged_by"] or ""
+        return f"{d['status']} {by} {d['alert_count']} alerts {d['title']}"
+
+    async def direct(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        return None  # every console conversation is an incident's thread
+
+    async def command(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        return None
+
+    def pings(self, text: str) -> bool:
+        return False  # the console shows text as text: nothing in it notifies anyone
+
+
+class LineDriver:
+    """A platform of direct lines (tests/fakes/direct_line.py): no threads, no edits, no
+    buttons; a person's messages go to the incident they name or were last sent."""
+
+    name = "line"
+
+    def __init__(self) -> None:
+        self.adapter = DirectLine()
+
+    def settings(self) -> Json:
+        return {
+            "whatsapp": LINE_SETTINGS,
+            "routes": [{"match": {}, "whatsapp": [RAVI.name, ASHA.name], "console": False}],
+        }
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        yield
+
+    def adapters(self) -> list[ChatAdapter]:
+        return [self.adapter]
+
+    def capabilities(self, bot: RunningBot) -> Capabilities:
+        return self.adapter.capabilities
+
+    def name_of(self, who: Person) -> str:
+        return who.name
+
+    async def say(self, bot: RunningBot, incident_id: str, who: Person, text: str) -> None:
+        await self.send(bot, who, text)
+
+    async def send(self, bot: RunningBot, who: Person, text: str) -> None:
+        """A message on `who`'s line (channel: the person as routes name them)."""
+        accepted = await bot.runtime.router.accept(
+            InboundMessage(
+                platform=self.adapter.platform,
+                channel=who.name,
+                user_id=who.phone,
+                text=text,
+                event_id=f"SM{uuid.uuid4().hex}",
+            )
+        )
+        assert accepted
+
+    async def _root_id(self, bot: RunningBot, incident_id: str) -> str:
+        detail = (await bot.client.get(f"/api/incidents/{incident_id}")).json()
+        (root,) = [
+            th["thread_id"]
+            for th in detail["threads"]
+            if (th["platform"], th["channel"]) == (self.adapter.platform, RAVI.name)
+        ]
+        return root
+
+    async def said(self, bot: RunningBot, incident_id: str) -> list[str]:
+        root = await self._root_id(bot, incident_id)
+        line = self.adapter.lines[RAVI.name]
+        return [s.text for s in line[[s.id for s in line].index(root) + 1 :]]
+
+    async def roots(self, bot: RunningBot) -> list[str]:
+        """The roots on Ravi's line (Asha has a line of her own with the same roots)."""
+        return [r.text for r in self.adapter.roots if r in self.adapter.lines[RAVI.name]]
+
+    async def root_now(self, bot: RunningBot, incident_id: str) -> str:
+        root = await self._root_id(bot, incident_id)
+        return next(r.text for r in self.adapter.roots if r.id == root)
+
+    async def direct(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        before = len(self.adapter.texts(who.name))
+        await self.send(bot, who, text)
+        await drain(bot)
+        return self.adapter.texts(who.name)[before:]
+
+    async def command(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        return None
+
+    def pings(self, text: str) -> bool:
+        return any(p in text for p in _MASS_PINGS) or "<@" in text or "<!" in text
+
+
+DRIVERS: dict[str, type[Driver]] = {
+    "slack": SlackDriver,
+    "console": ConsoleDriver,
+    "line": LineDriver,
+}
+
+
+async def drain(bot: RunningBot, timeout_s: float = 20.0) -> None:
+    """Deliver until nothing is pending (retries included: the suite's backoff is short)."""
+    from sqlalchemy import func, select
+
+    from bot.store import schema as t
+
+    async def idle() -> bool:
+        async with bot.runtime.store.read() as conn:
+            pending = await conn.scalar(
+                select(func.count()).select_from(t.outbox).where(t.outbox.c.status == "pending")
+            )
+        return pending == 0
+
+    await bot.wait_for(idle, timeout_s, "the outbox to drain")
