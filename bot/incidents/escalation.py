@@ -16,6 +16,7 @@ from sqlalchemy import exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app.config import Config, EscalationPolicyConfig, PersonConfig
+from bot.chat.adapters import BY_NAME
 from bot.chat.adapters.base import Reply
 from bot.incidents import lifecycle, oncall
 from bot.incidents.models import Incident, Status, aware, utcnow
@@ -28,24 +29,14 @@ Clock = Callable[[], datetime]
 ACTIVE, STOPPED, EXHAUSTED = "active", "stopped", "exhausted"
 
 
-def _enabled(cfg: Config, platform: str) -> bool:
-    match platform:
-        case "whatsapp":
-            return cfg.whatsapp.enabled
-        case "slack":
-            return cfg.slack.enabled
-        case "discord":
-            return cfg.discord.enabled
-    return cfg.console.enabled
-
-
 def address(cfg: Config, person: PersonConfig, channel: str) -> tuple[str, str] | None:
     """Where a person is paged on a channel: their number, their user id (a direct message),
     or the console; None when they have no address there or the platform is off."""
-    if not _enabled(cfg, channel):
+    platform = BY_NAME.get(channel)
+    if platform is None or not platform.enabled(cfg):
         return None
-    if channel == "console":
-        return ("console", "console")
+    if platform.local:
+        return (platform.name, platform.name)
     handle = getattr(person, channel)
     return (channel, handle) if handle else None
 

@@ -292,11 +292,11 @@ class LineDriver:
         await self.send(bot, who, text)
 
     async def send(self, bot: RunningBot, who: Person, text: str) -> None:
-        """A message on `who`'s line (channel: the person as routes name them)."""
+        """A message on `who`'s line (channel: their number, as routes resolve their name)."""
         accepted = await bot.runtime.router.accept(
             InboundMessage(
                 platform=self.adapter.platform,
-                channel=who.name,
+                channel=who.phone,
                 user_id=who.phone,
                 text=text,
                 event_id=f"SM{uuid.uuid4().hex}",
@@ -309,28 +309,28 @@ class LineDriver:
         (root,) = [
             th["thread_id"]
             for th in detail["threads"]
-            if (th["platform"], th["channel"]) == (self.adapter.platform, RAVI.name)
+            if (th["platform"], th["channel"]) == (self.adapter.platform, RAVI.phone)
         ]
         return root
 
     async def said(self, bot: RunningBot, incident_id: str) -> list[str]:
         root = await self._root_id(bot, incident_id)
-        line = self.adapter.lines[RAVI.name]
+        line = self.adapter.lines[RAVI.phone]
         return [s.text for s in line[[s.id for s in line].index(root) + 1 :]]
 
     async def roots(self, bot: RunningBot) -> list[str]:
         """The roots on Ravi's line (Asha has a line of her own with the same roots)."""
-        return [r.text for r in self.adapter.roots if r in self.adapter.lines[RAVI.name]]
+        return [r.text for r in self.adapter.roots if r in self.adapter.lines[RAVI.phone]]
 
     async def root_now(self, bot: RunningBot, incident_id: str) -> str:
         root = await self._root_id(bot, incident_id)
         return next(r.text for r in self.adapter.roots if r.id == root)
 
     async def direct(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
-        before = len(self.adapter.texts(who.name))
+        before = len(self.adapter.texts(who.phone))
         await self.send(bot, who, text)
         await drain(bot)
-        return self.adapter.texts(who.name)[before:]
+        return self.adapter.texts(who.phone)[before:]
 
     async def command(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
         return None

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.app.config import Config, RouteConfig
 from bot.chat.adapters.base import ChatAdapter, InboundMessage
 from bot.chat.events import EventBus
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.incidents.delivery import DeliveryStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +27,14 @@ class AdapterContext:
     store: Store
     bus: EventBus
     accept: Callable[[InboundMessage], Awaitable[bool]]
+    on_status: Callable[[DeliveryStatus], Awaitable[None]]  # a platform's delivery report
 
 
 @dataclass(frozen=True, slots=True)
 class Platform:
     name: str
     credentials: tuple[str, ...]  # "section.key" settings that must all be set to switch it on
-    targets: Callable[[RouteConfig], list[str]]  # the channels (or people) a route names
+    targets: Callable[[Config, RouteConfig], list[str]]  # the channels a route names
     build: Callable[[AdapterContext], ChatAdapter] | None  # None: no adapter in this build yet
     local: bool = False  # in-process (no rate limit, edits need no coalescing)
     enabled_by: Callable[[Config], bool] | None = None  # in place of credentials
@@ -61,22 +66,29 @@ def _slack(ctx: AdapterContext) -> ChatAdapter:
     return SlackAdapter(ctx.cfg.slack, ctx.accept)
 
 
+def _whatsapp(ctx: AdapterContext) -> ChatAdapter:
+    from bot.chat.adapters.whatsapp import WhatsAppAdapter
+
+    return WhatsAppAdapter(ctx.cfg, ctx.store, ctx.accept, ctx.on_status)
+
+
 PLATFORMS: tuple[Platform, ...] = (
     Platform(
         "console",
         (),
-        lambda route: ["console"] if route.console else [],
+        lambda cfg, route: ["console"] if route.console else [],
         _console,
         local=True,
         enabled_by=lambda cfg: cfg.console.enabled,
     ),
-    Platform("slack", ("slack.bot_token",), lambda route: route.slack, _slack),
-    Platform("discord", ("discord.bot_token",), lambda route: route.discord, None),
+    Platform("slack", ("slack.bot_token",), lambda cfg, route: route.slack, _slack),
+    Platform("discord", ("discord.bot_token",), lambda cfg, route: route.discord, None),
     Platform(
         "whatsapp",
         ("whatsapp.account_sid", "whatsapp.auth_token"),
-        lambda route: route.whatsapp,
-        None,
+        # people by name (or numbers): a person's line is their number, whoever starts it
+        lambda cfg, route: [n for n in map(cfg.whatsapp_number, route.whatsapp) if n],
+        _whatsapp,
     ),
 )
 BY_NAME = {p.name: p for p in PLATFORMS}
@@ -100,7 +112,7 @@ def route_problems(cfg: Config, built: set[str] | None = None) -> list[str]:
     problems = []
     for i, route in enumerate(cfg.routes):
         for p in PLATFORMS:
-            if not p.targets(route) or p.enabled_by is not None:
+            if not getattr(route, p.name, None) or p.enabled_by is not None:
                 continue
             missing = p.missing(cfg)
             if missing:

@@ -8,7 +8,8 @@ Conversations. An incident lives on a platform in a conversation, a `ThreadRef`:
 - a thread (Slack, Discord, the console): `channel` is where the root was posted and
   `thread_id` the root's id; every message in the thread belongs to that incident;
 - a person's direct line (WhatsApp, a DM) on a platform without threads
-  (`has_threads=False`): `channel` is the person as routes name them, `thread_id` the root
+  (`has_threads=False`): `channel` is the person's address there (their number; routes name
+  people, and the router resolves names through the people directory), `thread_id` the root
   message's id. Several incidents share one line: a message on it is about the incident it
   names ("#42 restart"), else the one this person was last sent, and every reply the bot sends
   on the line names its incident ("#42 checkout: …").
@@ -21,8 +22,7 @@ Adding a platform (Discord, WhatsApp, …) touches nothing else in the chat laye
    the bot's FastAPI app for the platform's callbacks). Inbound, turn each person's message,
    click or command into an `InboundMessage` and `await accept(msg)`, which commits it before
    you acknowledge the platform; answer the platform 5xx when `accept` raises, so it retries.
-   Use the same `channel` string in both directions (a direct line maps the sender to the name
-   routes use, through the people directory). Raise `integrations.errors` (`RateLimited`,
+   Use the same `channel` string in both directions (on a direct line, the sender's address). Raise `integrations.errors` (`RateLimited`,
    `TransientError`, `PermanentError`) from outbound calls: the outbox retries on them.
 2. Capabilities: set a class attribute `capabilities = Capabilities(...)`: whether a sent
    message can be edited, whether it has threads, how many buttons fit a message and a row

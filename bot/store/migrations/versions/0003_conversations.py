@@ -1,15 +1,15 @@
 """conversations: roots recorded before they are posted; direct lines shared by incidents
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003_conversations
+Revises: 0002_escalation
 Create Date: 2026-12-06 06:40:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003_conversations"
+down_revision = "0002_escalation"
 branch_labels = None
 depends_on = None
 
