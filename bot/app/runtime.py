@@ -84,9 +84,7 @@ class Runtime:
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)
         self.http_mounts: list[Callable[[FastAPI], None]] = []
         self.after_start: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        context = AdapterContext(
-            cfg, store, self.bus, self.router.accept, self._on_delivery_status
-        )
+        context = AdapterContext(cfg, store, self.bus, self.router.accept, self._on_delivery_status)
         for platform in PLATFORMS:
             if platform.build is not None and platform.enabled(cfg):
                 self.add_adapter(platform.build(context))

@@ -45,9 +45,7 @@ def destinations(cfg: Config, labels: dict[str, str]) -> list[tuple[str, str]]:
     route (with none, the local platforms'), on every platform that is switched on."""
     route = cfg.route_for(labels)
     on = [p for p in PLATFORMS if p.enabled(cfg) and (route is not None or p.local)]
-    out = [
-        (p.name, c) for p in on for c in p.targets(cfg, route or RouteConfig())
-    ]
+    out = [(p.name, c) for p in on for c in p.targets(cfg, route or RouteConfig())]
     asked = labels.get(ASKED_IN_LABEL)  # a manual incident also lives where it was opened
     if asked:
         platform, _, channel = asked.partition(":")

@@ -293,3 +293,23 @@ def test_eval_llm_runs_the_pipeline_as_configured(tmp_path: Path, fake_openai: F
     assert (result["source"], result["category"]) == ("offline", "memory_leak")
     # One tool round, the final ask, one repair: the default (4 rounds) would send 6.
     assert len(fake_openai.requests) == 3
+
+
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_route_to_a_platform_without_credentials_is_refused(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        f"storage: {{url: 'sqlite:///{tmp_path / 'bot.db'}'}}\n"
+        "routes:\n"
+        "  - match: {severity: critical}\n"
+        "    discord: ['112233445566778899']\n"
+        "  - match: {}\n"
+        "    whatsapp: [ravi]\n"
+    )
+    done = opsbot(command, "--config", str(path), cwd=tmp_path)
+    assert done.returncode == 1, done.stdout
+    assert f"{path}: routes[0].discord" in done.stderr and "discord.bot_token" in done.stderr
+    assert f"{path}: routes[1].whatsapp" in done.stderr
+    assert "whatsapp.account_sid and whatsapp.auth_token are not set" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "bot.db").exists()  # refused before anything started

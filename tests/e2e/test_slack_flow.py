@@ -3,6 +3,7 @@ root, threaded replies, button clicks back in, and Slack's rate limits and refus
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -226,3 +227,29 @@ async def test_a_missing_channel_is_dead_lettered_not_retried_forever(
         stats = await _stats(bot)
         assert stats["outbox"]["failed"] >= 1
         assert stats["user_dropped_count"] >= 1
+
+
+async def test_a_root_edit_shows_the_state_when_it_is_sent_not_when_it_was_claimed(
+    bot_config: Callable[..., Config], fake_slack: FakeSlack, sample_am: dict[str, Any]
+) -> None:
+    """A resolve that commits while an edit of the root is on its way is shown too."""
+    cfg = _config(bot_config, fake_slack)
+    cfg.outbox.update_coalesce_s = 0
+    async with run_bot(cfg) as bot:
+        await _fire(bot, sample_am)
+        await bot.settle()
+        root_ts = next(m.ts for m in fake_slack.messages.values() if m.thread_ts is None)
+
+        hold = fake_slack.hold("chat.update")
+        await _fire(bot, _with_alert(sample_am, 1))  # a repeat: the root is to be edited
+        sending = asyncio.create_task(bot.runtime.worker.run_once())
+        await asyncio.wait_for(hold.arrived.wait(), 10)  # the edit is on its way
+        await _fire(bot, _resolved(_with_alert(sample_am, 1)))  # and the incident resolves
+        hold.release()
+        await sending
+
+        await bot.wait_for(
+            polled(lambda: "Resolved" in fake_slack.messages[(INCIDENTS, root_ts)].text),
+            what="the root showing resolved",
+        )
+        assert _action_ids(fake_slack.calls("chat.update")[-1]) == []

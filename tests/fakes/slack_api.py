@@ -73,6 +73,17 @@ class _Failure:
 
 
 @dataclass(slots=True)
+class Hold:
+    """The next call to a method waits: `arrived` is set when it comes, `release()` answers it."""
+
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass(slots=True)
 class SlackMessage:
     channel: str
     ts: str
@@ -102,6 +113,7 @@ class FakeSlack:
         self.connections = 0
         self._calls: list[SlackCall] = []
         self._failures: list[_Failure] = []
+        self._holds: dict[str, Hold] = {}
         self._ts = itertools.count(100)
         self._tickets: set[str] = set()
         self._socket: _Socket | None = None
@@ -129,6 +141,11 @@ class FakeSlack:
             retry_after = 1.0
         error = error or ("ratelimited" if status == 429 else "internal_error")
         self._failures.append(_Failure(n, status, error, retry_after, method))
+
+    def hold(self, method: str) -> Hold:
+        """Keep the next call to `method` waiting (its request read, no answer yet)."""
+        self._holds[method] = Hold()
+        return self._holds[method]
 
     def add_user(self, user_id: str, name: str, real_name: str = "") -> None:
         self.users[user_id] = {
@@ -210,6 +227,10 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         params = await self._params(request)
+        hold = self._holds.pop(method, None)
+        if hold is not None:
+            hold.arrived.set()
+            await hold.released.wait()
         self._calls.append(SlackCall(method, params))
         failure = next(
             (f for f in self._failures if f.remaining and f.method in (None, method)), None
