@@ -28,8 +28,8 @@ from twilio.rest import Client
 
 from bot.app.config import Config
 from bot.app.server.inbound import check_content_type, read_body
-from bot.chat.adapters.base import InboundMessage, Reply, RootView, ThreadRef
-from bot.chat.adapters.whatsapp_text import fit, reply_text, root_text
+from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.renderers.whatsapp_text import MAX_CHARS, fit, reply_text, root_text
 from bot.incidents import delivery
 from bot.incidents.delivery import DeliveryStatus
 from bot.incidents.models import Incident, Status, utcnow
@@ -80,6 +80,16 @@ class WhatsAppAdapter:
     """The `ChatAdapter` for WhatsApp over Twilio, plus `mount` for its two webhooks."""
 
     platform = PLATFORM
+    capabilities = Capabilities(
+        can_edit=False,
+        has_threads=False,  # a person's line; the thread id is the incident it was about
+        buttons_per_message=0,
+        buttons_per_row=0,
+        confirm_step=False,
+        max_length=MAX_CHARS,  # Twilio refuses longer bodies
+        markup="whatsapp_text",
+        mention="{user_id}",
+    )
 
     def __init__(self, cfg: Config, store: Store, accept: Accept, on_status: OnStatus) -> None:
         self.cfg, self.wa, self.store = cfg, cfg.whatsapp, store
@@ -279,9 +289,14 @@ class WhatsAppAdapter:
             ).first()
         return Incident.from_row(row) if row else None
 
-    async def post_root(self, channel: str, view: RootView) -> ThreadRef:
+    async def post_root(self, channel: str, view: RootView, key: str | None = None) -> ThreadRef:
         await self._send(channel, root_text(view), view)
         return ThreadRef(PLATFORM, channel, view.incident_id)
+
+    async def find_root(self, channel: str, key: str) -> ThreadRef | None:
+        """Twilio takes no idempotency key and the send is recorded after its answer: a root
+        whose answer was lost is sent again."""
+        return None
 
     async def update_root(self, thread: ThreadRef, view: RootView) -> None:
         """WhatsApp cannot edit, and each message costs: a repeat sends nothing, and every

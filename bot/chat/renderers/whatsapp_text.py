@@ -1,4 +1,4 @@
-"""WhatsApp's plain text: a concise incident page, one-line state changes, short replies.
+"""The WhatsApp dialect: a concise incident page, one-line state changes, short replies.
 
 WhatsApp cannot edit or thread, and Twilio refuses bodies over 1,600 characters, so every
 text names its incident (`#42`), says how to answer, and is cut at a line boundary.
@@ -6,7 +6,8 @@ text names its incident (`#42`), says how to answer, and is cut at a line bounda
 
 from __future__ import annotations
 
-from bot.chat.adapters.base import Reply, RootView
+from bot.chat.messages import Reply, RootView
+from bot.chat.text import cut
 
 MAX_CHARS = 1600
 SEVERITY_MARK = {"critical": "🔴", "high": "🟠", "warning": "🟡", "info": "🔵"}
@@ -15,16 +16,7 @@ _SAY = {"restart": "restart", "scale_up": "scale it up", "rollback": "roll it ba
 
 def fit(text: str, limit: int = MAX_CHARS) -> str:
     """`text` under `limit` characters, cut at a line boundary with how much was left out."""
-    if len(text) <= limit:
-        return text
-    lines = text.splitlines()
-    kept: list[str] = []
-    for i, line in enumerate(lines):
-        note = f"…({len(lines) - i} more lines)"
-        if len("\n".join([*kept, line, note])) > limit:
-            return "\n".join([*kept, note]) if kept else line[: limit - 1] + "…"
-        kept.append(line)
-    return "\n".join(kept)
+    return cut(text, limit)
 
 
 def how_to_answer(view: RootView) -> str:
