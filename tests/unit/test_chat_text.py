@@ -3,22 +3,15 @@ buttons a platform cannot show offered as what to type."""
 
 from __future__ import annotations
 
-from bot.chat.adapters.base import Capabilities
+import dataclasses
+
 from bot.chat.messages import Button, IncidentName, Reply
 from bot.chat.renderers import plain_text, text_choices
 from bot.chat.text import ZWSP, cut, neutralise
+from tests.fakes.direct_line import DirectLine
 
 URL = "https://opsbot.example.com/#/incidents/abc"
-LINE = Capabilities(
-    can_edit=False,
-    has_threads=False,
-    buttons_per_message=0,
-    buttons_per_row=0,
-    confirm_step=False,
-    max_length=200,
-    markup="plain_text",
-    mention="@{user_id}",
-)
+LINE = dataclasses.replace(DirectLine.capabilities, max_length=200)
 
 
 def test_a_text_that_fits_is_left_alone() -> None:
