@@ -10,6 +10,7 @@ from agent.types import Category, Diagnosis, DiagnosisSource
 
 STRONG = 0.7  # an offline finding this sure is only overruled by the same category
 MIN_EVIDENCE = 2
+LEAD = 0.35  # the rules' own threshold for believing a finding (below it: a lead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +50,15 @@ def _problem(live: Diagnosis, offline: Diagnosis) -> str | None:
             f"it contradicts strong evidence for {offline.category.value} "
             f"(confidence {offline.confidence:.2f})"
         )
-    if not live.evidence and offline.evidence and live.category is not offline.category:
-        return "none of its quotes were found in the tools' output"
+    if (
+        live.category is not offline.category
+        and offline.confidence >= LEAD
+        and len(live.evidence) < MIN_EVIDENCE
+    ):
+        return (
+            f"it contradicts the rules' finding ({offline.category.value}) without two quotes "
+            "from the tools' output to support it"
+        )
     return None
 
 

@@ -86,7 +86,9 @@ DEPENDENCY_FAILURES = (
     *(p for p in dependency_down.FAILURES if p.name in ("db_connect", "mongo", "refused")),
 )
 _ALERT = re.compile(
-    r"CrashLoop|crash[- ]?loop|restart(ed|ing)? \d+ times|restart loop", re.IGNORECASE
+    r"CrashLoop|crash[- ]?loop|restart(ed|ing)? \d+ times|restart loop|"
+    r"CreateContainerConfigError|CreateContainerError|RunContainerError",
+    re.IGNORECASE,
 )
 _CONFIG_CHANGE = re.compile(r"config|env|secret|setting|flag|url|values", re.IGNORECASE)
 

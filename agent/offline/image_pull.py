@@ -19,6 +19,7 @@ _CAUSE = re.compile(
     r"toomanyrequests[^\n\"\\]*|x509: [^\n\"\\]*|i/o timeout|connection refused|"
     r"failed to resolve reference"
 )
+_REASON_TEXT = re.compile("|".join(_REASONS))
 _PULL_FAILED = re.compile(
     r"Failed to pull image|CannotPullContainerError|Error response from daemon"
 )
@@ -47,9 +48,11 @@ class ImagePull:
         events = [e for e in f.events if any(r in e.message for r in _REASONS)]
         pulls = [e.line for e in f.events if _PULL_FAILED.search(e.message)]
         pulls += [line for line in kube.lines_of(obs) if _PULL_FAILED.search(line.text)]
-        if not (reasons or events):
+        alert = s.alert_hit(ctx, _REASON_TEXT)  # KubeContainerWaiting's `reason` label
+        if not (reasons or events or alert):
             return None
         case = Case()
+        case.add(0.0 if reasons or events else 0.4, alert)
         failure_line = next(iter(pulls), None)
         why = "the image could not be pulled"
         if failure_line is not None:

@@ -44,7 +44,8 @@ class OomKilled:
         evicted = [
             e for e in f.events if e.reason == "Evicted" and _MEMORY_EVICTION.search(e.message)
         ]
-        if not (killed or events or rows or evicted):
+        alert = s.alert_hit(ctx, _OOM_ROW)  # e.g. a `reason="OOMKilled"` label
+        if not (killed or events or rows or evicted or alert):
             return None
         case = Case()
         container = killed[0] if killed else None
@@ -57,8 +58,10 @@ class OomKilled:
             case.add(0.5, slot.reason_line.evidence())
         elif events or rows:
             case.add(0.4, *(e.evidence() for e in events[:1]), *(r.evidence() for r in rows[:1]))
-        else:  # evicted because the node ran out of memory, this pod using the most
+        elif evicted:  # evicted because the node ran out of memory, this pod using the most
             case.add(0.35, *(e.evidence() for e in evicted[:1]))
+        if alert is not None:
+            case.add(0.1 if case.evidence else 0.4, alert)
         limit = container.limits.get("memory") if container else None
         if limit is not None:
             case.add(0.1, limit.evidence())

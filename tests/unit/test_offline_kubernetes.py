@@ -503,3 +503,17 @@ def test_an_eviction_for_node_memory_names_the_memory_hungry_container() -> None
     d = diagnose(incident("indexer", "Pod evicted"), obs)
     assert d.category is Category.MEMORY_LEAK
     assert "low on resource: memory" in cited(d)
+
+
+def test_the_waiting_reason_of_a_kubecontainerwaiting_alert_is_a_lead_by_itself() -> None:
+    d = diagnose(
+        incident(
+            "ledger",
+            "Pod container waiting longer than 1 hour",
+            labels={"alertname": "KubeContainerWaiting", "reason": "ImagePullBackOff"},
+        ),
+        Observations(),
+    )
+    assert d.category is Category.BAD_DEPLOY
+    assert d.action is ActionKind.NONE  # nothing shows an earlier revision to go back to
+    assert "ImagePullBackOff" in cited(d)
