@@ -121,7 +121,8 @@ _NAMED = re.compile(
 _BREAKER_NAME = re.compile(r'"?name"?\s*[:=]\s*"([\w.-]+)"')
 # A server the failing client names: MongoDB's "on server", MySQL's "server on", drivers' "tried".
 _SERVER = re.compile(
-    r"on server '?([\w.-]+(?::\d+)?)|MySQL server on '([\w.-]+)'|\(tried: ([\w.-]+:\d+)\)"
+    r"on server '?([\w.-]+(?::\d+)?)|MySQL server on '([\w.-]+)'|\(tried: ([\w.-]+:\d+)\)|"
+    r"connection to server at \"([\w.-]+)\""
 )
 # How the outage shows in this service: its own crash, or a slow page/request it logs.
 SYMPTOMS = (
