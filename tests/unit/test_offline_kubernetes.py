@@ -517,3 +517,19 @@ def test_the_waiting_reason_of_a_kubecontainerwaiting_alert_is_a_lead_by_itself(
     assert d.category is Category.BAD_DEPLOY
     assert d.action is ActionKind.NONE  # nothing shows an earlier revision to go back to
     assert "ImagePullBackOff" in cited(d)
+
+
+def test_an_eviction_for_ephemeral_storage_is_a_full_disk_for_a_human() -> None:
+    # The kubelet's eviction message for node ephemeral storage.
+    obs = Observations(
+        kubernetes=[
+            "Status:           Failed",
+            "Reason:           Evicted",
+            "Message:          The node was low on resource: ephemeral-storage. Threshold "
+            "quantity: 10Gi, available: 8123456Ki. Container spool was using 41Gi, request is "
+            "0, has larger consumption of ephemeral-storage.",
+        ]
+    )
+    d = diagnose(incident("spool", "Pod evicted"), obs)
+    assert (d.category, d.action) == (Category.DISK_FULL, ActionKind.NONE)
+    assert "low on resource: ephemeral-storage" in cited(d)
