@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus, Severity
+from integrations.alerts.model import Alert, Severity
 from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
 
 SOURCE = "azure"
@@ -98,63 +98,51 @@ def parse(body: object) -> list[Alert]:
 
 def _common(e: _Essentials) -> Alert:
     resolved = e.monitor_condition.strip().lower() == "resolved"
-    level = normalize.severity(e.severity, _SCALE)
     target = e.configuration_items[0] if e.configuration_items else _resource_name(e.target_ids)
-    labels = {
-        "alertname": e.alert_rule,
-        "signal_type": e.signal_type,
-        "monitoring_service": e.monitoring_service,
-        "resource": target,
-        **_resource_labels(e.target_ids[0] if e.target_ids else None),
-    }
-    return Alert(
-        source=SOURCE,
-        # The rule and its target: an alert instance id changes each time it fires again.
-        group_key=normalize.bounded_key(f"azure:{e.origin_alert_id or e.alert_id}"),
-        fingerprint=normalize.bounded_key(e.alert_id),
-        status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+    return normalize.alert(
+        SOURCE,
+        # The rule and its target: an alert instance id is new each time it fires again.
+        f"azure:{e.origin_alert_id or e.alert_id}",
+        fingerprint=e.alert_id,
         title=normalize.title(e.alert_rule, e.description) or e.alert_rule,
-        severity=level,
-        starts_at=e.fired_at,
-        ends_at=(e.resolved_at or e.fired_at) if resolved else None,
+        resolved=resolved,
+        raw_severity=e.severity,
+        scale=_SCALE,
+        at=(e.resolved_at or e.fired_at) if resolved else e.fired_at,
+        started=e.fired_at,
         service=target,
         labels={
-            **{k: v for k, v in labels.items() if v},
-            **normalize.severity_labels(e.severity, level),
+            "alertname": e.alert_rule,
+            "signal_type": e.signal_type,
+            "monitoring_service": e.monitoring_service,
+            "resource": target,
+            **_resource_labels(e.target_ids[0] if e.target_ids else None),
         },
-        annotations={"description": e.description} if e.description else {},
+        annotations={"description": e.description},
     )
 
 
 def _metric(alert: _Metric) -> Alert:
     c = alert.context
-    firing = alert.status.strip().lower() in _FIRING
-    level = normalize.severity(c.severity, _SCALE) if c.severity is not None else Severity.WARNING
-    labels = {
-        "alertname": c.name,
-        "condition_type": c.condition_type,
-        "resource": c.resource_name,
-        "resource_group": c.resource_group,
-        "resource_type": c.resource_type,
-        "subscription": c.subscription_id,
-    }
-    key = normalize.bounded_key(f"azure:{c.id}:{c.resource_id or ''}")
-    return Alert(
-        source=SOURCE,
-        group_key=key,
-        fingerprint=key,
-        status=AlertStatus.FIRING if firing else AlertStatus.RESOLVED,
+    return normalize.alert(
+        SOURCE,
+        f"azure:{c.id}:{c.resource_id or ''}",
         title=normalize.title(c.name, c.description) or c.name,
-        severity=level,
-        starts_at=c.timestamp,
-        ends_at=None if firing else c.timestamp,
+        resolved=alert.status.strip().lower() not in _FIRING,
+        raw_severity=c.severity,
+        scale=_SCALE,
+        at=c.timestamp,
         service=c.resource_name,
         labels={
-            **{k: v for k, v in labels.items() if v},
-            **normalize.severity_labels(c.severity, level),
+            "alertname": c.name,
+            "condition_type": c.condition_type,
+            "resource": c.resource_name,
+            "resource_group": c.resource_group,
+            "resource_type": c.resource_type,
+            "subscription": c.subscription_id,
         },
-        annotations={"description": c.description} if c.description else {},
-        generator_url=c.portal_link,
+        annotations={"description": c.description},
+        url=c.portal_link,
     )
 
 

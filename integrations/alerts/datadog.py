@@ -5,13 +5,11 @@ under their lower-case names (`alert_id`, `alert_transition`, `alert_priority`, 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus, Severity
+from integrations.alerts.model import Alert, Severity
 from integrations.alerts.payload import OptionalUtcDatetime, validate
 
 SOURCE = "datadog"
@@ -65,38 +63,28 @@ def parse(body: object) -> list[Alert]:
     )
     name = _TITLE_TAGS.sub("", raw_title).strip() or raw_title
     tags = _tags(dd.tags)
-    level = _severity(dd)
     key = dd.alert_id or dd.aggreg_key or normalize.stable_key(name, dd.hostname)
-    key = normalize.bounded_key(f"datadog:{key}:{dd.alert_scope or ''}")
-    at = dd.date or dd.last_updated
-    when = at or datetime.now(UTC)
-    labels: dict[str, Any] = {
-        **tags,
-        "alertname": name,
-        "transition": transition,
-        "host": dd.hostname,
-        "metric": dd.alert_metric,
-        "scope": dd.alert_scope,
-        "event_type": dd.event_type,
-    }
     return [
-        Alert(
-            source=SOURCE,
-            group_key=key,
-            fingerprint=key,
-            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+        normalize.alert(
+            SOURCE,
+            f"datadog:{key}:{dd.alert_scope or ''}",
             title=normalize.title(name) or name,
-            severity=level,
-            starts_at=when,
-            ends_at=when if resolved else None,
+            resolved=resolved,
+            raw_severity=dd.alert_priority or dd.alert_type,
+            level=_severity(dd),
+            at=dd.date or dd.last_updated,
             service=tags.get("service") or dd.hostname,
             labels={
-                **normalize.scalar_labels(labels),
-                **normalize.severity_labels(dd.alert_priority or dd.alert_type, level),
+                **tags,
+                "alertname": name,
+                "transition": transition,
+                "host": dd.hostname,
+                "metric": dd.alert_metric,
+                "scope": dd.alert_scope,
+                "event_type": dd.event_type,
             },
-            annotations=normalize.scalar_labels({"message": dd.body}),
-            generator_url=dd.link or dd.url,
-            timed=at is not None,
+            annotations={"message": dd.body},
+            url=dd.link or dd.url,
         )
     ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
 
 SOURCE = "gcp"
@@ -27,6 +27,12 @@ class _Documentation(BaseModel):
     subject: str | None = None
 
 
+class _Metadata(BaseModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    system_labels: dict[str, str] = Field(default_factory=dict)
+
+
 class _Incident(BaseModel):
     incident_id: str
     state: str
@@ -43,6 +49,7 @@ class _Incident(BaseModel):
     scoping_project_id: str | None = None
     policy_user_labels: dict[str, str] | None = None
     documentation: _Documentation | None = None
+    metadata: _Metadata | None = None
 
 
 class _Notification(BaseModel):
@@ -60,39 +67,40 @@ def parse(body: object) -> list[Alert]:
     resolved = i.state.strip().lower() == "closed"
     resource = i.resource or _Resource()
     user_labels = i.policy_user_labels or {}
-    raw_severity = user_labels.get("severity") or i.severity
-    level = normalize.severity(raw_severity)
+    system_labels = i.metadata.system_labels if i.metadata else {}
     service = user_labels.get("service") or next(
         (resource.labels[k] for k in _SERVICE_LABELS if resource.labels.get(k)),
         i.resource_display_name or i.resource_name,
     )
     doc = i.documentation or _Documentation()
-    name = i.policy_name or i.condition_name
-    labels = {
-        **resource.labels,
-        **user_labels,
-        "alertname": name,
-        "condition": i.condition_name,
-        "resource_type": resource.type,
-        "project": i.scoping_project_id,
-    }
-    annotations = {"summary": i.summary, "documentation": doc.content}
+    name = _display_name(i.policy_name) or i.condition_name
     return [
-        Alert(
-            source=SOURCE,
-            group_key=f"gcp:{i.incident_id}",
+        normalize.alert(
+            SOURCE,
+            f"gcp:{i.incident_id}",
             fingerprint=i.incident_id,
-            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
             title=normalize.title(name, doc.subject or i.summary) or i.incident_id,
-            severity=level,
-            starts_at=i.started_at,
-            ends_at=(i.ended_at or i.started_at) if resolved else None,
+            resolved=resolved,
+            raw_severity=user_labels.get("severity") or i.severity or system_labels.get("severity"),
+            at=(i.ended_at or i.started_at) if resolved else i.started_at,
+            started=i.started_at,
             service=service,
             labels={
-                **{k: v for k, v in labels.items() if v},
-                **normalize.severity_labels(raw_severity, level),
+                **resource.labels,
+                **user_labels,
+                "alertname": name,
+                "condition": i.condition_name,
+                "resource_type": resource.type,
+                "project": i.scoping_project_id,
             },
-            annotations={k: v for k, v in annotations.items() if v},
-            generator_url=i.url,
+            annotations={"summary": i.summary, "documentation": doc.content},
+            url=i.url,
         )
     ]
+
+
+def _display_name(name: str | None) -> str | None:
+    """A policy's own name; `projects/P/alertPolicies/<name>` resource paths keep their end."""
+    if name and name.startswith("projects/") and "/alertPolicies/" in name:
+        return name.rsplit("/", 1)[-1]
+    return name

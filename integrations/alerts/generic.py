@@ -3,13 +3,13 @@ logs, timestamp, ...}`, and any JSON object with something that reads as a title
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, parse_optional_timestamp, validate
 from integrations.errors import PayloadError
 
@@ -63,37 +63,27 @@ def parse(body: object) -> list[Alert]:
             f"(looked for {', '.join(LOOKED_FOR)})"
         )
     title = normalize.title(name, summary) or _default_title(payload)
-    group_key = normalize.bounded_key(
+    group_key = (
         normalize.first_text(*(fields.get(key) for key in _KEY_KEYS))
         or ":".join(filter(None, (payload.service, payload.alert_type)))
         or name
         or title
     )
-    raw_severity = normalize.first_text(*(fields.get(key) for key in _SEVERITY_KEYS))
-    level = normalize.severity(raw_severity)
     status_word = normalize.first_text(*(fields.get(key) for key in _STATUS_KEYS))
-    status = AlertStatus.RESOLVED if normalize.is_resolved(status_word) else AlertStatus.FIRING
-    at = payload.timestamp or _first_time(fields)
-    return [
-        Alert(
-            source=SOURCE,
-            group_key=group_key,
-            fingerprint=group_key,
-            status=status,
-            title=title,
-            severity=level,
-            starts_at=at or datetime.now(UTC),
-            ends_at=(at or datetime.now(UTC)) if status is AlertStatus.RESOLVED else None,
-            service=payload.service or None,
-            labels={
-                **normalize.scalar_labels(fields, skip=_NOT_LABELS),
-                **normalize.severity_labels(raw_severity, level),
-            },
-            annotations=normalize.scalar_labels({key: fields.get(key) for key in _ANNOTATION_KEYS}),
-            logs=payload.logs,
-            timed=at is not None,
-        )
-    ]
+    raw_severity = normalize.first_text(*(fields.get(key) for key in _SEVERITY_KEYS))
+    alert = normalize.alert(
+        SOURCE,
+        group_key,
+        title=title,
+        resolved=normalize.is_resolved(status_word),
+        raw_severity=raw_severity,
+        at=payload.timestamp or _first_time(fields),
+        service=payload.service,
+        labels=normalize.scalar_labels(fields, skip=_NOT_LABELS),
+        annotations={key: fields.get(key) for key in _ANNOTATION_KEYS},
+        logs=payload.logs,
+    )
+    return [alert]
 
 
 def _first_time(fields: dict[str, Any]) -> datetime | None:

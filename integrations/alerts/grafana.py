@@ -5,12 +5,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import alertmanager, normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import validate
 
 SOURCE = "grafana"
@@ -84,40 +83,28 @@ def _legacy(rule: _Legacy) -> list[Alert]:
     state = rule.state.strip().lower()
     if state in _LEGACY_SILENT:
         return []
-    status = AlertStatus.FIRING if state in _LEGACY_FIRING else AlertStatus.RESOLVED
     tags = rule.tags or {}
-    level = normalize.severity(tags.get("severity"))
     if rule.rule_id is not None:
-        key = f"grafana:{rule.org_id or ''}:{rule.dashboard_id or ''}:{rule.panel_id or ''}:{rule.rule_id}"
+        where = (rule.org_id, rule.dashboard_id, rule.panel_id, rule.rule_id)
+        key = "grafana:" + ":".join(str(part or "") for part in where)
     else:
         key = f"grafana:{rule.rule_name}"
-    now = datetime.now(UTC)
-    matches_text = ", ".join(f"{m.metric}={m.value}" for m in rule.eval_matches or [] if m.metric)
-    annotations = {
-        "message": rule.message,
-        "rule_url": rule.rule_url,
-        "image_url": rule.image_url,
-        "values": matches_text,
-    }
+    matched = ", ".join(f"{m.metric}={m.value}" for m in rule.eval_matches or [] if m.metric)
     return [
-        Alert(
-            source=SOURCE,
-            group_key=key,
-            fingerprint=key,
-            status=status,
+        normalize.alert(
+            SOURCE,
+            key,
             title=normalize.title(rule.rule_name, rule.message) or rule.rule_name,
-            severity=level,
-            starts_at=now,
-            ends_at=now if status is AlertStatus.RESOLVED else None,
+            resolved=state not in _LEGACY_FIRING,
+            raw_severity=tags.get("severity"),
             service=tags.get("service"),
-            labels={
-                **tags,
-                "alertname": rule.rule_name,
-                "state": state,
-                **normalize.severity_labels(tags.get("severity"), level),
+            labels={**tags, "alertname": rule.rule_name, "state": state},
+            annotations={
+                "message": rule.message,
+                "rule_url": rule.rule_url,
+                "image_url": rule.image_url,
+                "values": matched,
             },
-            annotations={k: v for k, v in annotations.items() if v},
-            generator_url=rule.rule_url,
-            timed=False,
+            url=rule.rule_url,
         )
     ]

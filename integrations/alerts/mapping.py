@@ -5,13 +5,12 @@ with the body as `payload`: `title: "{{ payload.check.name }}"`."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 
 from jinja2 import ChainableUndefined, Template, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import parse_optional_timestamp
 from integrations.errors import PayloadError
 
@@ -63,36 +62,25 @@ class CustomMapping:
                 f"webhooks.mappings.{self.name}.title rendered empty for this body",
                 field="title",
             )
-        status_word = (values.get("status") or "").lower()
-        resolved = status_word in self._resolved
-        level = normalize.severity(values.get("severity"))
         try:
             at = parse_optional_timestamp(values.get("timestamp"))
         except ValueError as exc:
             raise PayloadError(f"timestamp: {exc}", field="timestamp") from None
-        when = at or datetime.now(UTC)
-        key = normalize.bounded_key(
-            values.get("dedup_key") or normalize.stable_key(title, values.get("service"))
-        )
         labels = {key: self._render(f"labels.{key}", t, body) for key, t in self._labels.items()}
+        key = values.get("dedup_key") or normalize.stable_key(title, values.get("service"))
         return [
-            Alert(
-                source=self.source,
-                group_key=normalize.bounded_key(f"{self.source}:{key}"),
+            normalize.alert(
+                self.source,
+                f"{self.source}:{key}",
                 fingerprint=key,
-                status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
                 title=normalize.shorten(title),
-                severity=level,
-                starts_at=when,
-                ends_at=when if resolved else None,
-                service=values.get("service") or None,
-                labels={
-                    **{k: v for k, v in labels.items() if v},
-                    **normalize.severity_labels(values.get("severity"), level),
-                },
-                annotations=normalize.scalar_labels({"description": values.get("description")}),
-                generator_url=values.get("url") or None,
-                timed=at is not None,
+                resolved=(values.get("status") or "").lower() in self._resolved,
+                raw_severity=values.get("severity"),
+                at=at,
+                service=values.get("service"),
+                labels=labels,
+                annotations={"description": values.get("description")},
+                url=values.get("url"),
             )
         ]
 

@@ -4,12 +4,10 @@ channel (`incident_id`, `current_state`, `condition_name`, `timestamp` in millis
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
 
 SOURCE = "newrelic"
@@ -70,66 +68,50 @@ def parse(body: object) -> list[Alert]:
 
 
 def _legacy(n: _Legacy) -> Alert:
-    resolved = n.current_state.strip().lower() in _CLOSED
-    level = normalize.severity(n.severity)
     target = n.targets[0] if n.targets else _Target()
     name = n.condition_name or n.policy_name or f"incident {n.incident_id}"
-    labels = {
-        "alertname": name,
-        "policy": n.policy_name,
-        "account": n.account_name,
-        "state": n.current_state,
-        "target": target.name,
-    }
-    annotations = {"description": n.details, "runbook_url": n.runbook_url}
-    return Alert(
-        source=SOURCE,
-        group_key=f"newrelic:{n.incident_id}",
+    return normalize.alert(
+        SOURCE,
+        f"newrelic:{n.incident_id}",
         fingerprint=n.incident_id,
-        status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
         title=normalize.title(name, n.details) or name,
-        severity=level,
-        starts_at=n.timestamp,
-        ends_at=n.timestamp if resolved else None,
+        resolved=n.current_state.strip().lower() in _CLOSED,
+        raw_severity=n.severity,
+        at=n.timestamp,
         service=target.name,
         labels={
-            **normalize.scalar_labels(labels),
-            **normalize.severity_labels(n.severity, level),
+            "alertname": name,
+            "policy": n.policy_name,
+            "account": n.account_name,
+            "state": n.current_state,
+            "target": target.name,
         },
-        annotations=normalize.scalar_labels(annotations),
-        generator_url=n.incident_url or target.link,
+        annotations={"description": n.details, "runbook_url": n.runbook_url},
+        url=n.incident_url or target.link,
     )
 
 
 def _workflow(n: _Workflow) -> Alert:
     resolved = n.state.strip().lower() in _CLOSED
-    level = normalize.severity(n.priority)
     entity = _first(n.impacted_entities)
     name = _first(n.condition_names) or _first(n.policy_names)
-    at = (n.updated_at if resolved else n.created_at) or n.created_at
-    when = at or datetime.now(UTC)
-    labels = {
-        "alertname": name,
-        "policy": _first(n.policy_names),
-        "state": n.state,
-        "entity": entity,
-    }
-    return Alert(
-        source=SOURCE,
-        group_key=f"newrelic:{n.id}",
+    return normalize.alert(
+        SOURCE,
+        f"newrelic:{n.id}",
         fingerprint=n.id,
-        status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
         title=normalize.title(name, n.title) or f"New Relic issue {n.id}",
-        severity=level,
-        starts_at=n.created_at or when,
-        ends_at=when if resolved else None,
+        resolved=resolved,
+        raw_severity=n.priority,
+        at=(n.updated_at if resolved else None) or n.created_at,
+        started=n.created_at,
         service=entity,
         labels={
-            **normalize.scalar_labels(labels),
-            **normalize.severity_labels(n.priority, level),
+            "alertname": name,
+            "policy": _first(n.policy_names),
+            "state": n.state,
+            "entity": entity,
         },
-        generator_url=n.issue_url,
-        timed=at is not None,
+        url=n.issue_url,
     )
 
 

@@ -1,12 +1,14 @@
-"""What every sender's parser shares: severity words and numbers onto four levels (the
-sender's own word kept as a label), resolved words, readable titles, label values, keys."""
+"""What every sender's parser shares: one way to build an `Alert`, severity words and numbers
+onto four levels (the sender's own word kept as a label), resolved words, readable titles,
+label values and bounded keys."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 
-from integrations.alerts.model import Severity
+from integrations.alerts.model import Alert, AlertStatus, Severity
 
 TITLE_MAX = 120
 KEY_MAX = 200
@@ -39,6 +41,48 @@ RESOLVED_WORDS = frozenset(
     {"resolved", "resolve", "ok", "closed", "close", "recovered", "recovery", "cleared"}
     | {"clear", "normal", "inactive", "up", "success", "succeeded", "deactivated"}
 )
+
+
+def alert(
+    source: str,
+    key: str,
+    *,
+    title: str,
+    resolved: bool,
+    raw_severity: object = None,
+    level: Severity | None = None,
+    scale: Mapping[str, Severity] | None = None,
+    at: datetime | None = None,
+    started: datetime | None = None,
+    service: str | None = None,
+    labels: Mapping[str, object] | None = None,
+    annotations: Mapping[str, object] | None = None,
+    url: str | None = None,
+    fingerprint: str | None = None,
+    logs: tuple[str, ...] = (),
+) -> Alert:
+    """One sender's alert, normalized: `at` is when this change happened (the time of receipt
+    when the sender gave none), `started` when the alert began (default `at`); the level comes
+    from `raw_severity` (by the sender's `scale`) unless given, and the sender's word is kept;
+    keys are bounded; only scalar labels and annotations are kept."""
+    level = level or severity(raw_severity, scale)
+    when = at or datetime.now(UTC)
+    return Alert(
+        source=source,
+        group_key=bounded_key(key),
+        fingerprint=bounded_key(fingerprint or key),
+        status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+        title=title,
+        severity=level,
+        starts_at=started or when,
+        ends_at=when if resolved else None,
+        service=text(service),
+        labels={**scalar_labels(labels or {}), **severity_labels(raw_severity, level)},
+        annotations=scalar_labels(annotations or {}),
+        generator_url=text(url),
+        logs=logs,
+        timed=(at or started) is not None,
+    )
 
 
 def severity(raw: object, scale: Mapping[str, Severity] | None = None) -> Severity:

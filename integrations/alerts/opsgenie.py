@@ -4,12 +4,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, validate
 
 SOURCE = "opsgenie"
@@ -58,33 +56,25 @@ def parse(body: object) -> list[Alert]:
 
 
 def _alert(og: _OgAlert, closed: bool, action: str) -> Alert:
-    level = normalize.severity(og.priority)
-    key = og.alias or og.alert_id or normalize.stable_key(og.message, og.entity)
-    at = (og.updated_at if closed else og.created_at) or og.created_at
-    when = at or datetime.now(UTC)
     details = og.details or {}
-    labels = {
-        **details,
-        "alertname": og.message,
-        "entity": og.entity,
-        "sender": og.source,
-        "tags": ",".join(og.tags),
-        "action": action,
-    }
-    return Alert(
-        source=SOURCE,
-        group_key=f"opsgenie:{key}",
+    key = og.alias or og.alert_id or normalize.stable_key(og.message, og.entity)
+    return normalize.alert(
+        SOURCE,
+        f"opsgenie:{key}",
         fingerprint=key,
-        status=AlertStatus.RESOLVED if closed else AlertStatus.FIRING,
         title=normalize.title(og.message) or og.message,
-        severity=level,
-        starts_at=og.created_at or when,
-        ends_at=when if closed else None,
+        resolved=closed,
+        raw_severity=og.priority,
+        at=(og.updated_at if closed else None) or og.created_at,
+        started=og.created_at,
         service=details.get("service") or og.entity,
         labels={
-            **normalize.scalar_labels(labels),
-            **normalize.severity_labels(og.priority, level),
+            **details,
+            "alertname": og.message,
+            "entity": og.entity,
+            "sender": og.source,
+            "tags": ",".join(og.tags),
+            "action": action,
         },
-        annotations=normalize.scalar_labels({"description": og.description}),
-        timed=at is not None,
+        annotations={"description": og.description},
     )

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, validate
 from integrations.errors import PayloadError
 
@@ -130,35 +130,26 @@ def _event(e: _Event) -> list[Alert]:
     if key is None:
         raise PayloadError("dedup_key: required to resolve", field="dedup_key")
     resolved = action == "resolve"
-    level = normalize.severity(p.severity if p else None)
-    at = p.timestamp if p else None
-    when = at or datetime.now(UTC)
-    labels = {
-        "component": p.component if p else None,
-        "group": p.group if p else None,
-        "class": p.class_ if p else None,
-        "host": p.source if p else None,
-    }
     details = p.custom_details if p and isinstance(p.custom_details, dict) else {}
     return [
-        Alert(
-            source=SOURCE,
-            group_key=f"pagerduty:{key}",
+        normalize.alert(
+            SOURCE,
+            f"pagerduty:{key}",
             fingerprint=key,
-            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
             title=(normalize.title(p.summary) if p else None) or f"PagerDuty event {key}",
-            severity=level,
-            starts_at=when,
-            ends_at=when if resolved else None,
+            resolved=resolved,
+            raw_severity=p.severity if p else None,
+            at=p.timestamp if p else None,
             service=(p.component or p.source) if p else None,
             labels={
-                **normalize.scalar_labels(details),
-                **normalize.scalar_labels(labels),
-                **(normalize.severity_labels(p.severity, level) if p else {}),
+                **details,
+                "component": p.component if p else None,
+                "group": p.group if p else None,
+                "class": p.class_ if p else None,
+                "host": p.source if p else None,
             },
-            annotations=normalize.scalar_labels({"summary": p.summary if p else None}),
-            generator_url=e.client_url or next((link.href for link in e.links if link.href), None),
-            timed=at is not None,
+            annotations={"summary": p.summary if p else None},
+            url=e.client_url or next((link.href for link in e.links if link.href), None),
         )
     ]
 
@@ -170,28 +161,20 @@ def _incident(i: _Incident, change: str, at: datetime | None) -> list[Alert]:
         resolved = True
     else:
         return []  # acknowledged, assigned, annotated, ...: no change to the alert's state
-    raw = i.priority.summary if i.priority else i.urgency
-    level = normalize.severity(raw)
     summary = i.title or (i.trigger_summary_data or {}).get("subject")
-    service = i.service.summary or i.service.name if i.service else None
     started = i.created_at or i.created_on
-    when = at or started or datetime.now(UTC)
     return [
-        Alert(
-            source=SOURCE,
-            group_key=f"pagerduty:incident:{i.id}",
+        normalize.alert(
+            SOURCE,
+            f"pagerduty:incident:{i.id}",
             fingerprint=i.incident_key or i.id,
-            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
             title=normalize.title(summary) or f"PagerDuty incident {i.id}",
-            severity=level,
-            starts_at=started or when,
-            ends_at=when if resolved else None,
-            service=service,
-            labels={
-                **normalize.scalar_labels({"incident_status": i.status, "change": change}),
-                **normalize.severity_labels(raw, level),
-            },
-            generator_url=i.html_url,
-            timed=at is not None or started is not None,
+            resolved=resolved,
+            raw_severity=i.priority.summary if i.priority else i.urgency,
+            at=at or started,
+            started=started,
+            service=(i.service.summary or i.service.name) if i.service else None,
+            labels={"incident_status": i.status, "change": change},
+            url=i.html_url,
         )
     ]

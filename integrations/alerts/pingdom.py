@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import UtcDatetime, validate
 
 SOURCE = "pingdom"
@@ -43,34 +43,24 @@ def matches(body: dict[str, object]) -> bool:
 
 def parse(body: object) -> list[Alert]:
     p = validate(_Pingdom, body)
-    firing = p.current_state.strip().lower() in _FIRING
-    level = normalize.severity(p.importance_level)
     params = p.check_params or _CheckParams()
-    key = f"pingdom:{p.check_id}"
-    labels = {
-        "alertname": p.check_name,
-        "check_type": p.check_type,
-        "host": params.hostname,
-        "state": p.current_state,
-        "previous_state": p.previous_state,
-        "tags": ",".join(p.tags),
-    }
-    annotations = {"description": p.long_description, "url": params.full_url}
     return [
-        Alert(
-            source=SOURCE,
-            group_key=key,
-            fingerprint=key,
-            status=AlertStatus.FIRING if firing else AlertStatus.RESOLVED,
+        normalize.alert(
+            SOURCE,
+            f"pingdom:{p.check_id}",
             title=normalize.title(p.check_name, p.description) or p.check_name,
-            severity=level,
-            starts_at=p.state_changed_timestamp,
-            ends_at=None if firing else p.state_changed_timestamp,
+            resolved=p.current_state.strip().lower() not in _FIRING,
+            raw_severity=p.importance_level,
+            at=p.state_changed_timestamp,
             service=p.check_name,
             labels={
-                **normalize.scalar_labels(labels),
-                **normalize.severity_labels(p.importance_level, level),
+                "alertname": p.check_name,
+                "check_type": p.check_type,
+                "host": params.hostname,
+                "state": p.current_state,
+                "previous_state": p.previous_state,
+                "tags": ",".join(p.tags),
             },
-            annotations=normalize.scalar_labels(annotations),
+            annotations={"description": p.long_description, "url": params.full_url},
         )
     ]

@@ -5,13 +5,10 @@ resolved, ...), and the legacy WebHooks plugin body. An issue alert and the issu
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, validate
 from integrations.errors import PayloadError
 
@@ -126,59 +123,40 @@ def _issue(issue: _Issue, over: bool, rule: str | None, action: str) -> Alert:
     project = issue.project.slug if isinstance(issue.project, _Project) else issue.project
     if project and project.isdigit():  # an event alert names its project by number only
         project = None
-    level = normalize.severity(issue.level)
-    at = issue.datetime_ or issue.timestamp or issue.first_seen
-    when = at or datetime.now(UTC)
-    labels: dict[str, Any] = {
-        "project": project,
-        "culprit": issue.culprit,
-        "rule": rule,
-        "action": action,
-    }
-    return Alert(
-        source=SOURCE,
-        group_key=f"sentry:issue:{issue_id}",
+    return normalize.alert(
+        SOURCE,
+        f"sentry:issue:{issue_id}",
         fingerprint=issue_id,
-        status=AlertStatus.RESOLVED if over else AlertStatus.FIRING,
-        title=normalize.title(issue.title, None) or f"Sentry issue {issue_id}",
-        severity=level,
-        starts_at=when,
-        ends_at=when if over else None,
+        title=normalize.title(issue.title) or f"Sentry issue {issue_id}",
+        resolved=over,
+        raw_severity=issue.level,
+        at=issue.datetime_ or issue.timestamp or issue.first_seen,
         service=project,
-        labels={
-            **normalize.scalar_labels(labels),
-            **normalize.severity_labels(issue.level, level),
-        },
-        annotations=normalize.scalar_labels({"culprit": issue.culprit}),
-        generator_url=issue.web_url or issue.permalink,
-        timed=at is not None,
+        labels={"project": project, "culprit": issue.culprit, "rule": rule, "action": action},
+        annotations={"culprit": issue.culprit},
+        url=issue.web_url or issue.permalink,
     )
 
 
 def _metric(hook: _Hook, alert: _MetricAlert) -> Alert:
     action = hook.action.strip().lower()
     resolved = action == "resolved"
-    level = normalize.severity(action if not resolved else None)
     name = (alert.alert_rule.name if alert.alert_rule else None) or alert.title
-    at = alert.date_closed if resolved else alert.date_started
-    when = at or alert.date_started or datetime.now(UTC)
-    return Alert(
-        source=SOURCE,
-        group_key=f"sentry:metric:{alert.id}",
+    return normalize.alert(
+        SOURCE,
+        f"sentry:metric:{alert.id}",
         fingerprint=alert.id,
-        status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
         title=normalize.title(name, hook.data.description_text)
         or f"Sentry metric alert {alert.id}",
-        severity=level,
-        starts_at=alert.date_started or when,
-        ends_at=when if resolved else None,
-        labels={
-            **normalize.scalar_labels({"alertname": name, "action": action}),
-            **normalize.severity_labels(action, level),
+        resolved=resolved,
+        # critical or warning; a resolution says nothing of how bad it was
+        raw_severity=None if resolved else action,
+        at=(alert.date_closed if resolved else None) or alert.date_started,
+        started=alert.date_started,
+        labels={"alertname": name, "action": action},
+        annotations={
+            "summary": hook.data.description_title,
+            "description": hook.data.description_text,
         },
-        annotations=normalize.scalar_labels(
-            {"summary": hook.data.description_title, "description": hook.data.description_text}
-        ),
-        generator_url=hook.data.web_url,
-        timed=at is not None or alert.date_started is not None,
+        url=hook.data.web_url,
     )

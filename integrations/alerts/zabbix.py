@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, AlertStatus, Severity
+from integrations.alerts.model import Alert, Severity
 from integrations.errors import PayloadError
 
 SOURCE = "zabbix"
@@ -53,39 +53,30 @@ def parse(body: object) -> list[Alert]:
     raw_severity = normalize.first_text(
         params.get("event_nseverity"), params.get("event_severity"), params.get("trigger_severity")
     )
-    level = normalize.severity(raw_severity, _SCALE)
     host = normalize.first_text(*(params.get(k) for k in _HOST_KEYS))
     tags = _tags(params.get("event_tags"))
     started = _zabbix_time(params.get("event_date"), params.get("event_time"))
     ended = _zabbix_time(params.get("event_recovery_date"), params.get("event_recovery_time"))
-    when = (ended if resolved else None) or started or datetime.now(UTC)
-    key = f"zabbix:{event_id}"
-    labels = {
-        **tags,
-        "alertname": name,
-        "host": host,
-        "trigger_id": params.get("trigger_id"),
-        "state": state,
-    }
-    message = normalize.first_text(*(params.get(k) for k in _MESSAGE_KEYS))
     return [
-        Alert(
-            source=SOURCE,
-            group_key=key,
-            fingerprint=key,
-            status=AlertStatus.RESOLVED if resolved else AlertStatus.FIRING,
+        normalize.alert(
+            SOURCE,
+            f"zabbix:{event_id}",
             title=normalize.title(name) or name,
-            severity=level,
-            starts_at=started or when,
-            ends_at=when if resolved else None,
+            resolved=resolved,
+            raw_severity=raw_severity,
+            scale=_SCALE,
+            at=(ended if resolved else None) or started,
+            started=started,
             service=tags.get("service") or host,
             labels={
-                **normalize.scalar_labels(labels),
-                **normalize.severity_labels(raw_severity, level),
+                **tags,
+                "alertname": name,
+                "host": host,
+                "trigger_id": params.get("trigger_id"),
+                "state": state,
             },
-            annotations=normalize.scalar_labels({"message": message}),
-            generator_url=_link(params),
-            timed=started is not None,
+            annotations={"message": normalize.first_text(*(params.get(k) for k in _MESSAGE_KEYS))},
+            url=_link(params),
         )
     ]
 

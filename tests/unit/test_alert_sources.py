@@ -204,3 +204,28 @@ def test_a_mapping_renders_missing_fields_empty_and_refuses_an_empty_title(
     assert (alert.title, alert.service, alert.status) == ("homepage", None, AlertStatus.FIRING)
     with pytest.raises(PayloadError, match=r"webhooks\.mappings\.uptime\.title rendered empty"):
         mapping.parse({"check": {}})
+
+
+def test_gcp_severity_from_the_system_labels_and_an_upper_case_state() -> None:
+    """A Cloud Monitoring body as Keep's GCP provider mocks it: `OPEN`, schema 1.0, the
+    severity only in metadata.system_labels."""
+    body = {
+        "version": "1.0",
+        "incident": {
+            "incident_id": "mem-234",
+            "state": "OPEN",
+            "started_at": 0,
+            "ended_at": 0,
+            "summary": "Memory usage exceeds 90% on production servers",
+            "resource": {"type": "gce_instance", "labels": {"instance_id": "prod-web-1"}},
+            "resource_display_name": "Production Web Server 1",
+            "metadata": {"system_labels": {"severity": "warning"}, "user_labels": {}},
+            "policy_name": "projects/987654/alertPolicies/memory-policy",
+            "documentation": {"subject": "High memory usage detected"},
+        },
+    }
+    assert sources.detect(body) == "gcp"
+    [alert] = sources.parse_any(body)
+    assert (alert.status, alert.severity) == (AlertStatus.FIRING, Severity.WARNING)
+    assert alert.service == "Production Web Server 1"
+    assert alert.title == "memory-policy: High memory usage detected"
