@@ -197,7 +197,8 @@ class Conversation:
                 return Reply(f"#{inc.short_id} is already {status_line(inc).lower()}.", "info")
             case IntentKind.RESOLVE:
                 if await lifecycle.resolve(conn, cfg, inc, actor.name, "marked resolved in chat"):
-                    return None
+                    said = Reply(f"✅ Resolved by {actor.mention}.", "info")
+                    return await self._elsewhere(conn, msg, inc, said)  # the rest heard it
                 return Reply(f"#{inc.short_id} is already resolved.", "info")
             case IntentKind.DIAGNOSE:
                 await lifecycle.enqueue_job(
@@ -244,6 +245,13 @@ class Conversation:
         """Say `reply` in every conversation of the incident; returned to be said also where
         `msg` came from when that is none of them (a DM, another channel)."""
         await lifecycle.enqueue_reply(conn, self.cfg, inc, reply)
+        return await self._elsewhere(conn, msg, inc, reply)
+
+    async def _elsewhere(
+        self, conn: AsyncConnection, msg: InboundMessage, inc: Incident, reply: Reply
+    ) -> Reply | None:
+        """`reply` when `msg` came from outside the incident's conversations, which have heard
+        the news already; else None."""
         return None if await self.router.in_conversation(conn, msg, inc) else reply
 
     async def _command(self, msg: InboundMessage, actor: Actor) -> None:

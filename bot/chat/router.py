@@ -327,4 +327,7 @@ class Router:
             async with self.store.read() as conn:
                 inc = await lifecycle.get(conn, item.payload["incident_id"])
             self._prepared(reply, inc)
+            name = root_view(self.cfg, inc).name
+            if name.ref not in reply.text:  # said outside the incident: say which one
+                reply.text = f"{name.label}: {reply.text}"
         await adapter.reply(ref, reply)

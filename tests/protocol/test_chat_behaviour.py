@@ -185,6 +185,12 @@ async def test_a_direct_message_is_answered_where_it_was_sent(chat: Chat) -> Non
     if answers is None:
         pytest.skip(f"{chat.driver.name} has no conversations outside incidents")
     assert any("#1" in a and "Triggered" in a for a in answers), answers
+    answers = await chat.driver.direct(chat.bot, RAVI, "ack #1")
+    assert answers is not None
+    assert any(a.startswith("#1 checkout: ") and "Acknowledged by" in a for a in answers)
+    answers = await chat.driver.direct(chat.bot, RAVI, "resolve #1")
+    assert answers is not None
+    assert any(a.startswith("#1 checkout: ") and "Resolved by" in a for a in answers)
     assert (await chat.bot.client.get("/stats")).json()["outbox"]["failed"] == 0
 
 

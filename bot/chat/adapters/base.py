@@ -6,7 +6,10 @@ platform events → `InboundMessage`. It declares what its platform can do in a 
 
 Conversations. An incident lives on a platform in a conversation, a `ThreadRef`:
 - a thread (Slack, Discord, the console): `channel` is where the root was posted and
-  `thread_id` the root's id; every message in the thread belongs to that incident;
+  `thread_id` the thread's id; every message in the thread belongs to that incident. Inbound,
+  a message in a thread carries that same pair: where a platform reports the thread itself as
+  the channel (a Discord thread is a channel), the adapter puts its parent channel in
+  `channel` and the thread in `thread`;
 - a person's direct line (WhatsApp, a DM) on a platform without threads
   (`has_threads=False`): `channel` is the person's address there (their number; routes name
   people, and the router resolves names through the people directory), `thread_id` the root

@@ -61,8 +61,8 @@ def _mark(view: RootView) -> str:
     return RESOLVED_MARK if view.status == "resolved" else SEVERITY_MARK.get(view.severity, "⚪")
 
 
-def button(b: Button) -> Block:
-    """A Block Kit button; a danger button asks for confirmation before it is sent."""
+def button(b: Button, caps: Capabilities) -> Block:
+    """A Block Kit button; a danger button asks for confirmation first, where it can."""
     element: Block = {
         "type": "button",
         "action_id": b.action_id,
@@ -72,7 +72,7 @@ def button(b: Button) -> Block:
         element["value"] = b.value
     if b.style in ("primary", "danger"):
         element["style"] = b.style
-    if b.style == "danger":
+    if b.style == "danger" and caps.confirm_step:
         element["confirm"] = {
             "title": _plain("Are you sure?"),
             "text": _mrkdwn(f"*{escape(b.label)}* will run against the live service."),
@@ -86,7 +86,7 @@ def button(b: Button) -> Block:
 def _actions(buttons: list[Button], block_id: str, caps: Capabilities) -> list[Block]:
     return [
         {"type": "actions", "block_id": f"{block_id}:{i}" if i else block_id, "elements": row}
-        for i, row in enumerate([button(b) for b in r] for r in rows(buttons, caps))
+        for i, row in enumerate([button(b, caps) for b in r] for r in rows(buttons, caps))
     ]
 
 
