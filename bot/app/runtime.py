@@ -30,6 +30,7 @@ from bot.incidents.escalation import Escalator
 from bot.incidents.memory import StoreDiagnosisCache
 from bot.incidents.postmortem import Postmortems
 from bot.incidents.tickets import TicketDesk, jira_client
+from bot.ingest.writer import IngestWriter
 from bot.queue.outbox import CHAT_KINDS, Handler, Item, OutboxWorker
 from bot.store import Store
 from bot.store import schema as t
@@ -79,6 +80,8 @@ class Runtime:
         self.router.wake = self.worker.wake
         self.escalator = Escalator(cfg, store)
         self.escalator.wake = self.worker.wake
+        self.handlers["escalate"] = self.escalator.start
+        self.ingest = IngestWriter(store, cfg, on_commit=self.worker.wake)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         trusted = cfg.webhooks.sns_trusted_cert_file
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)

@@ -20,6 +20,7 @@ from bot.chat.adapters import BY_NAME
 from bot.chat.adapters.base import Reply
 from bot.incidents import lifecycle, oncall
 from bot.incidents.models import Incident, Status, aware, utcnow
+from bot.queue.outbox import Item
 from bot.store import Store
 from bot.store import schema as t
 
@@ -209,6 +210,14 @@ class Escalator:
     def __init__(self, cfg: Config, store: Store, clock: Clock = utcnow) -> None:
         self.cfg, self.store, self.clock = cfg, store, clock
         self.wake: Callable[[], None] = lambda: None  # the outbox worker, for the new pages
+
+    async def start(self, item: Item) -> None:
+        """The `escalate` job an incident's opening queued: its chain starts, step 1 now."""
+        async with self.store.write() as conn:
+            inc = await lifecycle.get(conn, str(item.incident_id))
+            if inc.status == Status.TRIGGERED:
+                await begin(conn, self.cfg, inc, self.clock())
+        self.wake()
 
     async def tick(self) -> int:
         """Fire every step that is due now; returns how many this process fired."""

@@ -1,43 +1,32 @@
 """Incident lifecycle: alerts in → incidents; one function per transition.
 
 Each transition writes the incident row, its timeline event and the outbox items it causes
-in the caller's transaction, so nothing happens unless all of it is committed.
+in the caller's transaction, so nothing happens unless all of it is committed. The ingest path
+is plain synchronous Core (the group-commit writer runs it in one thread hop); async callers
+reach the same code through `AsyncConnection.run_sync`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app.config import Config, RouteConfig
 from bot.chat.adapters import BY_NAME, PLATFORMS, is_local
 from bot.chat.messages import Reply, reply_to_json
 from bot.errors import NotFound
-from bot.incidents.memory import remember_fix
+from bot.incidents.memory import remember_fixes
 from bot.incidents.models import Incident, Status, utcnow
 from bot.queue import outbox
 from bot.store import schema as t
 from integrations.alerts import Alert, AlertStatus, Severity
-
-
-@dataclass(slots=True)
-class IngestResult:
-    opened: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    resolved: list[str] = field(default_factory=list)
-    reopened: list[str] = field(default_factory=list)
-    ignored: int = 0
-
-    @property
-    def incident_ids(self) -> list[str]:
-        return [*self.opened, *self.reopened, *self.updated, *self.resolved]
 
 
 def destinations(cfg: Config, labels: dict[str, str]) -> list[tuple[str, str]]:
@@ -57,22 +46,89 @@ def destinations(cfg: Config, labels: dict[str, str]) -> list[tuple[str, str]]:
 
 ASKED_IN_LABEL = "opsbot_opened_in"
 
+Place = tuple[str, str]  # (platform, channel)
 
-async def conversations(conn: AsyncConnection, cfg: Config, inc: Incident) -> list[tuple[str, str]]:
+
+def news_targets(cfg: Config, inc: Incident, threads: Sequence[Place] = ()) -> list[Place]:
     """Where an incident's news goes: its route's destinations, and every conversation it was
-    posted in since (people paged by escalation hear the ack and the resolution too)."""
+    posted in since (`threads`: people paged by escalation hear the ack and the resolution)."""
     out = destinations(cfg, inc.labels)
-    rows = await conn.execute(
-        select(t.threads.c.platform, t.threads.c.channel)
-        .where(t.threads.c.incident_id == inc.id)
+    out += [place for place in threads if place not in out]
+    return out
+
+
+def thread_places(conn: Connection, incident_ids: Iterable[str]) -> dict[str, list[Place]]:
+    """The conversations each incident has a thread in, oldest first."""
+    places: dict[str, list[Place]] = {}
+    rows = conn.execute(
+        select(t.threads.c.incident_id, t.threads.c.platform, t.threads.c.channel)
+        .where(t.threads.c.incident_id.in_(list(incident_ids)))
         .order_by(t.threads.c.id)
     )
-    out += [(p, c) for p, c in rows.tuples() if (p, c) not in out]
-    return out
+    for incident_id, platform, channel in rows.tuples():
+        places.setdefault(incident_id, []).append((platform, channel))
+    return places
+
+
+async def conversations(conn: AsyncConnection, cfg: Config, inc: Incident) -> list[Place]:
+    places = await conn.run_sync(thread_places, [inc.id])
+    return news_targets(cfg, inc, places.get(inc.id, ()))
 
 
 def _ordering_key(platform: str, channel: str, incident_id: str) -> str:
     return f"{platform}:{channel}:{incident_id}"
+
+
+def root_items(
+    cfg: Config, inc: Incident, targets: Iterable[Place], *, post: bool
+) -> list[dict[str, Any]]:
+    """Post the root message (new incident) or edit it (repeat, state change) at `targets`."""
+    items = []
+    for platform, channel in targets:
+        key = _ordering_key(platform, channel, inc.id)
+        dest, payload = f"{platform}:{channel}", {"incident_id": inc.id}
+        if post:
+            items.append(
+                outbox.item("post_root", dest, payload, ordering_key=key, incident_id=inc.id)
+            )
+        else:
+            items.append(
+                outbox.item(
+                    "update_root",
+                    dest,
+                    payload,
+                    ordering_key=key,
+                    incident_id=inc.id,
+                    coalesce_key=f"update:{key}",
+                    delay_s=0 if is_local(platform) else cfg.outbox.update_coalesce_s,
+                )
+            )
+    return items
+
+
+def reply_items(inc: Incident, reply: Reply, targets: Iterable[Place]) -> list[dict[str, Any]]:
+    """A reply in the incident's conversation at each of `targets`."""
+    return [
+        outbox.item(
+            "reply",
+            f"{platform}:{channel}",
+            {"incident_id": inc.id, "reply": reply_to_json(reply)},
+            ordering_key=_ordering_key(platform, channel, inc.id),
+            incident_id=inc.id,
+        )
+        for platform, channel in targets
+    ]
+
+
+def job_item(kind: str, inc: Incident, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Slow work for this incident (diagnose, action, ticket, postmortem), run by the worker."""
+    return outbox.item(
+        kind,
+        kind,
+        {"incident_id": inc.id, **(payload or {})},
+        ordering_key=f"job:{kind}:{inc.id}:{uuid.uuid4().hex[:8]}",
+        incident_id=inc.id,
+    )
 
 
 async def enqueue_root(
@@ -81,34 +137,15 @@ async def enqueue_root(
     inc: Incident,
     *,
     post: bool,
-    only: tuple[str, str] | None = None,
+    only: Place | None = None,
 ) -> None:
-    """Post the root message everywhere (new incident) or edit it (repeat, state change)."""
-    targets = [only] if only else destinations(cfg, inc.labels)
-    if not post and not only:
-        targets = await conversations(conn, cfg, inc)
-    for platform, channel in targets:
-        key = _ordering_key(platform, channel, inc.id)
-        if post:
-            await outbox.enqueue(
-                conn,
-                "post_root",
-                f"{platform}:{channel}",
-                {"incident_id": inc.id},
-                ordering_key=key,
-                incident_id=inc.id,
-            )
-        else:
-            await outbox.enqueue(
-                conn,
-                "update_root",
-                f"{platform}:{channel}",
-                {"incident_id": inc.id},
-                ordering_key=key,
-                incident_id=inc.id,
-                coalesce_key=f"update:{key}",
-                delay_s=0 if is_local(platform) else cfg.outbox.update_coalesce_s,
-            )
+    """Post the root message everywhere (new incident) or edit it wherever the incident has
+    been news (repeat, state change); `only` at one destination."""
+    if only:
+        targets = [only]
+    else:
+        targets = destinations(cfg, inc.labels) if post else await conversations(conn, cfg, inc)
+    await conn.run_sync(outbox.enqueue_many, root_items(cfg, inc, targets, post=post))
 
 
 async def enqueue_reply(
@@ -117,33 +154,34 @@ async def enqueue_reply(
     inc: Incident,
     reply: Reply,
     *,
-    only: tuple[str, str] | None = None,
+    only: Place | None = None,
 ) -> None:
-    """A reply in every conversation of the incident (or just one destination)."""
+    """A threaded reply wherever the incident has been news (or at one destination)."""
     targets = [only] if only else await conversations(conn, cfg, inc)
-    for platform, channel in targets:
-        await outbox.enqueue(
-            conn,
-            "reply",
-            f"{platform}:{channel}",
-            {"incident_id": inc.id, "reply": reply_to_json(reply)},
-            ordering_key=_ordering_key(platform, channel, inc.id),
-            incident_id=inc.id,
-        )
+    await conn.run_sync(outbox.enqueue_many, reply_items(inc, reply, targets))
+
+
+def escalation_items(cfg: Config, inc: Incident) -> list[dict[str, Any]]:
+    """A new or re-opened incident starts its escalation policy's chain (if it has one)."""
+    return [job_item("escalate", inc)] if cfg.escalation_for(inc.labels) else []
 
 
 async def enqueue_job(
     conn: AsyncConnection, kind: str, inc: Incident, payload: dict[str, Any] | None = None
 ) -> None:
-    """Slow work for this incident (diagnose, action, ticket, postmortem), run by the worker."""
-    await outbox.enqueue(
-        conn,
-        kind,
-        kind,
-        {"incident_id": inc.id, **(payload or {})},
-        ordering_key=f"job:{kind}:{inc.id}:{uuid.uuid4().hex[:8]}",
-        incident_id=inc.id,
-    )
+    await conn.run_sync(outbox.enqueue_many, [job_item(kind, inc, payload)])
+
+
+def event(
+    incident_id: str, kind: str, actor: str, text: str, at: datetime | None = None
+) -> dict[str, Any]:
+    return {
+        "incident_id": incident_id,
+        "at": at or utcnow(),
+        "kind": kind,
+        "actor": actor,
+        "text": text,
+    }
 
 
 async def add_event(
@@ -154,17 +192,17 @@ async def add_event(
     text: str,
     at: datetime | None = None,
 ) -> None:
-    await conn.execute(
-        insert(t.timeline).values(
-            incident_id=incident_id, at=at or utcnow(), kind=kind, actor=actor, text=text
-        )
+    await conn.execute(insert(t.timeline).values(event(incident_id, kind, actor, text, at)))
+
+
+def _update(incident_id: str, now: datetime, **values: Any) -> Any:
+    return (
+        update(t.incidents).where(t.incidents.c.id == incident_id).values(updated_at=now, **values)
     )
 
 
 async def _set(conn: AsyncConnection, incident_id: str, now: datetime, **values: Any) -> None:
-    await conn.execute(
-        update(t.incidents).where(t.incidents.c.id == incident_id).values(updated_at=now, **values)
-    )
+    await conn.execute(_update(incident_id, now, **values))
 
 
 async def get(conn: AsyncConnection, incident_id: str) -> Incident:
@@ -195,225 +233,175 @@ async def list_incidents(
     return [Incident.from_row(r) for r in (await conn.execute(q)).all()]
 
 
-async def _open_incident(
-    conn: AsyncConnection, cfg: Config, alert: Alert, service: str | None, now: datetime
-) -> Incident:
-    for _ in range(5):  # a concurrent transaction opened this group first: read it instead
-        short = await _next_short_id(conn)
-        inc_id = uuid.uuid4().hex
-        labels = {**alert.labels}
-        if service:
-            labels.setdefault("service", service)
-        values = {
-            "id": inc_id,
-            "short_id": short,
-            "group_key": alert.group_key,
-            "open_key": alert.group_key,
-            "status": Status.TRIGGERED.value,
-            "severity": alert.severity.value,
-            "title": alert.title,
-            "service": service,
-            "labels": labels,
-            "annotations": dict(alert.annotations),
-            "source": alert.source,
-            "signature": alert.signature,
-            "created_at": now,
-            "updated_at": now,
-            "alert_count": 0,
-            "generator_url": alert.generator_url,
-        }
-        try:
-            async with conn.begin_nested():
-                await conn.execute(insert(t.incidents).values(**values))
-        except IntegrityError:
-            existing = (
-                await conn.execute(
-                    select(t.incidents).where(t.incidents.c.open_key == alert.group_key)
-                )
-            ).first()
-            if existing is not None:
-                return Incident.from_row(existing)
-            continue
-        await add_event(conn, inc_id, "triggered", alert.source, f"Triggered: {alert.title}", now)
-        return Incident.from_values(values)
-    raise RuntimeError("could not allocate an incident short id")
+CUT_MARKER = "…[cut]"
 
 
-_INSERT_ALERTS = insert(t.alerts)
-_UPDATE_ALERTS = update(t.alerts).where(t.alerts.c.id == bindparam("alert_id"))
+def clip(value: str, limit: int) -> str:
+    """`value` cut to `limit` characters with a visible marker (display text)."""
+    return value if len(value) <= limit else value[: limit - len(CUT_MARKER)] + CUT_MARKER
 
 
-SHORT_ID = "incident_short_id"
+def clip_key(value: str, limit: int) -> str:
+    """A key cut to `limit` characters that stays distinct: the marker carries a digest of
+    the whole value, so two long keys with a common beginning remain two keys."""
+    if len(value) <= limit:
+        return value
+    tail = f"{CUT_MARKER}{hashlib.sha256(value.encode()).hexdigest()[:16]}"
+    return value[: limit - len(tail)] + tail
 
 
-async def _next_short_id(conn: AsyncConnection) -> int:
-    """The next `#N`: one counter row, incremented in place (row-locked until commit on
-    PostgreSQL, so concurrent transactions and replicas never hand out the same number)."""
-    bumped = await conn.execute(
-        update(t.counters)
-        .where(t.counters.c.name == SHORT_ID)
-        .values(value=t.counters.c.value + 1)
-        .returning(t.counters.c.value)
+LABEL_VALUE_LIMIT = 1000
+
+
+def _width(column: Any) -> int:
+    return int(column.type.length)
+
+
+_WIDTHS = tuple(
+    _width(c)
+    for c in (
+        t.incidents.c.group_key,
+        t.alerts.c.fingerprint,
+        t.alerts.c.title,
+        t.incidents.c.service,
     )
-    value = bumped.scalar()
-    if value is not None:
-        return int(value)
-    first = ((await conn.scalar(select(func.max(t.incidents.c.short_id)))) or 0) + 1
-    try:
-        async with conn.begin_nested():
-            await conn.execute(insert(t.counters).values(name=SHORT_ID, value=first))
-    except IntegrityError:  # another transaction created the counter first
-        return await _next_short_id(conn)
-    return first
+)
 
 
-async def _upsert_alerts(
-    conn: AsyncConnection, inc_id: str, group: list[Alert], now: datetime, *, new: bool = False
-) -> dict[str, tuple[str, str]]:
-    """Write a notification's alerts in two batched statements; returns every alert of the
-    incident as fingerprint → (status, severity). A `new` incident has none to look up."""
-    rows = (
-        []
-        if new
-        else (
-            await conn.execute(
-                select(
-                    t.alerts.c.id, t.alerts.c.fingerprint, t.alerts.c.status, t.alerts.c.severity
-                ).where(t.alerts.c.incident_id == inc_id)
-            )
-        ).all()
+def fit(alert: Alert) -> Alert:
+    """The alert with every text cut to its column (a 2,000-character alertname is stored,
+    marked as cut, instead of failing the delivery)."""
+    key_w, fp_w, title_w, service_w = _WIDTHS
+    if (
+        len(alert.group_key) <= key_w
+        and len(alert.fingerprint) <= fp_w
+        and len(alert.title) <= title_w
+        and len(alert.service or "") <= service_w
+        and all(len(v) <= LABEL_VALUE_LIMIT for v in alert.labels.values())
+    ):
+        return alert
+    return dataclasses.replace(
+        alert,
+        group_key=clip_key(alert.group_key, key_w),
+        fingerprint=clip_key(alert.fingerprint, fp_w),
+        title=clip(alert.title, title_w),
+        service=clip(alert.service, service_w) if alert.service else None,
+        labels={k: clip(v, LABEL_VALUE_LIMIT) for k, v in alert.labels.items()},
     )
-    ids = {r.fingerprint: r.id for r in rows}
-    known = {r.fingerprint: (r.status, r.severity) for r in rows}
-    latest = {a.fingerprint: a for a in group}  # a fingerprint twice in one body: last wins
-    inserts, updates = [], []
-    for fp, a in latest.items():
-        values = {
-            "status": a.status.value,
-            "title": a.title,
-            "severity": a.severity.value,
-            "labels": dict(a.labels),
-            "annotations": dict(a.annotations),
-            "logs": list(a.logs),
-            "starts_at": a.starts_at,
-            "ends_at": a.ends_at,
-            "updated_at": now,
-        }
-        if fp in ids:
-            updates.append({"alert_id": ids[fp], **values})
-        else:
-            inserts.append({"incident_id": inc_id, "fingerprint": fp, **values})
-        known[fp] = (a.status.value, a.severity.value)
-    if inserts:
-        await conn.execute(_INSERT_ALERTS, inserts)
-    if updates:
-        await conn.execute(_UPDATE_ALERTS, updates)
-    return known
 
 
-async def ingest(
-    conn: AsyncConnection, cfg: Config, alerts: list[Alert], now: datetime | None = None
-) -> IngestResult:
-    """Apply a delivery's alerts: open, update, resolve or re-open incidents by group key."""
-    now = now or utcnow()
-    result = IngestResult()
-    groups: dict[str, list[Alert]] = {}
-    for a in alerts:
-        groups.setdefault(a.group_key, []).append(a)
-    for key, group in groups.items():
-        await _ingest_group(conn, cfg, key, group, now, result)
-    return result
+SHORT_ID_SEQUENCE = "incident_short_id_seq"
 
 
-async def _ingest_group(
-    conn: AsyncConnection,
-    cfg: Config,
-    key: str,
-    group: list[Alert],
-    now: datetime,
-    result: IngestResult,
-) -> None:
-    firing = [a for a in group if a.status == AlertStatus.FIRING]
-    # FOR UPDATE (PostgreSQL): deliveries for one incident apply one after another
-    row = (
-        await conn.execute(
-            select(t.incidents).where(t.incidents.c.open_key == key).with_for_update()
-        )
-    ).first()
-    inc = Incident.from_row(row) if row else None
-    new = reopened = False
-    if inc is None:
-        if not firing:
-            result.ignored += len(group)  # resolution of something we never saw open
-            return
-        last = (
-            await conn.execute(
-                select(t.incidents)
-                .where(t.incidents.c.group_key == key)
-                .order_by(t.incidents.c.created_at.desc())
-                .limit(1)
-            )
-        ).first()
-        previous = Incident.from_row(last) if last else None
-        window = timedelta(seconds=cfg.webhooks.reopen_window_s)
-        if previous and previous.resolved_at and now - previous.resolved_at <= window:
-            inc = previous
-            reopened = True
-            await _set(
-                conn,
-                inc.id,
-                now,
-                status=Status.TRIGGERED.value,
-                open_key=key,
-                resolved_at=None,
-                resolved_by=None,
-                acknowledged_at=None,
-                acknowledged_by=None,
-            )
-            await add_event(
-                conn, inc.id, "reopened", firing[0].source, "Re-opened: fired again", now
-            )
-            inc = await get(conn, inc.id)
-        else:
-            first = firing[0]
-            service = (
-                cfg.service_for(first.labels, first.service)
-                or cfg.label_service(first.labels)
-                or first.service
-            )
-            inc = await _open_incident(conn, cfg, first, service, now)
-            new = inc.alert_count == 0  # 0 only when this call created it
-    known = await _upsert_alerts(conn, inc.id, group, now, new=new)
-    severity = max((Severity(sev) for _, sev in known.values()), key=lambda s: s.rank)
-    all_resolved = all(status == AlertStatus.RESOLVED.value for status, _ in known.values())
-    await _set(conn, inc.id, now, alert_count=len(known), severity=severity.value)
-    inc = dataclasses.replace(inc, alert_count=len(known), severity=severity.value, updated_at=now)
-    if all_resolved and inc.is_open:
-        await resolve(conn, cfg, inc, actor=group[0].source, reason="all alerts resolved", now=now)
-        result.resolved.append(inc.id)
-        return
-    if new:
-        result.opened.append(inc.id)
-        await enqueue_root(conn, cfg, inc, post=True)
-        await enqueue_job(conn, "diagnose", inc, {"reason": "new incident"})
-        await _escalate(conn, cfg, inc, now)
-    elif reopened:
-        result.reopened.append(inc.id)
-        await enqueue_root(conn, cfg, inc, post=False)
-        await enqueue_reply(
-            conn, cfg, inc, Reply(f"🔁 Re-opened: {inc.title} fired again.", "info")
-        )
-        await enqueue_job(conn, "diagnose", inc, {"reason": "re-opened"})
-        await _escalate(conn, cfg, inc, now)
-    else:
-        result.updated.append(inc.id)
-        await enqueue_root(conn, cfg, inc, post=False)
+def short_ids(conn: Connection, n: int) -> list[int]:
+    """`n` new `#N`s: from a sequence on PostgreSQL (no hot counter row between replicas); on
+    SQLite, where one writer holds the database, after the highest."""
+    if conn.dialect.name == "postgresql":
+        series = func.generate_series(1, n).table_valued("n")
+        return list(conn.scalars(select(func.nextval(SHORT_ID_SEQUENCE)).select_from(series)))
+    top = conn.scalar(select(func.coalesce(func.max(t.incidents.c.short_id), 0))) or 0
+    return [top + k for k in range(1, n + 1)]
 
 
-async def _escalate(conn: AsyncConnection, cfg: Config, inc: Incident, now: datetime) -> None:
-    from bot.incidents import escalation  # it builds on this module's transitions
+def new_incident(alert: Alert, service: str | None, now: datetime) -> Incident:
+    """A triggered incident for the alert's group (its `#N` is given when it is written)."""
+    labels = {**alert.labels}
+    if service:
+        labels.setdefault("service", service)
+    return Incident(
+        id=uuid.uuid4().hex,
+        short_id=0,
+        group_key=alert.group_key,
+        status=Status.TRIGGERED,
+        severity=alert.severity.value,
+        title=alert.title,
+        service=service,
+        labels=labels,
+        annotations=dict(alert.annotations),
+        source=alert.source,
+        signature=clip_key(alert.signature, _width(t.incidents.c.signature)),
+        created_at=now,
+        updated_at=now,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        resolved_at=None,
+        resolved_by=None,
+        snoozed_until=None,
+        alert_count=0,
+        generator_url=alert.generator_url,
+    )
 
-    await escalation.begin(conn, cfg, inc, now)
+
+def incident_row(inc: Incident, short_id: int) -> dict[str, Any]:
+    """The incidents row of a new incident (open while it is open)."""
+    row = {name: getattr(inc, name) for name in Incident.__dataclass_fields__}
+    row.update(
+        short_id=short_id,
+        status=inc.status.value,
+        open_key=inc.group_key if inc.is_open else None,
+    )
+    return row
+
+
+ALERT_CHANGES = (
+    "status",
+    "title",
+    "severity",
+    "labels",
+    "annotations",
+    "logs",
+    "starts_at",
+    "ends_at",
+    "updated_at",
+    "digest",
+)
+
+
+def alert_digest(a: Alert) -> str:
+    """What an alert says, in 32 hex digits: an unchanged repeat needs no write."""
+    content = (
+        a.status.value,
+        a.title,
+        a.severity.value,
+        sorted(a.labels.items()),
+        sorted(a.annotations.items()),
+        a.logs,
+        a.starts_at.timestamp(),
+        a.ends_at.timestamp() if a.ends_at else None,
+    )
+    return hashlib.blake2b(repr(content).encode(), digest_size=16).hexdigest()
+
+
+def alert_row(incident_id: str, a: Alert, now: datetime) -> dict[str, Any]:
+    return {
+        "incident_id": incident_id,
+        "fingerprint": a.fingerprint,
+        "status": a.status.value,
+        "title": a.title,
+        "severity": a.severity.value,
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "logs": list(a.logs),
+        "starts_at": a.starts_at,
+        "ends_at": a.ends_at,
+        "updated_at": now,
+        "digest": alert_digest(a),
+    }
+
+
+def resolution(
+    cfg: Config, inc: Incident, actor: str, reason: str, now: datetime, targets: list[Place]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What resolving says: the timeline event, and the root edit and reply at `targets` (where
+    the incident has been news) and the postmortem job."""
+    text = f"Resolved by {actor}" + (f" ({reason})" if reason else "")
+    minutes = max(1, round((now - inc.created_at).total_seconds() / 60))
+    items = [
+        *root_items(cfg, inc, targets, post=False),
+        *reply_items(inc, Reply(f"✅ Resolved by {actor} after {minutes} min.", "info"), targets),
+        job_item("postmortem", inc),
+    ]
+    return event(inc.id, "resolved", actor, text, now), items
 
 
 async def acknowledge(
@@ -432,7 +420,10 @@ async def acknowledge(
         acknowledged_by=actor,
     )
     await add_event(conn, inc.id, "acknowledged", actor, f"Acknowledged by {actor}", now)
-    await enqueue_root(conn, cfg, await get(conn, inc.id), post=False)
+    acked = dataclasses.replace(
+        inc, status=Status.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=actor, updated_at=now
+    )
+    await enqueue_root(conn, cfg, acked, post=False)
     return True
 
 
@@ -447,64 +438,77 @@ async def resolve(
     """Resolve (by the source or a person): edit the root, say so, write the postmortem."""
     if not inc.is_open:
         return False
-    now = now or utcnow()
-    await _set(
-        conn,
-        inc.id,
-        now,
-        status=Status.RESOLVED.value,
-        open_key=None,
-        resolved_at=now,
-        resolved_by=actor,
-    )
-    text = f"Resolved by {actor}" + (f" ({reason})" if reason else "")
-    await add_event(conn, inc.id, "resolved", actor, text, now)
-    fixed_by = await conn.scalar(
-        select(t.actions.c.action)
-        .where(t.actions.c.incident_id == inc.id, t.actions.c.state == "succeeded")
-        .order_by(t.actions.c.id.desc())
-        .limit(1)
-    )
-    if fixed_by is not None:
-        await remember_fix(conn, inc.id, inc.signature, fixed_by)
-    inc = await get(conn, inc.id)
-    minutes = max(1, round((now - inc.created_at).total_seconds() / 60))
-    await enqueue_root(conn, cfg, inc, post=False)
-    await enqueue_reply(
-        conn, cfg, inc, Reply(f"✅ Resolved by {actor} after {minutes} min.", "info")
-    )
-    await enqueue_job(conn, "postmortem", inc)
+    await conn.run_sync(_resolve, cfg, inc, actor, reason, now or utcnow())
     return True
+
+
+def _resolve(
+    conn: Connection, cfg: Config, inc: Incident, actor: str, reason: str, now: datetime
+) -> None:
+    conn.execute(
+        _update(
+            inc.id,
+            now,
+            status=Status.RESOLVED.value,
+            open_key=None,
+            resolved_at=now,
+            resolved_by=actor,
+        )
+    )
+    threads = thread_places(conn, [inc.id]).get(inc.id, [])
+    resolved, items = resolution(cfg, inc, actor, reason, now, news_targets(cfg, inc, threads))
+    conn.execute(insert(t.timeline).values(resolved))
+    remember_fixes(conn, {inc.id: inc.signature})
+    outbox.enqueue_many(conn, items)
 
 
 async def open_manual(
     conn: AsyncConnection, cfg: Config, description: str, actor: str, asked_in: tuple[str, str]
 ) -> Incident:
     """`/incident <description>`: a person opens an incident; it is posted and diagnosed."""
+    return await conn.run_sync(_open_manual, cfg, description, actor, asked_in)
+
+
+def _open_manual(
+    conn: Connection, cfg: Config, description: str, actor: str, asked_in: tuple[str, str]
+) -> Incident:
     now = utcnow()
     words = description.lower().split()
     service = next((s for s in cfg.services if s in words), None)
-    alert = Alert(
-        source="manual",
-        group_key=f"manual:{uuid.uuid4().hex}",
-        fingerprint="manual",
-        status=AlertStatus.FIRING,
-        title=description[:200],
-        severity=Severity.HIGH,
-        starts_at=now,
-        service=service,
-        labels={"alertname": "ManualIncident", ASKED_IN_LABEL: ":".join(asked_in)},
-        annotations={"description": description, "opened_by": actor},
+    alert = fit(
+        Alert(
+            source="manual",
+            group_key=f"manual:{uuid.uuid4().hex}",
+            fingerprint="manual",
+            status=AlertStatus.FIRING,
+            title=description[:200],
+            severity=Severity.HIGH,
+            starts_at=now,
+            service=service,
+            labels={"alertname": "ManualIncident", ASKED_IN_LABEL: ":".join(asked_in)},
+            annotations={"description": description, "opened_by": actor},
+        )
     )
-    inc = await _open_incident(conn, cfg, alert, service, now)
-    await _upsert_alerts(conn, inc.id, [alert], now, new=True)
-    await _set(conn, inc.id, now, alert_count=1)
-    inc = await get(conn, inc.id)
-    await add_event(conn, inc.id, "opened_manually", actor, f"Opened by {actor}: {description}")
-    await enqueue_root(conn, cfg, inc, post=True)
-    await enqueue_job(conn, "diagnose", inc, {"reason": f"opened by {actor}"})
-    await _escalate(conn, cfg, inc, now)
-    return inc
+    inc = dataclasses.replace(new_incident(alert, service, now), alert_count=1)
+    (short,) = short_ids(conn, 1)
+    conn.execute(insert(t.incidents).values(incident_row(inc, short)))
+    conn.execute(insert(t.alerts).values(alert_row(inc.id, alert, now)))
+    conn.execute(
+        insert(t.timeline),
+        [
+            event(inc.id, "triggered", alert.source, f"Triggered: {alert.title}", now),
+            event(inc.id, "opened_manually", actor, f"Opened by {actor}: {description}", now),
+        ],
+    )
+    outbox.enqueue_many(
+        conn,
+        [
+            *root_items(cfg, inc, destinations(cfg, inc.labels), post=True),
+            job_item("diagnose", inc, {"reason": f"opened by {actor}"}),
+            *escalation_items(cfg, inc),
+        ],
+    )
+    return dataclasses.replace(inc, short_id=short)
 
 
 async def snooze(

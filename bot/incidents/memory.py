@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, delete, insert, select
 
 from agent.types import Diagnosis, PastFix
 from bot.incidents.models import aware, utcnow
-from bot.store import Store
+from bot.store import Store, insert_or_ignore
 from bot.store import schema as t
 
 
@@ -67,14 +66,21 @@ class StorePastIncidents:
         return [PastFix(a, n, total) for a, n in Counter(actions).most_common()]
 
 
-async def remember_fix(
-    conn: AsyncConnection, incident_id: str, signature: str, action: str
-) -> None:
-    """An incident resolved after `action` succeeded: next time, suggest it (once per incident)."""
-    exists = await conn.scalar(select(t.fixes.c.id).where(t.fixes.c.incident_id == incident_id))
-    if exists is None:
-        await conn.execute(
-            insert(t.fixes).values(
-                signature=signature, action=action, incident_id=incident_id, at=utcnow()
-            )
+def remember_fixes(conn: Connection, signatures: dict[str, str]) -> None:
+    """Incidents (id → signature) just resolved: the action that last succeeded on each is
+    what fixed it, suggested next time (remembered once per incident)."""
+    a = t.actions
+    rows = conn.execute(
+        select(a.c.incident_id, a.c.action)
+        .where(a.c.incident_id.in_(signatures), a.c.state == "succeeded")
+        .order_by(a.c.id)
+    ).all()
+    fixed_by = {r.incident_id: r.action for r in rows}  # the last one wins
+    if fixed_by:
+        conn.execute(
+            insert_or_ignore(conn.dialect.name, t.fixes),
+            [
+                {"signature": signatures[iid], "action": action, "incident_id": iid, "at": utcnow()}
+                for iid, action in fixed_by.items()
+            ],
         )

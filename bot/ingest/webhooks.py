@@ -13,15 +13,12 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from fastapi import APIRouter, HTTPException, Request
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from bot.app import metrics
 from bot.app.runtime import Runtime
 from bot.app.server.inbound import check_bearer, check_content_type, parse_json, read_body
-from bot.incidents import lifecycle
-from bot.incidents.models import utcnow
-from bot.store import schema as t
+from bot.incidents.ingest import Raced
+from bot.ingest.writer import Delivery, Rejected
 from integrations.alerts import Alert, alertmanager, sns, sources
 from integrations.errors import PayloadError, SignatureError, TransientError
 
@@ -57,33 +54,22 @@ def _parse(source: str, parser: Callable[[Any], T], data: Any) -> T:
         raise HTTPException(422, message) from exc
 
 
-class _Duplicate(Exception):
-    """Raised inside the transaction to undo a delivery that was already applied."""
-
-
-PERSIST_ATTEMPTS = 3
-
-
 async def persist(
     rt: Runtime, source: str, idem_key: str, body: bytes, alerts: list[Alert]
 ) -> dict[str, Any]:
-    """One transaction: record the delivery once, apply its alerts, queue what follows.
-
-    A concurrent twin of this delivery (a sender's retry while the first is in flight) that
-    commits first makes this one a duplicate: its work is rolled back. Other unique-key races
-    between concurrent transactions (PostgreSQL) are retried from the start.
-    """
-    for attempt in range(PERSIST_ATTEMPTS):
-        try:
-            result = await _apply(rt, source, idem_key, body, alerts)
-            break
-        except _Duplicate:
-            metrics.WEBHOOKS.labels(source=source, outcome="duplicate").inc()
-            return {"status": "duplicate", "incidents": []}
-        except IntegrityError:
-            if attempt == PERSIST_ATTEMPTS - 1:
-                raise HTTPException(503, "conflicting concurrent deliveries, retry") from None
-    rt.worker.wake()
+    """Record the delivery once, apply its alerts and queue what follows, through the
+    group-commit writer: the answer comes after the COMMIT that holds it. A repeat of a
+    stored delivery (a sender's retry, even one racing the first) is a duplicate."""
+    try:
+        result = await rt.ingest.submit(Delivery(source, idem_key, body, alerts))
+    except Rejected as exc:
+        metrics.WEBHOOKS.labels(source=source, outcome="invalid").inc()
+        raise HTTPException(422, str(exc)) from exc
+    except Raced as exc:  # other replicas kept opening these groups first: the sender retries
+        raise HTTPException(503, "conflicting concurrent deliveries, retry") from exc
+    if result is None:
+        metrics.WEBHOOKS.labels(source=source, outcome="duplicate").inc()
+        return {"status": "duplicate", "incidents": []}
     metrics.WEBHOOKS.labels(source=source, outcome="accepted").inc()
     metrics.ALERTS_RECEIVED.labels(source=source).inc(len(alerts))
     for iid in result.incident_ids:
@@ -96,35 +82,6 @@ async def persist(
         "resolved": len(result.resolved),
         "reopened": len(result.reopened),
     }
-
-
-async def _apply(
-    rt: Runtime, source: str, idem_key: str, body: bytes, alerts: list[Alert]
-) -> lifecycle.IngestResult:
-    async with rt.store.write() as conn:
-        seen = await conn.scalar(
-            select(t.deliveries.c.id).where(
-                t.deliveries.c.source == source, t.deliveries.c.idem_key == idem_key
-            )
-        )
-        if seen is not None:
-            raise _Duplicate
-        result = await lifecycle.ingest(conn, rt.cfg, alerts)
-        recorded = await conn.execute(
-            rt.store.insert_or_ignore(t.deliveries)
-            .values(
-                source=source,
-                idem_key=idem_key,
-                received_at=utcnow(),
-                body=body.decode("utf-8", "replace"),
-                outcome=f"opened={len(result.opened)} updated={len(result.updated)} "
-                f"resolved={len(result.resolved)} reopened={len(result.reopened)}",
-            )
-            .returning(t.deliveries.c.id)
-        )
-        if recorded.first() is None:
-            raise _Duplicate  # the twin committed while we worked: roll ours back
-    return result
 
 
 def _digest(body: bytes) -> str:

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app import metrics
@@ -27,7 +27,7 @@ from bot.app.config import OutboxConfig
 from bot.chat.adapters import rate_limited
 from bot.errors import StoreUnavailable
 from bot.incidents.models import utcnow
-from bot.store import Store, background_work
+from bot.store import Store, background_work, insert_or_ignore
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited
 
@@ -50,6 +50,38 @@ class Item:
 Handler = Callable[[Item], Awaitable[None]]
 
 
+def item(
+    kind: str,
+    destination: str,
+    payload: dict[str, Any],
+    *,
+    ordering_key: str | None = None,
+    incident_id: str | None = None,
+    coalesce_key: str | None = None,
+    delay_s: float = 0.0,
+) -> dict[str, Any]:
+    """One outbox row; with a `coalesce_key` it is dropped while a pending twin exists."""
+    now = utcnow()
+    return {
+        "kind": kind,
+        "destination": destination,
+        "ordering_key": ordering_key or f"{destination}:{incident_id or kind}",
+        "incident_id": incident_id,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now + timedelta(seconds=delay_s),
+        "coalesce_key": coalesce_key,
+        "created_at": now,
+    }
+
+
+def enqueue_many(conn: Connection, items: list[dict[str, Any]]) -> None:
+    """Queue rows from `item()` in the caller's transaction, in one statement."""
+    if items:
+        conn.execute(insert_or_ignore(conn.dialect.name, t.outbox), items)
+
+
 async def enqueue(
     conn: AsyncConnection,
     kind: str,
@@ -62,28 +94,17 @@ async def enqueue(
     delay_s: float = 0.0,
 ) -> bool:
     """Queue one item in the caller's transaction; False when coalesced into a pending twin."""
-    now = utcnow()
-    if coalesce_key is not None:
-        pending = await conn.scalar(
-            select(t.outbox.c.id).where(t.outbox.c.coalesce_key == coalesce_key)
-        )
-        if pending is not None:
-            return False
-    await conn.execute(
-        insert(t.outbox).values(
-            kind=kind,
-            destination=destination,
-            ordering_key=ordering_key or f"{destination}:{incident_id or kind}",
-            incident_id=incident_id,
-            payload=payload,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now + timedelta(seconds=delay_s),
-            coalesce_key=coalesce_key,
-            created_at=now,
-        )
+    row = item(
+        kind,
+        destination,
+        payload,
+        ordering_key=ordering_key,
+        incident_id=incident_id,
+        coalesce_key=coalesce_key,
+        delay_s=delay_s,
     )
-    return True
+    done = await conn.execute(insert_or_ignore(conn.dialect.name, t.outbox).values(row))
+    return bool(done.rowcount)
 
 
 async def release_coalesce_key(conn: AsyncConnection, item_id: int) -> None:
@@ -132,6 +153,8 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._running: set[asyncio.Task[None]] = set()
+        self._delivered: list[int] = []
+        self._marking = asyncio.Lock()
 
     def wake(self) -> None:
         self._wake.set()
@@ -176,26 +199,29 @@ class OutboxWorker:
         now = utcnow()
         o, earlier = t.outbox, t.outbox.alias("earlier")
         lease_until = now + timedelta(seconds=self.cfg.lease_s)
+        blocked = exists().where(
+            and_(
+                earlier.c.ordering_key == o.c.ordering_key,
+                earlier.c.status == "pending",
+                earlier.c.id < o.c.id,
+            )
+        )
+        query = (
+            select(o)
+            .where(
+                o.c.status == "pending",
+                o.c.next_attempt_at <= now,
+                or_(o.c.locked_until.is_(None), o.c.locked_until < now),
+                ~blocked,
+            )
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        async with self.store.read() as conn:  # nothing due: no write turn taken
+            if (await conn.execute(query.with_only_columns(o.c.id).limit(1))).first() is None:
+                return []
         async with self.store.write() as conn:
-            blocked = exists().where(
-                and_(
-                    earlier.c.ordering_key == o.c.ordering_key,
-                    earlier.c.status == "pending",
-                    earlier.c.id < o.c.id,
-                )
-            )
-            query = (
-                select(o)
-                .where(
-                    o.c.status == "pending",
-                    o.c.next_attempt_at <= now,
-                    or_(o.c.locked_until.is_(None), o.c.locked_until < now),
-                    ~blocked,
-                )
-                .order_by(o.c.id)
-                .limit(limit)
-                .with_for_update(skip_locked=True, of=o)
-            )
+            query = query.with_for_update(skip_locked=True, of=o)
             rows = (await conn.execute(query)).all()
             if not rows:
                 return []
@@ -243,12 +269,22 @@ class OutboxWorker:
             )
             await self._reschedule(item, delay, count_attempt=True, error=str(exc))
             return
-        async with self.store.write() as conn:
-            await conn.execute(
-                update(t.outbox)
-                .where(t.outbox.c.id == item.id)
-                .values(status="done", done_at=utcnow(), locked_until=None, coalesce_key=None)
-            )
+        await self._mark_done(item.id)
+
+    async def _mark_done(self, item_id: int) -> None:
+        """Mark delivered items done, many in one write: whoever holds the turn writes every
+        id waiting, so the others find theirs committed when their turn comes."""
+        self._delivered.append(item_id)
+        async with self._marking:
+            ids, self._delivered = self._delivered, []
+            if not ids:
+                return
+            async with self.store.write() as conn:
+                await conn.execute(
+                    update(t.outbox)
+                    .where(t.outbox.c.id.in_(ids))
+                    .values(status="done", done_at=utcnow(), locked_until=None, coalesce_key=None)
+                )
 
     async def _reschedule(
         self, item: Item, delay_s: float, *, count_attempt: bool, error: str | None

@@ -46,6 +46,7 @@ deliveries = Table(
     Column("body", Text, nullable=False),
     Column("outcome", String(200), nullable=False, default=""),
     UniqueConstraint("source", "idem_key"),
+    Index("ix_deliveries_received", "received_at"),
 )
 
 incidents = Table(
@@ -53,7 +54,7 @@ incidents = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("short_id", Integer, nullable=False, unique=True),
-    Column("group_key", String(500), nullable=False, index=True),
+    Column("group_key", String(500), nullable=False),
     # equals group_key while the incident is open, NULL once resolved: one open per group
     Column("open_key", String(500), nullable=True, unique=True),
     Column("status", String(16), nullable=False),
@@ -74,6 +75,8 @@ incidents = Table(
     Column("alert_count", Integer, nullable=False, default=0),
     Column("generator_url", Text, nullable=True),
     Index("ix_incidents_status_created", "status", "created_at"),
+    Index("ix_incidents_created", "created_at"),
+    Index("ix_incidents_group_short", "group_key", "short_id"),  # a group's latest incident
 )
 
 alerts = Table(
@@ -91,6 +94,7 @@ alerts = Table(
     Column("starts_at", TS, nullable=False),
     Column("ends_at", TS, nullable=True),
     Column("updated_at", TS, nullable=False),
+    Column("digest", String(32), nullable=True),  # of the content: a repeat rewrites nothing
     UniqueConstraint("incident_id", "fingerprint"),
 )
 
@@ -164,6 +168,7 @@ outbox = Table(
     Column("done_at", TS, nullable=True),
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_order", "ordering_key", "status", "id"),
+    Index("ix_outbox_done", "status", "done_at"),
 )
 
 diagnoses = Table(
@@ -176,6 +181,7 @@ diagnoses = Table(
     Column("category", String(40), nullable=False),
     Column("payload", JSON, nullable=False),
     Column("job_id", Id, nullable=True, unique=True),  # the outbox job that produced it
+    Index("ix_diagnoses_incident", "incident_id", "id"),
 )
 
 diagnosis_cache = Table(
@@ -207,6 +213,7 @@ actions = Table(
     Column("auto", Boolean, nullable=False, default=False),
     # non-NULL while an action on this service is in flight: one at a time per service+action
     Column("inflight_key", String(300), nullable=True, unique=True),
+    Index("ix_actions_incident", "incident_id", "id"),
 )
 
 tickets = Table(
@@ -223,6 +230,7 @@ tickets = Table(
     Column("request_key", String(200), nullable=False, unique=True),
     Column("created_at", TS, nullable=False),
     Column("error", Text, nullable=True),
+    Index("ix_tickets_incident", "incident_id", "id"),
 )
 
 postmortems = Table(

@@ -23,6 +23,7 @@ import pytest
 from bot.app.config import load_config
 from bot.chat.adapters.base import Reply
 from bot.incidents import lifecycle
+from bot.incidents.ingest import ingest
 from bot.store import Store
 from integrations.alerts import Alert, AlertStatus, Severity
 from tests.fakes.bot_server import free_port
@@ -78,7 +79,7 @@ async def _queue_work(setup: Setup) -> None:
                 labels={"alertname": "QueueBacklog", "shard": str(i)},
             )
             async with store.write() as conn:
-                (incident_id,) = (await lifecycle.ingest(conn, cfg, [alert])).opened
+                (incident_id,) = (await ingest(conn, cfg, [alert])).opened
                 inc = await lifecycle.get(conn, incident_id)
                 for n in range(REPLIES):
                     await lifecycle.enqueue_reply(conn, cfg, inc, Reply(reply_text(i, n)))

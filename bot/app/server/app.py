@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
 
 import structlog
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.app import metrics
 from bot.app.runtime import Runtime
@@ -50,6 +51,41 @@ def server_config(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn
     )
 
 
+class Observe:
+    """Console login checks and request latency, as plain ASGI (no per-request task)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        request = Request(scope)
+        try:
+            request.app.state.guard.check(request)
+        except HTTPException as exc:
+            await JSONResponse({"error": exc.detail}, exc.status_code, exc.headers)(
+                scope, receive, observed
+            )
+        else:
+            await self.app(scope, receive, observed)
+        finally:
+            route = scope.get("route")
+            metrics.REQUEST_LATENCY.labels(
+                request.method, getattr(route, "path", "unmatched"), str(status)
+            ).observe(time.perf_counter() - start)
+
+
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     """The app around a runtime; with `manage_runtime` its lifespan starts and stops it."""
 
@@ -71,21 +107,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
     for mount in runtime.http_mounts:
         mount(app)
 
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        try:
-            request.app.state.guard.check(request)
-            response = await call_next(request)
-        except HTTPException as exc:
-            response = JSONResponse({"error": exc.detail}, exc.status_code, exc.headers)
-        route = request.scope.get("route")
-        metrics.REQUEST_LATENCY.labels(
-            request.method, getattr(route, "path", "unmatched"), str(response.status_code)
-        ).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(Observe)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
