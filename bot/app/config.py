@@ -64,8 +64,15 @@ class HttpConfig(_Model):
         return v
 
 
+class RetentionConfig(_Model):
+    delivered_outbox_s: int = Field(default=86_400, ge=0)
+    request_bodies_s: int = Field(default=7 * 86_400, ge=0)
+    purge_every_s: int = Field(default=3600, gt=0)
+
+
 class StorageConfig(_Model):
     url: str = "sqlite:///./opsbot.db"
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
 
 _MAPPING_TEMPLATES = (

@@ -28,12 +28,14 @@ from bot.incidents.delivery import DeliveryStatus
 from bot.incidents.diagnosis import Diagnoser
 from bot.incidents.escalation import Escalator
 from bot.incidents.memory import StoreDiagnosisCache
+from bot.incidents.models import utcnow
 from bot.incidents.postmortem import Postmortems
 from bot.incidents.tickets import TicketDesk, jira_client
 from bot.ingest.writer import IngestWriter
 from bot.queue.outbox import CHAT_KINDS, Handler, Item, OutboxWorker
-from bot.store import Store
+from bot.store import Store, background_work
 from bot.store import schema as t
+from bot.store.purge import purge
 from integrations.alerts.sns_signature import SnsVerifier
 
 log = structlog.get_logger(__name__)
@@ -152,10 +154,22 @@ class Runtime:
             await actions.expire_approvals(conn, self.cfg)
         self.worker.wake()
 
+    async def _purge(self) -> None:
+        background_work()
+        purged = await purge(self.store, self.cfg.storage.retention, utcnow())
+        if purged:
+            log.info("store.purged", outbox=purged.outbox, deliveries=purged.deliveries)
+
     async def start(self) -> None:
         await self.recover()
         await self.start_adapters()
         self.scheduler.add_job(self._sweep, "interval", seconds=30, id="expire-approvals")
+        self.scheduler.add_job(
+            self._purge,
+            "interval",
+            seconds=self.cfg.storage.retention.purge_every_s,
+            id="purge",
+        )
         if self.cfg.oncall.policies:
             self.scheduler.add_job(
                 self.escalator.tick, "interval", seconds=self.cfg.oncall.tick_s, id="escalation"

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from statistics import mean
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.incidents import delivery
-from bot.incidents.models import aware
 from bot.queue import outbox
 from bot.store import schema as t
 
@@ -22,6 +20,13 @@ async def bump(conn: AsyncConnection, name: str, by: float = 1) -> None:
     )
     if done.rowcount == 0:
         await conn.execute(t.counters.insert().values(name=name, value=by))
+
+
+def _seconds(conn: AsyncConnection, start: Any, end: Any) -> Any:
+    """Seconds from `start` to `end` in SQL (NULL when `end` is): averaged in the database."""
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
 async def compute(conn: AsyncConnection) -> dict[str, Any]:
@@ -39,15 +44,15 @@ async def compute(conn: AsyncConnection) -> dict[str, Any]:
             )
         ).all()
     )
-    times = (
+    i = t.incidents
+    mtta, mttr = (
         await conn.execute(
             select(
-                t.incidents.c.created_at, t.incidents.c.acknowledged_at, t.incidents.c.resolved_at
+                func.avg(_seconds(conn, i.c.created_at, i.c.acknowledged_at)),
+                func.avg(_seconds(conn, i.c.created_at, i.c.resolved_at)),
             )
         )
-    ).all()
-    ack = [(aware(a) - aware(c)).total_seconds() for c, a, _ in times if a]  # type: ignore[operator]
-    res = [(aware(r) - aware(c)).total_seconds() for c, _, r in times if r]  # type: ignore[operator]
+    ).one()
     dropped = await conn.scalar(select(t.counters.c.value).where(t.counters.c.name == DROPPED))
     return {
         "incidents": {s: by_status.get(s, 0) for s in ("triggered", "acknowledged", "resolved")},
@@ -55,8 +60,8 @@ async def compute(conn: AsyncConnection) -> dict[str, Any]:
             s: by_source.get(s, 0) for s in ("live", "fallback", "cache", "offline", "static")
         },
         "user_dropped_count": int(dropped or 0),
-        "mtta_s": round(mean(ack), 1) if ack else None,
-        "mttr_s": round(mean(res), 1) if res else None,
+        "mtta_s": round(float(mtta), 1) if mtta is not None else None,
+        "mttr_s": round(float(mttr), 1) if mttr is not None else None,
         "outbox": await outbox.counts(conn),
         "messages": await delivery.counts(conn),  # to people, by delivery status (WhatsApp)
     }

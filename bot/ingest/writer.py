@@ -11,10 +11,11 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Connection, bindparam, update
-from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.app.config import Config
 from bot.incidents.ingest import IngestResult, Raced, apply_alert_sets
+from bot.incidents.lifecycle import clip_key
 from bot.incidents.models import utcnow
 from bot.store import Store, insert_or_ignore, must_rerun
 from bot.store import schema as t
@@ -23,6 +24,7 @@ from integrations.alerts import Alert
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 256
+IDEM_KEY_WIDTH = int(t.deliveries.c.idem_key.type.length)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +91,7 @@ def apply_batch(
     try:
         with conn.begin_nested():
             return _apply(conn, cfg, deliveries, now)
-    except Raced:
-        pass
-    except (DBAPIError, StatementError) as exc:
+    except Exception as exc:  # whatever one delivery caused, the others must not share it
         if _whole_transaction(exc):
             raise
     return [_apply_alone(conn, cfg, d, now) for d in deliveries]
@@ -108,11 +108,12 @@ def _apply_alone(conn: Connection, cfg: Config, d: Delivery, now: datetime) -> O
         except Raced:
             if attempt == RACE_ATTEMPTS - 1:
                 raise
-        except (DBAPIError, StatementError) as exc:
+        except Exception as exc:
             if _whole_transaction(exc):
                 raise
-            log.warning("ingest.rejected", source=d.source, error=str(exc.orig or exc))
-            return Rejected(f"the store refused this delivery: {exc.orig or exc}")
+            reason = getattr(exc, "orig", None) or exc
+            log.warning("ingest.rejected", source=d.source, error=str(reason), exc_info=True)
+            return Rejected(f"could not store this delivery: {reason}")
     raise AssertionError("unreachable")
 
 
@@ -120,24 +121,25 @@ def _apply(
     conn: Connection, cfg: Config, deliveries: list[Delivery], now: datetime
 ) -> list[Outcome]:
     """Record the deliveries (a repeat of a stored one stops there), apply the new ones."""
+    keys = [(d.source, clip_key(d.idem_key, IDEM_KEY_WIDTH)) for d in deliveries]
     recorded = conn.execute(
         _record(conn),
         [
             {
-                "source": d.source,
-                "idem_key": d.idem_key,
+                "source": source,
+                "idem_key": idem_key,
                 "received_at": now,
                 "body": d.body.decode("utf-8", "replace"),
                 "outcome": "",
             }
-            for d in deliveries
+            for d, (source, idem_key) in zip(deliveries, keys, strict=True)
         ],
     ).all()
     ids = {(r.source, r.idem_key): r.id for r in recorded}
     fresh: dict[tuple[str, str], int] = {}  # delivery → its position (a twin in the batch: first)
-    for i, d in enumerate(deliveries):
-        if (d.source, d.idem_key) in ids:
-            fresh.setdefault((d.source, d.idem_key), i)
+    for i, key in enumerate(keys):
+        if key in ids:
+            fresh.setdefault(key, i)
     results = apply_alert_sets(conn, cfg, [deliveries[i].alerts for i in fresh.values()], now)
     outcomes: list[Outcome] = [None] * len(deliveries)
     for i, result in zip(fresh.values(), results, strict=True):
@@ -167,7 +169,10 @@ _OUTCOME = (
 
 def _whole_transaction(exc: Exception) -> bool:
     """Errors that are no single delivery's fault: a lost connection, a deadlock or a
-    serialization failure (the store re-runs or reports the whole batch)."""
+    serialization failure (the store re-runs or reports the whole batch); and a race with
+    another replica on the batch (applied again one delivery at a time)."""
+    if isinstance(exc, Raced):
+        return False
     return isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and (exc.connection_invalidated or must_rerun(exc))
     )

@@ -1,38 +1,16 @@
 """The same store code and migrations on PostgreSQL (asyncpg): ingest, dedupe, conversation.
 
-Uses the server on 127.0.0.1:5432 (trust auth) when there is one; each test gets a fresh
-database. Skips with the reason when none answers.
+Uses the server on 127.0.0.1:5432 (trust auth) when there is one (the `pg_url` fixture); each
+test gets a fresh database. Skips with the reason when none answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-
-import asyncpg
-import pytest
 
 from bot.app.config import Config
 from tests.fakes.bot_server import run_bot
 from tests.payloads import alertmanager_notification
-
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    name = f"opsbot_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = await asyncpg.connect(ADMIN_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def firing(fingerprint: str, severity: str) -> dict:
