@@ -27,6 +27,7 @@ from bot.incidents import actions, delivery
 from bot.incidents.delivery import DeliveryStatus
 from bot.incidents.diagnosis import Diagnoser
 from bot.incidents.escalation import Escalator
+from bot.incidents.ingest import IngestResult
 from bot.incidents.memory import StoreDiagnosisCache
 from bot.incidents.models import utcnow
 from bot.incidents.postmortem import Postmortems
@@ -83,7 +84,7 @@ class Runtime:
         self.escalator = Escalator(cfg, store)
         self.escalator.wake = self.worker.wake
         self.handlers["escalate"] = self.escalator.start
-        self.ingest = IngestWriter(store, cfg, on_commit=self.worker.wake)
+        self.ingest = IngestWriter(store, cfg, on_commit=self._ingested)
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         trusted = cfg.webhooks.sns_trusted_cert_file
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)
@@ -102,6 +103,15 @@ class Runtime:
     def _apply_chaos(self, enabled: bool) -> None:
         if self.chain is not None:
             self.chain.chaos = enabled
+
+    async def _ingested(self, results: list[IngestResult]) -> None:
+        """After a batch is committed and before it is answered: new and re-opened incidents
+        page their escalation's first step now, as they did inside the webhook's transaction
+        (the queued job is the durable copy: after a crash the worker runs it)."""
+        started = [i for r in results for i in (*r.opened, *r.reopened)]
+        if started and self.cfg.oncall.policies:
+            await self.worker.run_now("escalate", started)
+        self.worker.wake()
 
     def add_adapter(self, adapter: ChatAdapter) -> None:
         """Use `adapter` for its platform (replacing a built one); `mount(app)`, if it has one,

@@ -4,7 +4,7 @@ are waiting in one transaction (a savepoint each), commits once, and only then a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,7 +48,12 @@ class IngestWriter:
     """One writer per process. `submit()` resolves after the COMMIT that holds the delivery:
     with 1 result (applied), None (a duplicate), or raises `Rejected` or the store's error."""
 
-    def __init__(self, store: Store, cfg: Config, on_commit: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cfg: Config,
+        on_commit: Callable[[list[IngestResult]], Awaitable[None]],
+    ) -> None:
         self.store, self.cfg, self.on_commit = store, cfg, on_commit
         self._waiting: list[tuple[Delivery, asyncio.Future[Outcome]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -76,10 +81,10 @@ class IngestWriter:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            await self.on_commit([o for o in outcomes if isinstance(o, IngestResult)])
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():  # a sender that hung up is not waiting any more
                     future.set_result(outcome)
-            self.on_commit()
 
 
 def apply_batch(

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, and_, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app import metrics
@@ -193,7 +193,13 @@ class OutboxWorker:
         await asyncio.gather(*(self._deliver(i) for i in items))
         return len(items)
 
-    async def _claim(self, limit: int) -> list[Item]:
+    async def run_now(self, kind: str, incident_ids: list[str]) -> None:
+        """Deliver the pending `kind` items of these incidents at once (if not already taken)."""
+        o = t.outbox
+        items = await self._claim(100, and_(o.c.kind == kind, o.c.incident_id.in_(incident_ids)))
+        await asyncio.gather(*(self._deliver(i) for i in items))
+
+    async def _claim(self, limit: int, only: Any = None) -> list[Item]:
         if limit <= 0:
             return []
         now = utcnow()
@@ -213,6 +219,7 @@ class OutboxWorker:
                 o.c.next_attempt_at <= now,
                 or_(o.c.locked_until.is_(None), o.c.locked_until < now),
                 ~blocked,
+                true() if only is None else only,
             )
             .order_by(o.c.id)
             .limit(limit)

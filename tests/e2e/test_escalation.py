@@ -16,7 +16,6 @@ from bot.incidents.escalation import Escalator
 from bot.incidents.models import utcnow
 from bot.store import Store
 from bot.store import schema as t
-from tests.e2e.test_postgres import pg_url  # noqa: F401  (a fixture)
 from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.slack_api import (
     FakeSlack,
@@ -218,7 +217,7 @@ async def test_who_is_on_call_is_answered_in_slack_and_the_console(
 
 async def test_replicas_on_postgresql_fire_each_step_once(
     bot_config: Callable[..., Config],
-    pg_url: str,  # noqa: F811  (the fixture imported above)
+    pg_url: str,
     sample_am: dict[str, Any],
 ) -> None:
     policy = {

@@ -13,7 +13,7 @@ from sqlalchemy import func, insert, select, update
 from bot.app.config import Config, RetentionConfig
 from bot.app.stats import compute
 from bot.incidents import lifecycle
-from bot.incidents.ingest import ingest
+from bot.incidents.ingest import IngestResult, ingest
 from bot.incidents.models import utcnow
 from bot.ingest.writer import Delivery, IngestWriter, Rejected
 from bot.store import Store
@@ -39,6 +39,10 @@ def alert(group: str, fingerprint: str = "fp", **changes: Any) -> Alert:
     return Alert(**values)
 
 
+async def nothing(_: list[IngestResult]) -> None:
+    """No worker to wake in these tests."""
+
+
 def delivery(key: str, *alerts: Alert) -> Delivery:
     return Delivery("alertmanager", key, b"{}", list(alerts))
 
@@ -47,7 +51,7 @@ async def test_one_bad_delivery_in_a_batch_fails_alone(store_url: str) -> None:
     cfg = Config.model_validate({"storage": {"url": store_url}})
     store = await Store.open(store_url)
     try:
-        writer = IngestWriter(store, cfg, on_commit=lambda: None)
+        writer = IngestWriter(store, cfg, on_commit=nothing)
         # no start time: this alert cannot be stored, as any row the store cannot hold
         bad = alert("bad", starts_at=cast(Any, None))
         outcomes = await asyncio.gather(
@@ -191,7 +195,7 @@ async def test_two_replicas_opening_the_same_groups_at_once(store_url: str) -> N
     cfg = Config.model_validate({"storage": {"url": store_url}})
     replicas = [await Store.open(store_url) for _ in range(2)]
     try:
-        writers = [IngestWriter(s, cfg, on_commit=lambda: None) for s in replicas]
+        writers = [IngestWriter(s, cfg, on_commit=nothing) for s in replicas]
         groups = [f"g{n:02d}" for n in range(12)]
 
         async def send(w: IngestWriter, order: list[str], tag: str) -> None:
