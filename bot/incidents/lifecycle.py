@@ -305,6 +305,7 @@ def short_ids(conn: Connection, n: int) -> list[int]:
 
 def new_incident(alert: Alert, service: str | None, now: datetime) -> Incident:
     """A triggered incident for the alert's group (its `#N` is given when it is written)."""
+    service = clip(service, _WIDTHS[3]) if service else None
     labels = {**alert.labels}
     if service:
         labels.setdefault("service", service)
