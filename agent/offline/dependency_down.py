@@ -98,6 +98,7 @@ FAILURES = (
     ),
     s.pattern("registry", r"pull access denied|failed to resolve reference|ErrImagePull", 0.1),
 )
+_PROBE = re.compile(r"(Liveness|Readiness|Startup) probe failed")
 _NAME_LABELS = ("upstream", "dependency", "peer_service", "destination_service", "remote_service")
 _URL_HOST = re.compile(r"https?://([\w.-]+)|host='([\w.-]+)'")
 _ADDRESS = re.compile(
@@ -145,13 +146,18 @@ _ALERT = re.compile(
 )
 
 
-def _named_in_logs(lines: Sequence[str], hits: Sequence[s.Hit]) -> str | None:
-    """The dependency most failure lines name (a JSON field, a URL host, a host:port)."""
-    failing = sorted(
-        {i for h in hits if h.tool == "logs" for i in s.lines_matching(lines, h.pattern)}
-    )
+def _named_in_output(obs: Observations, hits: Sequence[s.Hit]) -> str | None:
+    """The dependency most failure lines name (a JSON field, a URL host, a host:port), in the
+    logs or in the Kubernetes output (previous-container logs, events)."""
+    failing = [
+        lines[i]
+        for tool, lines in (("logs", obs.logs), ("kubernetes", obs.kubernetes))
+        for i in sorted(
+            {i for h in hits if h.tool == tool for i in s.lines_matching(lines, h.pattern)}
+        )
+    ]
     names: Counter[str] = Counter()
-    for line in (lines[i] for i in failing):
+    for line in (x for x in failing if not _PROBE.search(x)):
         if m := _SERVER.search(line) or _NAMED.search(line) or _URL_HOST.search(line):
             names[next(g for g in m.groups() if g)] += 1
         elif m := _ADDRESS.search(line):
@@ -176,7 +182,8 @@ class DependencyDown:
     action = ActionKind.NONE
 
     def check(self, ctx: IncidentContext, obs: Observations) -> Finding | None:
-        hits = s.observed(obs, FAILURES)
+        # A probe is the kubelet calling the pod itself: its timeouts name no dependency.
+        hits = [h for h in s.observed(obs, FAILURES) if not _PROBE.search(h.line)]
         failing_deps = [
             m
             for m in s.metrics_named(obs, s.DEPENDENCY_ERRORS)
@@ -196,7 +203,7 @@ class DependencyDown:
         name = (
             label
             or metric_name
-            or _named_in_logs(obs.logs, hits)
+            or _named_in_output(obs, hits)
             or hosts.most_named(hosts.unresolved(obs))
         )
         case.score += 0.1 if name else 0.0  # the failures point at one dependency

@@ -4,6 +4,11 @@ for workloads of these tests' own making."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from agent.eval import load_scenario, scenario_context
 from agent.offline import diagnose, kube, structured
 from agent.types import ActionKind, Category, Diagnosis, Observations
 from tests.unit.test_offline_rules import (
@@ -533,3 +538,21 @@ def test_an_eviction_for_ephemeral_storage_is_a_full_disk_for_a_human() -> None:
     d = diagnose(incident("spool", "Pod evicted"), obs)
     assert (d.category, d.action) == (Category.DISK_FULL, ActionKind.NONE)
     assert "low on resource: ephemeral-storage" in cited(d)
+
+
+K8S_SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "scenarios-k8s"
+
+
+@pytest.mark.skipif(not K8S_SCENARIOS.is_dir(), reason="shared/scenarios-k8s not checked out")
+def test_kubectl_output_from_the_kubernetes_tool_reads_as_it_does_pasted_in_logs() -> None:
+    """Live, kubectl's view comes from the kubernetes tool, not the logs: same answers."""
+    for path in sorted(K8S_SCENARIOS.glob("*.json")):
+        s = load_scenario(path)
+        o = s.observations
+        as_logs = Observations(
+            logs=list(o.logs), metrics={k: list(v) for k, v in o.metrics.items()}
+        )
+        as_tool = Observations(kubernetes=list(o.logs), metrics=as_logs.metrics)
+        ctx = scenario_context(s)
+        logs_d, tool_d = diagnose(ctx, as_logs), diagnose(ctx, as_tool)
+        assert (tool_d.category, tool_d.action) == (logs_d.category, logs_d.action), s.id
