@@ -52,7 +52,9 @@ class AmNotification(BaseModel):
 
 
 def matches(body: dict[str, object]) -> bool:
-    """An `alerts` list of labelled alerts beside the notification's own keys."""
+    """An `alerts` list of labelled alerts beside the notification's own keys, or one alert."""
+    if _lone_alert(body):
+        return True
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         return False
@@ -62,7 +64,18 @@ def matches(body: dict[str, object]) -> bool:
 
 def parse(body: object) -> list[Alert]:
     """Turn one Alertmanager notification into one `Alert` per alert in its group."""
-    return parse_notification(validate(AmNotification, body), SOURCE)
+    return parse_notification(validate(AmNotification, as_notification(body)), SOURCE)
+
+
+def as_notification(body: object) -> object:
+    """One alert posted on its own (`labels`, `startsAt`, ...) is a notification of one."""
+    if isinstance(body, dict) and _lone_alert(body):
+        return {"alerts": [body]}
+    return body
+
+
+def _lone_alert(body: dict[str, object]) -> bool:
+    return isinstance(body.get("labels"), dict) and "startsAt" in body and "alerts" not in body
 
 
 def parse_notification(note: AmNotification, source: str) -> list[Alert]:
@@ -101,7 +114,11 @@ def _to_alert(source: str, group_key: str, alert: _AmAlert, default: Status) -> 
         group_key=group_key,
         fingerprint=alert.fingerprint or label_fingerprint(labels),
         status=AlertStatus(status),
-        title=normalize.title(labels.get("alertname"), alert.annotations.get("summary"))
+        # kubernetes-mixin's older rules say it in `message` rather than `summary`
+        title=normalize.title(
+            labels.get("alertname"),
+            alert.annotations.get("summary") or alert.annotations.get("message"),
+        )
         or "unnamed alert",
         severity=level,
         starts_at=alert.starts_at,

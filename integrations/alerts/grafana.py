@@ -60,6 +60,7 @@ def matches(body: dict[str, object]) -> bool:
 def parse(body: object) -> list[Alert]:
     if isinstance(body, dict) and "ruleName" in body and "alerts" not in body:
         return _legacy(validate(_Legacy, body))
+    body = alertmanager.as_notification(body)
     note = validate(alertmanager.AmNotification, body)
     extras = validate(_Unified, body)
     alerts = alertmanager.parse_notification(note, SOURCE)

@@ -229,3 +229,33 @@ def test_gcp_severity_from_the_system_labels_and_an_upper_case_state() -> None:
     assert (alert.status, alert.severity) == (AlertStatus.FIRING, Severity.WARNING)
     assert alert.service == "Production Web Server 1"
     assert alert.title == "memory-policy: High memory usage detected"
+
+
+def test_one_alert_posted_on_its_own_is_a_notification_of_one() -> None:
+    """The Alertmanager alert Grafana OnCall's Grafana integration tests with: no
+    notification around it, its text in `message` as older kubernetes-mixin rules put it."""
+    alert = {
+        "endsAt": "0001-01-01T00:00:00Z",
+        "labels": {
+            "job": "kube-state-metrics",
+            "job_name": "email-tracking-perform-initialization-1.0.50",
+            "severity": "warning",
+            "alertname": "KubeJobCompletion",
+            "namespace": "default",
+        },
+        "status": "firing",
+        "startsAt": "2019-12-13T08:57:35.095800493Z",
+        "annotations": {
+            "message": "Job default/email-tracking is taking more than one hour to complete.",
+        },
+        "generatorURL": "https://localhost/prometheus/graph?g0.expr=kube_job_spec_completions",
+    }
+    assert sources.detect(alert) == "alertmanager"
+    [parsed] = sources.parse_any(alert)
+    assert parsed.title == (
+        "KubeJobCompletion: Job default/email-tracking is taking more than one hour to complete."
+    )
+    assert parsed.status is AlertStatus.FIRING
+    assert parsed.group_key == '{}:{alertname="KubeJobCompletion"}'
+    [via_grafana] = sources.NAMED["grafana"](alert)
+    assert via_grafana.title == parsed.title
