@@ -43,6 +43,33 @@ class TwilioMessage:
     content_sid: str | None
     content_variables: dict[str, str] | None
     status_callback: str | None
+    created: datetime
+
+    def resource(self) -> Json:
+        """The Message resource as Twilio's API shows it (a template's variables, filled)."""
+        stamp = self.created.strftime("%a, %d %b %Y %H:%M:%S +0000")
+        shown = self.body or " ".join((self.content_variables or {}).values())
+        return {
+            "sid": self.sid,
+            "account_sid": ACCOUNT_SID,
+            "api_version": "2010-04-01",
+            "body": shown,
+            "date_created": stamp,
+            "date_sent": None,
+            "date_updated": stamp,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": self.from_,
+            "to": self.to,
+            "messaging_service_sid": None,
+            "num_media": "0",
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "status": "queued",
+            "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{self.sid}.json",
+        }
 
 
 @dataclass(slots=True)
@@ -91,6 +118,7 @@ class FakeTwilio:
         self.api_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._create)
+        app.router.add_get("/2010-04-01/Accounts/{sid}/Messages.json", self._list)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
@@ -138,34 +166,36 @@ class FakeTwilio:
             content_sid=str(content_sid) if content_sid else None,
             content_variables=json.loads(str(raw_vars)) if raw_vars else None,
             status_callback=str(form["StatusCallback"]) if form.get("StatusCallback") else None,
+            created=datetime.now(UTC),
         )
         self.messages.append(msg)
-        now = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
-        resource = {
-            "sid": sid,
-            "account_sid": ACCOUNT_SID,
-            "api_version": "2010-04-01",
-            "body": msg.body or "",
-            "date_created": now,
-            "date_sent": None,
-            "date_updated": now,
-            "direction": "outbound-api",
-            "error_code": None,
-            "error_message": None,
-            "from": from_,
-            "to": to,
-            "messaging_service_sid": None,
-            "num_media": "0",
-            "num_segments": "1",
-            "price": None,
-            "price_unit": "USD",
-            "status": "queued",
-            "subresource_uris": {
-                "media": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}/Media.json"
-            },
-            "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
-        }
-        return web.json_response(resource, status=201)
+        return web.json_response(msg.resource(), status=201)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        """Messages, newest first, filtered by `To` and `From` (one page: the fake is small)."""
+        self.requests += 1
+        if not self._authorized(request):
+            return _twilio_error(401, 20003, "Authenticate")
+        to, from_ = request.query.get("To"), request.query.get("From")
+        found = [
+            m.resource()
+            for m in reversed(self.messages)
+            if to in (None, m.to) and from_ in (None, m.from_)
+        ]
+        uri = request.path_qs
+        return web.json_response(
+            {
+                "messages": found,
+                "end": max(len(found) - 1, 0),
+                "first_page_uri": uri,
+                "next_page_uri": None,
+                "page": 0,
+                "page_size": 50,
+                "previous_page_uri": None,
+                "start": 0,
+                "uri": uri,
+            }
+        )
 
 
 def sign(url: str, params: dict[str, str], token: str = AUTH_TOKEN) -> str:
