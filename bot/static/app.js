@@ -4,7 +4,7 @@
 const STATUSES = ["triggered", "acknowledged", "resolved"];
 const FILTERS = ["all", ...STATUSES];
 const SOURCES = ["live", "fallback", "cache", "offline", "static"];
-const BOT_KINDS = new Set(["info", "diagnosis", "action", "approval", "ticket", "error", "postmortem"]);
+const BOT_KINDS = new Set(["info", "diagnosis", "action", "approval", "ticket", "error", "postmortem", "page"]);
 const SOURCE_HINTS = {
   live: "live: the primary LLM answered",
   fallback: "fallback: a fallback LLM provider answered",
