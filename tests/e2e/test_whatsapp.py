@@ -353,3 +353,13 @@ async def test_twilio_429_and_5xx_are_retried_and_the_page_arrives_once(
     await bot.wait_for(paged, timeout_s=20, what="the page after Twilio's refusals")
     await bot.settle()
     assert fake_twilio.requests >= 3 and len(fake_twilio.sent_to(RAVI)) == 1
+
+
+async def test_a_signed_message_without_its_fields_is_400_naming_them(
+    bot: RunningBot, fake_twilio: FakeTwilio
+) -> None:
+    resp = await sender(bot).post("/twilio/whatsapp", {"Body": "ack"})
+    assert resp.status_code == 400
+    assert "MessageSid" in resp.json()["error"] and "From" in resp.json()["error"]
+    as_json = await bot.client.post("/twilio/whatsapp", json={"Body": "ack"})
+    assert as_json.status_code == 415
