@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -247,3 +248,48 @@ async def test_replicas_on_postgresql_fire_each_step_once(
             for store in stores:
                 await store.close()
         assert len(await timeline(bot, incident_id, "escalated")) == 5
+
+
+async def test_the_on_call_step_pages_whoever_holds_the_shift_after_the_hand_off(
+    bot_config: Callable[..., Config], sample_am: dict[str, Any]
+) -> None:
+    zone = ZoneInfo("Asia/Kolkata")
+    handoff = (utcnow() + timedelta(minutes=30)).astimezone(zone).replace(second=0, microsecond=0)
+    rotation = {
+        "people": ["ravi", "mei"],  # Mei holds the shift until the hand-off, then Ravi
+        "handoff": "daily",
+        "at": f"{handoff:%H:%M}",
+        "timezone": "Asia/Kolkata",
+        "start": f"{handoff:%Y-%m-%d}",
+    }
+    policy = {
+        "steps": [
+            {"notify": ["ravi"], "channels": ["console"], "wait_s": 60},
+            {"notify": ["oncall"], "channels": ["console"], "wait_s": 60},
+        ],
+        "repeat": 100,
+    }
+    cfg = escalation_config(
+        bot_config,
+        routes=[{"match": {}}],
+        oncall={"rotations": {"primary": rotation}, "policies": {"p": policy}},
+    )
+    async with run_bot(cfg) as bot:
+        incident_id = await fire(bot, sample_am)
+        clock = Clock()
+        bot.runtime.escalator.clock = clock
+        clock.advance(61)
+        assert await bot.runtime.escalator.tick() == 1
+        clock.now = handoff - timedelta(seconds=1)
+        assert await bot.runtime.escalator.tick() == 1
+        clock.now = handoff
+        assert await bot.runtime.escalator.tick() == 0  # the repeat waits its 60 s
+        clock.advance(60)
+        assert await bot.runtime.escalator.tick() == 1
+        paged = [s.split(": paged ")[1] for s in await timeline(bot, incident_id, "escalated")]
+        assert paged == [
+            "Ravi Kumar (console)",
+            "Mei Chen (console)",
+            "Mei Chen (console)",
+            "Ravi Kumar (console)",
+        ]
