@@ -25,6 +25,7 @@ KINDS = frozenset(
         "help",
         "list",
         "error",
+        "page",  # an escalation reminder: it must reach the person (WhatsApp: a template)
     }
 )
 """What a `Reply` is; renderers may show kinds differently (a diagnosis as structured blocks)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app.config import Config
@@ -18,6 +18,7 @@ from bot.incidents.models import aware, utcnow
 from bot.store import schema as t
 
 FAILED = frozenset({"failed", "undelivered"})
+POSTING = "posting"  # attempted, the platform's answer not yet recorded
 # later states win over earlier ones; callbacks can arrive out of order
 _RANK = {"accepted": 0, "queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4}
 STATUSES = ("sent", "delivered", "read", "failed", "undelivered")
@@ -33,17 +34,69 @@ class DeliveryStatus:
     error: str | None = None
 
 
+async def intend(
+    conn: AsyncConnection, platform: str, key: str, recipient: str, incident_id: str | None
+) -> None:
+    """A message is about to be sent under `key` (kept from the first attempt on, so that
+    after a crash the platform's own list shows whether it got through, and since when)."""
+    sm = t.sent_messages
+    known = await conn.scalar(
+        select(sm.c.message_id).where(sm.c.platform == platform, sm.c.message_id == key)
+    )
+    if known is None:
+        now = utcnow()
+        await conn.execute(
+            insert(sm).values(
+                platform=platform,
+                message_id=key,
+                incident_id=incident_id,
+                recipient=recipient,
+                status=POSTING,
+                sent_at=now,
+                updated_at=now,
+            )
+        )
+
+
+async def find_sent(
+    conn: AsyncConnection, platform: str, key: str
+) -> tuple[str | None, datetime, int] | None:
+    """What became of a message under `key`: (its id, None while only attempted; when it was
+    first attempted or sent; the `#N` of its incident), or None when it was never tried."""
+    sm = t.sent_messages
+    row = (
+        await conn.execute(
+            select(sm.c.message_id, sm.c.status, sm.c.sent_at, t.incidents.c.short_id)
+            .join(t.incidents, t.incidents.c.id == sm.c.incident_id)
+            .where(
+                sm.c.platform == platform,
+                or_(sm.c.post_key == key, and_(sm.c.message_id == key, sm.c.status == POSTING)),
+            )
+            .order_by((sm.c.status == POSTING).asc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    sent_id = None if row.status == POSTING else str(row.message_id)
+    return sent_id, aware(row.sent_at) or utcnow(), int(row.short_id)
+
+
 async def record_sent(
     conn: AsyncConnection,
     platform: str,
     message_id: str,
     recipient: str,
     incident_id: str | None,
+    key: str | None = None,
 ) -> None:
-    """A message the platform accepted, whose delivery it will report."""
+    """A message the platform accepted, whose delivery it will report (its intent is done)."""
+    sm = t.sent_messages
+    if key is not None:
+        await conn.execute(delete(sm).where(sm.c.platform == platform, sm.c.message_id == key))
     now = utcnow()
     await conn.execute(
-        insert(t.sent_messages).values(
+        insert(sm).values(
             platform=platform,
             message_id=message_id,
             incident_id=incident_id,
@@ -51,6 +104,7 @@ async def record_sent(
             status="queued",
             sent_at=now,
             updated_at=now,
+            post_key=key,
         )
     )
 

@@ -314,5 +314,7 @@ sent_messages = Table(
     ),  # queued | sent | delivered | read | failed | undelivered
     Column("error", String(200), nullable=True),
     Column("sent_at", TS, nullable=False),
+    # the root key it was sent under (see ChatAdapter.post_root), to find it after a crash
+    Column("post_key", String(100), nullable=True, index=True),
     Column("updated_at", TS, nullable=False),
 )

@@ -91,10 +91,10 @@ async def timeline(bot: RunningBot, incident_id: str, kind: str) -> list[str]:
 async def test_unacknowledged_pages_the_next_step_then_repeats_the_last(
     bot_config: Callable[..., Config], fake_slack: FakeSlack, sample_am: dict[str, Any]
 ) -> None:
-    clock = Clock()
     async with run_bot(escalation_config(bot_config, slack=slack_settings(fake_slack))) as bot:
-        bot.runtime.escalator.clock = clock
         incident_id = await fire(bot, sample_am)
+        clock = Clock()  # from just after the incident opened
+        bot.runtime.escalator.clock = clock
         await bot.settle()
         # step 1 pages Ravi at once: the incident's card in his direct messages
         card = "🔴 #1 HighErrorRate: checkout 5xx above 5%"

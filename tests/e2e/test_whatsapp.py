@@ -132,7 +132,7 @@ async def test_a_page_is_a_concise_text_then_the_diagnosis_and_repeats_send_noth
         "checkout 5xx above 5%",
         "Reply `ack`, `restart`, or `#1 restart`.",
     ]
-    assert diagnosis.startswith("🔎 #1 ") and len(diagnosis.splitlines()) <= 2
+    assert diagnosis.startswith("#1 checkout: 🔎 ") and len(diagnosis.splitlines()) <= 2
     assert all(m.from_ == "whatsapp:+14155238886" for m in fake_twilio.messages)
     assert all(m.status_callback == f"{PUBLIC_URL}/twilio/status" for m in fake_twilio.messages)
 
@@ -181,7 +181,7 @@ async def test_ack_by_reply_acknowledges_and_the_state_change_is_one_line_back(
     await say(bot, RAVI, "ack")
     inc = await detail(bot, incident_id)
     assert (inc["status"], inc["acknowledged_by"]) == ("acknowledged", "ravi")
-    assert texts(fake_twilio, RAVI)[before:] == ["#1 👀 Acknowledged by @ravi."]
+    assert texts(fake_twilio, RAVI)[before:] == ["#1 checkout: 👀 Acknowledged by @ravi."]
 
 
 async def test_restart_goes_to_the_incident_last_sent_and_a_named_one_to_that_one(
@@ -240,9 +240,11 @@ async def test_status_and_who_is_on_call_are_answered_on_the_same_line(
         await fire(bot)
         await bot.settle()
         await say(bot, RAVI, "status")
-        assert texts(fake_twilio, RAVI)[-1].startswith("#1 checkout 5xx above 5% — Triggered")
+        assert texts(fake_twilio, RAVI)[-1].startswith(
+            "#1 checkout: #1 checkout 5xx above 5% — Triggered"
+        )
         await say(bot, RAVI, "who is on call")
-        assert texts(fake_twilio, RAVI)[-1].startswith("#1 On call — primary: ")
+        assert texts(fake_twilio, RAVI)[-1].startswith("#1 checkout: On call — primary: ")
 
 
 async def test_an_unknown_number_gets_one_polite_refusal_and_an_audit_entry(
@@ -363,3 +365,19 @@ async def test_a_signed_message_without_its_fields_is_400_naming_them(
     assert "MessageSid" in resp.json()["error"] and "From" in resp.json()["error"]
     as_json = await bot.client.post("/twilio/whatsapp", json={"Body": "ack"})
     assert as_json.status_code == 415
+
+
+async def test_a_page_whose_answer_was_lost_is_found_not_sent_again(
+    bot: RunningBot, fake_twilio: FakeTwilio
+) -> None:
+    fake_twilio.fail_next(1, status=502, after_sending=True)  # sent, but we hear an error
+    incident_id = await fire(bot)
+
+    async def recorded() -> bool:
+        threads = (await detail(bot, incident_id))["threads"]
+        return any(th["platform"] == "whatsapp" for th in threads)
+
+    await bot.wait_for(recorded, what="the page recorded after the retry")
+    (page,) = fake_twilio.sent_to(RAVI)
+    threads = (await detail(bot, incident_id))["threads"]
+    assert [th["thread_id"] for th in threads if th["platform"] == "whatsapp"] == [page.sid]

@@ -76,6 +76,7 @@ class TwilioMessage:
 class _Failure:
     remaining: int
     status: int
+    after_sending: bool = False  # the message goes out, but the answer is an error
 
     def response(self) -> web.Response:
         code = 20429 if self.status == 429 else 20500
@@ -104,9 +105,10 @@ class FakeTwilio:
         self._sids = itertools.count(1)
         self._runner: web.AppRunner | None = None
 
-    def fail_next(self, n: int = 1, *, status: int = 429) -> None:
-        """Answer the next `n` creates with `status` (429 Too Many Requests, or a 5xx)."""
-        self._failures.append(_Failure(n, status))
+    def fail_next(self, n: int = 1, *, status: int = 429, after_sending: bool = False) -> None:
+        """Answer the next `n` creates with `status` (429 Too Many Requests, or a 5xx); with
+        `after_sending`, only once the message was sent (a gateway that lost the answer)."""
+        self._failures.append(_Failure(n, status, after_sending))
 
     def sent_to(self, number: str) -> list[TwilioMessage]:
         """Messages sent to a phone number (`+91...`), oldest first."""
@@ -139,7 +141,8 @@ class FakeTwilio:
         failure = next((f for f in self._failures if f.remaining), None)
         if failure is not None:
             failure.remaining -= 1
-            return failure.response()
+            if not failure.after_sending:
+                return failure.response()
         if not self._authorized(request):
             return _twilio_error(401, 20003, "Authenticate")
         form = await request.post()
@@ -169,6 +172,8 @@ class FakeTwilio:
             created=datetime.now(UTC),
         )
         self.messages.append(msg)
+        if failure is not None:
+            return failure.response()
         return web.json_response(msg.resource(), status=201)
 
     async def _list(self, request: web.Request) -> web.Response:

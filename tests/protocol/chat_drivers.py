@@ -8,6 +8,7 @@ adds a driver class here (and its fake server in tests/fakes/) and nothing else.
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -27,6 +28,7 @@ from tests.fakes.slack_api import (
     slack_settings,
     slash_command,
 )
+from tests.fakes.twilio_api import FakeTwilio, TwilioSender, whatsapp_settings
 
 Json = dict[str, Any]
 
@@ -46,6 +48,7 @@ PEOPLE = [
     for p in (RAVI, ASHA)
 ]
 _MASS_PINGS = ("@everyone", "@here", "@channel")
+_PAGE = re.compile(r"\S+ [A-Z]+ #\d+ ")  # the first line of a WhatsApp page
 
 
 class Driver(Protocol):
@@ -61,6 +64,10 @@ class Driver(Protocol):
 
     def adapters(self) -> list[ChatAdapter]:
         """Test adapters for the bot, where the platform has none of its own."""
+        ...
+
+    async def ready(self, bot: RunningBot) -> None:
+        """Whatever people do on the platform before the first incident."""
         ...
 
     def capabilities(self, bot: RunningBot) -> Capabilities: ...
@@ -140,6 +147,9 @@ class SlackDriver:
     def adapters(self) -> list[ChatAdapter]:
         return []
 
+    async def ready(self, bot: RunningBot) -> None:
+        return None
+
     def capabilities(self, bot: RunningBot) -> Capabilities:
         return bot.runtime.adapters["slack"].capabilities
 
@@ -218,6 +228,9 @@ class ConsoleDriver:
     def adapters(self) -> list[ChatAdapter]:
         return []
 
+    async def ready(self, bot: RunningBot) -> None:
+        return None
+
     def capabilities(self, bot: RunningBot) -> Capabilities:
         return bot.runtime.adapters["console"].capabilities
 
@@ -282,6 +295,9 @@ class LineDriver:
     def adapters(self) -> list[ChatAdapter]:
         return [self.adapter]
 
+    async def ready(self, bot: RunningBot) -> None:
+        return None
+
     def capabilities(self, bot: RunningBot) -> Capabilities:
         return self.adapter.capabilities
 
@@ -339,10 +355,98 @@ class LineDriver:
         return any(p in text for p in _MASS_PINGS) or "<@" in text or "<!" in text
 
 
+class WhatsAppDriver:
+    """WhatsApp through the real `twilio` client and tests/fakes/twilio_api.py; people write
+    through signed webhooks. Each person writes first, so that the bot may answer in free text
+    (WhatsApp's 24-hour window)."""
+
+    name = "whatsapp"
+
+    def __init__(self) -> None:
+        self.fake = FakeTwilio()
+
+    def settings(self) -> Json:
+        return {
+            "whatsapp": whatsapp_settings(self.fake),
+            "routes": [{"match": {}, "whatsapp": [RAVI.name, ASHA.name], "console": False}],
+        }
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        await self.fake.start()
+        try:
+            yield
+        finally:
+            await self.fake.stop()
+
+    def adapters(self) -> list[ChatAdapter]:
+        return []
+
+    async def ready(self, bot: RunningBot) -> None:
+        for who in (RAVI, ASHA):
+            await self.send(bot, who, "hello")
+        await drain(bot)
+
+    def capabilities(self, bot: RunningBot) -> Capabilities:
+        return bot.runtime.adapters["whatsapp"].capabilities
+
+    def name_of(self, who: Person) -> str:
+        return who.name
+
+    async def send(self, bot: RunningBot, who: Person, text: str) -> None:
+        public_url = bot.runtime.cfg.http.public_url or bot.url
+        resp = await TwilioSender(bot.client, public_url).message(who.phone, text)
+        assert resp.status_code == 200, resp.text
+
+    async def say(self, bot: RunningBot, incident_id: str, who: Person, text: str) -> None:
+        await self.send(bot, who, text)
+
+    async def _roots(self, bot: RunningBot) -> dict[str, str]:
+        """Ravi's roots: message sid → incident."""
+        detail = (await bot.client.get("/api/incidents")).json()["incidents"]
+        out = {}
+        for inc in detail:
+            threads = (await bot.client.get(f"/api/incidents/{inc['id']}")).json()["threads"]
+            out |= {
+                th["thread_id"]: inc["id"]
+                for th in threads
+                if (th["platform"], th["channel"]) == ("whatsapp", RAVI.phone)
+            }
+        return out
+
+    async def said(self, bot: RunningBot, incident_id: str) -> list[str]:
+        line = self.fake.sent_to(RAVI.phone)
+        root = next(sid for sid, inc in (await self._roots(bot)).items() if inc == incident_id)
+        sids = [m.sid for m in line]
+        return [m.body or "" for m in line[sids.index(root) + 1 :]]
+
+    async def roots(self, bot: RunningBot) -> list[str]:
+        """Every page on Ravi's phone, recorded or not: "🔴 CRITICAL #1 checkout" first."""
+        bodies = [m.body or "" for m in self.fake.sent_to(RAVI.phone)]
+        return [b for b in bodies if _PAGE.match(b)]
+
+    async def root_now(self, bot: RunningBot, incident_id: str) -> str:
+        root = next(sid for sid, inc in (await self._roots(bot)).items() if inc == incident_id)
+        return next(m.body or "" for m in self.fake.sent_to(RAVI.phone) if m.sid == root)
+
+    async def direct(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        before = len(self.fake.sent_to(who.phone))
+        await self.send(bot, who, text)
+        await drain(bot)
+        return [m.body or "" for m in self.fake.sent_to(who.phone)[before:]]
+
+    async def command(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        return None
+
+    def pings(self, text: str) -> bool:
+        return any(p in text for p in _MASS_PINGS) or "<@" in text or "<!" in text
+
+
 DRIVERS: dict[str, type[Driver]] = {
     "slack": SlackDriver,
     "console": ConsoleDriver,
     "line": LineDriver,
+    "whatsapp": WhatsAppDriver,
 }
 
 

@@ -96,6 +96,7 @@ async def chat(
     async with driver.running():
         cfg = _config(bot_config, driver)  # the fake's address is known once it runs
         async with run_bot(cfg, adapters=driver.adapters()) as bot:
+            await driver.ready(bot)
             yield Chat(bot, driver)
 
 
@@ -280,10 +281,16 @@ async def test_mentions_in_alert_text_notify_nobody(chat: Chat) -> None:
 # ---- a line shared by incidents ------------------------------------------------------------
 
 
-@pytest.fixture
-async def line(bot_config: Callable[..., Config]) -> AsyncIterator[Chat]:
-    driver = DRIVERS["line"]()
-    async with run_bot(_config(bot_config, driver), adapters=driver.adapters()) as bot:
+@pytest.fixture(params=["line", "whatsapp"])
+async def line(
+    request: pytest.FixtureRequest, bot_config: Callable[..., Config]
+) -> AsyncIterator[Chat]:
+    driver = DRIVERS[request.param]()
+    async with (
+        driver.running(),
+        run_bot(_config(bot_config, driver), adapters=driver.adapters()) as bot,
+    ):
+        await driver.ready(bot)
         yield Chat(bot, driver)
 
 

@@ -1,11 +1,13 @@
-"""WhatsApp through Twilio: incidents out as short texts to people; their replies in.
+"""WhatsApp through Twilio: a person's direct line, in plain text for a phone.
 
-A WhatsApp "thread" is a person's line: its channel is their number, its thread id the
-incident. Inbound webhooks are verified with Twilio's `RequestValidator` over the public URL
-(`http.public_url`, so it works behind a proxy) and committed once per MessageSid before the
-answer; Twilio's status callbacks become `DeliveryStatus` reports. Outside WhatsApp's 24-hour
-window (nothing heard from the number for `session_window_s`) the approved template is sent
-instead of free text. Outbound calls make one attempt each; the outbox retries.
+The line's channel is the person's number and a root's thread id its message sid; several
+incidents share a line, and the router names each in what it sends ("#42 checkout: …").
+Inbound webhooks are verified with Twilio's `RequestValidator` over the public URL
+(`http.public_url`, so it works behind a proxy) and committed once per MessageSid before
+Twilio gets its answer; status callbacks become `DeliveryStatus` reports. Outside WhatsApp's
+24-hour window (nothing heard from the number for `session_window_s`) a page is sent as the
+approved template, and other news waits for the person to write. Outbound calls make one
+attempt each; the outbox retries.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -20,7 +23,6 @@ import structlog
 from fastapi import FastAPI, HTTPException, Request, Response
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
@@ -29,16 +31,17 @@ from twilio.rest import Client
 from bot.app.config import Config
 from bot.app.server.inbound import check_content_type, read_body
 from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
-from bot.chat.renderers.whatsapp_text import MAX_CHARS, fit, reply_text, root_text
+from bot.chat.renderers import whatsapp_text
 from bot.incidents import delivery
 from bot.incidents.delivery import DeliveryStatus
-from bot.incidents.models import Incident, Status, utcnow
+from bot.incidents.models import Incident, aware, utcnow
 from bot.store import Store
 from bot.store import schema as t
 from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 
 log = structlog.get_logger(__name__)
 
+T = TypeVar("T")
 Accept = Callable[[InboundMessage], Awaitable[bool]]
 OnStatus = Callable[[DeliveryStatus], Awaitable[None]]
 
@@ -53,6 +56,8 @@ REFUSAL = (
 )
 RATE_LIMIT_BACKOFF_S = 5.0  # Twilio's 429 carries no Retry-After
 TEMPLATE_VAR_CHARS = 300
+PAGES = frozenset({"page"})  # reply kinds that reach a person outside the window too
+LISTED = 50  # messages to a number looked through for a root whose answer was lost
 
 
 def translate(exc: TwilioRestException) -> IntegrationError:
@@ -82,11 +87,11 @@ class WhatsAppAdapter:
     platform = PLATFORM
     capabilities = Capabilities(
         can_edit=False,
-        has_threads=False,  # a person's line; the thread id is the incident it was about
+        has_threads=False,  # a person's line, shared by their incidents
         buttons_per_message=0,
         buttons_per_row=0,
         confirm_step=False,
-        max_length=MAX_CHARS,  # Twilio refuses longer bodies
+        max_length=1600,  # Twilio refuses longer bodies
         markup="whatsapp_text",
         mention="{user_id}",
     )
@@ -134,10 +139,8 @@ class WhatsAppAdapter:
         person = self.cfg.person(number)
         if person is None:
             return await self._refuse(sid, number)
-        now = utcnow()
         async with self.store.write() as conn:
-            await delivery.heard_from(conn, PLATFORM, number, now)
-            incident_id = await self._last_sent(conn, number)
+            await delivery.heard_from(conn, PLATFORM, number, utcnow())
         msg = InboundMessage(
             platform=PLATFORM,
             channel=number,
@@ -145,7 +148,6 @@ class WhatsAppAdapter:
             text=form.get("Body", "").strip(),
             event_id=sid,
             user_name=form.get("ProfileName") or person.name,
-            incident_id=incident_id,
         )
         await self.accept(msg)  # committed once per MessageSid; a replay changes nothing
         return twiml()
@@ -193,20 +195,6 @@ class WhatsAppAdapter:
         await self.on_status(DeliveryStatus(PLATFORM, sid, status, form.get("ErrorCode") or None))
         return Response(status_code=204)
 
-    async def _last_sent(self, conn: AsyncConnection, number: str) -> str | None:
-        """The incident this person was last sent: an open one first."""
-        sm, inc = t.sent_messages, t.incidents
-        row = (
-            await conn.execute(
-                select(sm.c.incident_id)
-                .join(inc, inc.c.id == sm.c.incident_id)
-                .where(sm.c.platform == PLATFORM, sm.c.recipient == number)
-                .order_by((inc.c.status == Status.RESOLVED.value).asc(), sm.c.sent_at.desc())
-                .limit(1)
-            )
-        ).first()
-        return row.incident_id if row else None
-
     # ---- outbound -------------------------------------------------------------------------
     def client(self) -> Client:
         """The twilio client, made on first use (its aiohttp session needs a running loop)."""
@@ -235,28 +223,38 @@ class WhatsAppAdapter:
         chosen = {k: fields[v][:TEMPLATE_VAR_CHARS] for k, v in self.wa.template.variables.items()}
         return json.dumps(chosen)
 
+    async def _in_window(self, number: str) -> bool:
+        async with self.store.read() as conn:
+            heard = await delivery.last_heard(conn, PLATFORM, number)
+        window = timedelta(seconds=self.wa.session_window_s)
+        return heard is not None and utcnow() - heard < window
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except TwilioRestException as exc:
+            raise translate(exc) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(f"Twilio is unreachable: {exc!r}") from exc
+
     async def _send(
         self,
         number: str,
         text: str,
         about: Incident | RootView | None,
         *,
-        page: bool = True,
-    ) -> str:
-        """One message to `number`: free text inside the 24-hour window, else the template for
-        a page (the root, a state change, an escalation); other news waits for the person to
-        write (`status` tells it), rather than arriving as a second identical template."""
-        async with self.store.read() as conn:
-            heard = await delivery.last_heard(conn, PLATFORM, number)
-        in_window = heard is not None and utcnow() - heard < timedelta(
-            seconds=self.wa.session_window_s
-        )
+        page: bool,
+        key: str | None = None,
+    ) -> str | None:
+        """One message to `number`: free text inside the 24-hour window; outside it the
+        template for a page, and nothing (None) for other news, which waits for the person
+        to write (`status` tells it) rather than arriving as another identical template."""
         args: dict[str, str] = {"from_": self.wa.from_number, "to": PREFIX + number}
-        if in_window or about is None:
-            args["body"] = fit(text)
+        if about is None or await self._in_window(number):
+            args["body"] = text
         elif not page:
-            log.info("whatsapp.outside_window", to_incident=about.short_id, skipped="reply")
-            return ""
+            log.info("whatsapp.outside_window", incident=about.short_id, skipped="news")
+            return None
         elif self.wa.template.content_sid:
             args["content_sid"] = self.wa.template.content_sid
             args["content_variables"] = self._template_vars(about, text)
@@ -267,45 +265,76 @@ class WhatsAppAdapter:
             )
         if self.cfg.http.public_url:
             args["status_callback"] = self.cfg.http.public_url.rstrip("/") + STATUS_PATH
-        try:
-            sent = await self.client().messages.create_async(**args)
-        except TwilioRestException as exc:
-            raise translate(exc) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(f"Twilio is unreachable: {exc!r}") from exc
         incident_id = (
             about.incident_id if isinstance(about, RootView) else about.id if about else None
         )
+        if key is not None:  # the intent first, so that `find_root` can look after a crash
+            async with self.store.write() as conn:
+                await delivery.intend(conn, PLATFORM, key, number, incident_id)
+        sent = await self._call(self.client().messages.create_async(**args))
         async with self.store.write() as conn:
-            await delivery.record_sent(conn, PLATFORM, str(sent.sid), number, incident_id)
+            await delivery.record_sent(conn, PLATFORM, str(sent.sid), number, incident_id, key)
         return str(sent.sid)
 
     async def _incident(self, thread: ThreadRef) -> Incident | None:
+        """The incident whose root `thread` is (None for an answer outside incidents)."""
         if not thread.thread_id:
             return None
         async with self.store.read() as conn:
             row = (
-                await conn.execute(select(t.incidents).where(t.incidents.c.id == thread.thread_id))
+                await conn.execute(
+                    select(t.incidents)
+                    .join(t.threads, t.threads.c.incident_id == t.incidents.c.id)
+                    .where(
+                        t.threads.c.platform == PLATFORM,
+                        t.threads.c.channel == thread.channel,
+                        t.threads.c.thread_id == thread.thread_id,
+                    )
+                )
             ).first()
         return Incident.from_row(row) if row else None
 
     async def post_root(self, channel: str, view: RootView, key: str | None = None) -> ThreadRef:
-        await self._send(channel, root_text(view), view)
-        return ThreadRef(PLATFORM, channel, view.incident_id)
+        text = whatsapp_text.root(view, self.capabilities)
+        sid = await self._send(channel, text, view, page=True, key=key)
+        assert sid is not None  # a page is sent, or refused with an error
+        return ThreadRef(PLATFORM, channel, sid)
 
     async def find_root(self, channel: str, key: str) -> ThreadRef | None:
-        """Twilio takes no idempotency key and the send is recorded after its answer: a root
-        whose answer was lost is sent again."""
+        """Twilio takes no idempotency key: a send recorded under `key` is the root; a send
+        only attempted (the process died before Twilio's answer was recorded) is looked for
+        among the messages Twilio lists to the number since the attempt, naming the incident."""
+        async with self.store.read() as conn:
+            found = await delivery.find_sent(conn, PLATFORM, key)
+        if found is None:
+            return None  # never tried
+        sid, since, short_id = found
+        if sid is not None:
+            return ThreadRef(PLATFORM, channel, sid)
+        listed = await self._call(
+            self.client().messages.list_async(
+                to=PREFIX + channel, from_=self.wa.from_number, limit=LISTED
+            )
+        )
+        for m in listed:
+            created = aware(m.date_created)
+            # the API's dates are whole seconds
+            if (
+                created
+                and created >= since - timedelta(seconds=1)
+                and f"#{short_id} " in (m.body or "")
+            ):
+                return ThreadRef(PLATFORM, channel, str(m.sid))
         return None
 
     async def update_root(self, thread: ThreadRef, view: RootView) -> None:
-        """WhatsApp cannot edit, and each message costs: a repeat sends nothing, and every
-        state change (ack, resolve, re-open) already reaches the person as its one-line reply."""
+        raise PermanentError("WhatsApp cannot edit a message")  # capabilities.can_edit is False
 
     async def reply(self, thread: ThreadRef, message: Reply) -> str:
+        text = whatsapp_text.reply(message, self.capabilities)
         inc = await self._incident(thread)
-        text = reply_text(message, inc.short_id if inc else None)
-        return await self._send(thread.channel, text, inc, page=message.kind == "page")
+        sid = await self._send(thread.channel, text, inc, page=message.kind in PAGES)
+        return sid or ""
 
     async def permalink(self, thread: ThreadRef) -> str | None:
         return None

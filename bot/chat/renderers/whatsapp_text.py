@@ -1,60 +1,58 @@
-"""The WhatsApp dialect: a concise incident page, one-line state changes, short replies.
+"""The WhatsApp dialect: plain text for a phone, a concise page and short replies.
 
-WhatsApp cannot edit or thread, and Twilio refuses bodies over 1,600 characters, so every
-text names its incident (`#42`), says how to answer, and is cut at a line boundary.
+A page says severity, `#42`, service, title and how to answer ("Reply `ack`, `restart`, or
+`#42 restart`."); a diagnosis is its one-line summary and the reply that acts on it (a second
+message: WhatsApp cannot edit the page). Everything else is the plain-text dialect's.
 """
 
 from __future__ import annotations
 
+from bot.chat.adapters.base import Capabilities
 from bot.chat.messages import Reply, RootView
-from bot.chat.text import cut
+from bot.chat.render import SEVERITY_MARK
+from bot.chat.renderers import plain_text
+from bot.chat.text import cut, neutralise
 
-MAX_CHARS = 1600
-SEVERITY_MARK = {"critical": "🔴", "high": "🟠", "warning": "🟡", "info": "🔵"}
-_SAY = {"restart": "restart", "scale_up": "scale it up", "rollback": "roll it back"}
-
-
-def fit(text: str, limit: int = MAX_CHARS) -> str:
-    """`text` under `limit` characters, cut at a line boundary with how much was left out."""
-    return cut(text, limit)
+_SAY = {"restart": "restart", "scale_up": "scale up", "rollback": "roll back"}
 
 
 def how_to_answer(view: RootView) -> str:
-    """ "reply `ack`, `restart`, or `#42 restart`" from what the incident offers."""
+    """ "Reply `ack`, `restart`, or `#42 restart`." from what the incident offers."""
     ids = [b.action_id for b in view.buttons]
     action = next((_SAY.get(i.partition(":")[2], "") for i in ids if i.startswith("action:")), "")
     words = ["`ack`"] if "ack" in ids else []
     verb = action or ("resolve" if "resolve" in ids else "status")
-    words += [f"`{verb}`", f"`#{view.short_id} {verb}`"]
+    words += [f"`{verb}`", f"`{view.name.ref} {verb}`"]
     return "Reply " + ", ".join(words[:-1]) + f", or {words[-1]}."
 
 
-def root_text(view: RootView) -> str:
-    """The page: severity, #42, service, title, and how to answer."""
-    mark = SEVERITY_MARK.get(view.severity, "⚪")
-    lines = [
-        f"{mark} {view.severity.upper()} #{view.short_id} {view.service or ''}".rstrip(),
-        view.title,
-    ]
+def root(view: RootView, caps: Capabilities) -> str:
+    mark = (
+        plain_text.RESOLVED_MARK
+        if view.status == "resolved"
+        else SEVERITY_MARK.get(view.severity, "⚪")
+    )
+    lines = [f"{mark} {view.severity.upper()} {view.name.label}", view.title]
     if view.summary and view.summary != view.title:
         lines.append(view.summary)
-    lines.append(view.status_line if view.status != "triggered" else how_to_answer(view))
-    return fit("\n".join(lines))
+    last = view.status_line if view.status != "triggered" else how_to_answer(view)
+    body = cut(neutralise("\n".join(lines)), caps.max_length - len(last) - 1)
+    return f"{body}\n{last}"
 
 
-def reply_text(message: Reply, short_id: int | None) -> str:
-    """A reply that names its incident; a diagnosis is its one-line summary and next step."""
-    ref = f"#{short_id}" if short_id is not None else ""
+def short(message: Reply) -> Reply:
+    """A diagnosis as one line and the reply that acts on it; other replies as they are."""
     d = message.diagnosis
-    if d is not None:
-        text = f"🔎 {ref} {d.summary}".strip()
-        action = d.action.value
-        if action != "none" and ref:
-            text += f"\nReply `{ref} {_SAY.get(action, action)}` to {_SAY.get(action, action)}."
-        return fit(text)
-    text = message.text
-    if ref and ref not in text:
-        text = f"{ref} {text}"
-    if any(b.action_id.startswith("approve:") for b in message.buttons) and ref:
-        text += f"\nReply `approve {ref}` or `deny {ref}`."
-    return fit(text)
+    if d is None:
+        return message
+    text = f"🔎 {d.summary}"
+    if d.action.value != "none" and message.incident is not None:
+        say = _SAY.get(d.action.value, d.action.value)
+        text += f"\nReply `{message.incident.ref} {say}` to {say}."
+    return Reply(
+        text, message.kind, key=message.key, incident=message.incident, more_url=message.more_url
+    )
+
+
+def reply(message: Reply, caps: Capabilities) -> str:
+    return plain_text.reply(short(message), caps)
