@@ -44,18 +44,7 @@ async def intend(
         select(sm.c.message_id).where(sm.c.platform == platform, sm.c.message_id == key)
     )
     if known is None:
-        now = utcnow()
-        await conn.execute(
-            insert(sm).values(
-                platform=platform,
-                message_id=key,
-                incident_id=incident_id,
-                recipient=recipient,
-                status=POSTING,
-                sent_at=now,
-                updated_at=now,
-            )
-        )
+        await _insert(conn, platform, key, recipient, incident_id, POSTING)
 
 
 async def find_sent(
@@ -94,14 +83,26 @@ async def record_sent(
     sm = t.sent_messages
     if key is not None:
         await conn.execute(delete(sm).where(sm.c.platform == platform, sm.c.message_id == key))
+    await _insert(conn, platform, message_id, recipient, incident_id, "queued", key)
+
+
+async def _insert(
+    conn: AsyncConnection,
+    platform: str,
+    message_id: str,
+    recipient: str,
+    incident_id: str | None,
+    status: str,
+    key: str | None = None,
+) -> None:
     now = utcnow()
     await conn.execute(
-        insert(sm).values(
+        insert(t.sent_messages).values(
             platform=platform,
             message_id=message_id,
             incident_id=incident_id,
             recipient=recipient,
-            status="queued",
+            status=status,
             sent_at=now,
             updated_at=now,
             post_key=key,

@@ -51,6 +51,22 @@ _MASS_PINGS = ("@everyone", "@here", "@channel")
 _PAGE = re.compile(r"\S+ [A-Z]+ #\d+ ")  # the first line of a WhatsApp page
 
 
+class Fake(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@asynccontextmanager
+async def serving(fake: Fake) -> AsyncIterator[None]:
+    """A platform's fake server, for as long as the bot runs."""
+    await fake.start()
+    try:
+        yield
+    finally:
+        await fake.stop()
+
+
 class Driver(Protocol):
     name: str
 
@@ -136,13 +152,8 @@ class SlackDriver:
             "routes": [{"match": {}, "slack": [self.channel]}],
         }
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        await self.fake.start()
-        try:
-            yield
-        finally:
-            await self.fake.stop()
+    def running(self) -> AbstractAsyncContextManager[None]:
+        return serving(self.fake)
 
     def adapters(self) -> list[ChatAdapter]:
         return []
@@ -371,13 +382,8 @@ class WhatsAppDriver:
             "routes": [{"match": {}, "whatsapp": [RAVI.name, ASHA.name], "console": False}],
         }
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        await self.fake.start()
-        try:
-            yield
-        finally:
-            await self.fake.stop()
+    def running(self) -> AbstractAsyncContextManager[None]:
+        return serving(self.fake)
 
     def adapters(self) -> list[ChatAdapter]:
         return []
