@@ -1,15 +1,15 @@
 """sent_messages.post_key: the root a message was sent as (found again after a crash)
 
-Revision ID: 0004_sent_keys
-Revises: 0003_conversations
+Revision ID: 0005_sent_keys
+Revises: 0004_ingest_speed
 Create Date: 2026-12-06 07:35:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_sent_keys"
-down_revision = "0003_conversations"
+revision = "0005_sent_keys"
+down_revision = "0004_ingest_speed"
 branch_labels = None
 depends_on = None
 
