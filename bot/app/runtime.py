@@ -85,6 +85,7 @@ class Runtime:
         self.escalator.wake = self.worker.wake
         self.handlers["escalate"] = self.escalator.start
         self.ingest = IngestWriter(store, cfg, on_commit=self._ingested)
+        self.worker.ingesting = self.ingest.busy
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         trusted = cfg.webhooks.sns_trusted_cert_file
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)

@@ -58,6 +58,10 @@ class IngestWriter:
         self._waiting: list[tuple[Delivery, asyncio.Future[Outcome]]] = []
         self._task: asyncio.Task[None] | None = None
 
+    def busy(self) -> bool:
+        """Deliveries are waiting or being written."""
+        return bool(self._waiting) or (self._task is not None and not self._task.done())
+
     async def submit(self, delivery: Delivery) -> IngestResult | None:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((delivery, future))

@@ -151,6 +151,7 @@ class OutboxWorker:
         self.concurrency, self.poll_s = concurrency, poll_s
         self.bucket = TokenBucket(cfg.per_channel_rate, cfg.per_channel_burst)
         self._wake = asyncio.Event()
+        self.ingesting: Callable[[], bool] = lambda: False  # webhooks waiting to be written
         self._stopping = False
         self._running: set[asyncio.Task[None]] = set()
         self._delivered: list[int] = []
@@ -163,8 +164,11 @@ class OutboxWorker:
         background_work()
         while not self._stopping:
             self._wake.clear()
+            # while webhooks are being written, one item at a time: they get the CPU first,
+            # and the queue still moves (never starved)
+            room = (1 if self.ingesting() else self.concurrency) - len(self._running)
             try:
-                items = await self._claim(self.concurrency - len(self._running))
+                items = await self._claim(room)
             except StoreUnavailable as exc:
                 log.warning("outbox.claim_failed", error=str(exc))
                 items = []
@@ -172,7 +176,7 @@ class OutboxWorker:
                 task = asyncio.create_task(self._deliver(item))
                 self._running.add(task)
                 task.add_done_callback(self._done)
-            if items and len(self._running) < self.concurrency:
+            if items and room > len(items):
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
