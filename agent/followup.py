@@ -118,10 +118,13 @@ async def _live(
         messages, lambda content: _LiveAnswer.model_validate(parse_json_object(content))
     )
     evidence = verified_evidence(answer.evidence, transcript.outputs)
+    # The answer is the model's own words: its placeholders stay. A quoted line gets back only
+    # the secrets the thread has already shown (the operator pasted them).
+    seen = "\n".join([question, *history])
     return Answer(
-        text=redactor.restore(answer.answer),
+        text=answer.answer,
         source=transcript.source(chain),
-        evidence=[Evidence(tool=e.tool, quote=redactor.restore(e.quote)) for e in evidence],
+        evidence=[Evidence(tool=e.tool, quote=redactor.restore(e.quote, seen)) for e in evidence],
     )
 
 

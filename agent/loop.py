@@ -251,7 +251,9 @@ class Investigator:
             ),
         ]
         checked = _enforce_policy(diagnosis, ctx, verified_evidence(diagnosis.evidence, corpus))
-        return _restored(checked, redactor).model_copy(
+        # Placeholders stay: the model wrote this, and its quotes are from tools nobody in
+        # the thread has seen.
+        return checked.model_copy(
             update={
                 "source": transcript.source(self._chain),
                 "model": transcript.model or None,
@@ -384,20 +386,6 @@ def _enforce_policy(
             "proposed_action": ProposedAction(
                 action=action, service=ctx.service, replicas=replicas
             ),
-        }
-    )
-
-
-def _restored(diagnosis: Diagnosis, redactor: Redactor) -> Diagnosis:
-    """Put back secrets the model referred to by placeholder (k8sgpt unmasking)."""
-    r = redactor.restore
-    return diagnosis.model_copy(
-        update={
-            "summary": r(diagnosis.summary),
-            "root_cause": r(diagnosis.root_cause),
-            "mitigation": r(diagnosis.mitigation),
-            "checks": [r(c) for c in diagnosis.checks],
-            "evidence": [Evidence(tool=e.tool, quote=r(e.quote)) for e in diagnosis.evidence],
         }
     )
 

@@ -1,7 +1,9 @@
-"""Mask secrets before any text reaches an LLM provider, and unmask the model's echoes after.
+"""Mask secrets before any text reaches an LLM provider or leaves the bot.
 
 Each distinct secret gets a stable placeholder (`[REDACTED:aws_key#1]`) for the Redactor's
-lifetime, so the model can refer to it and `restore` can put the original back (k8sgpt).
+lifetime, so the model can refer to it. Unlike k8sgpt, a placeholder is put back only where its
+secret was already in front of the same audience (`restore(text, visible)`): never in what the
+model wrote, and never from a tool's output, which chat readers did not see.
 """
 
 from __future__ import annotations
@@ -79,8 +81,15 @@ class Redactor:
             text = pattern.regex.sub(partial(self._mask, pattern), text)
         return text
 
-    def restore(self, text: str) -> str:
-        return _PLACEHOLDER.sub(lambda m: self._by_placeholder.get(m.group(), m.group()), text)
+    def restore(self, text: str, visible: str) -> str:
+        """Put back the secrets of `text`'s placeholders that occur in `visible` (text its
+        readers have already seen); every other placeholder stays."""
+
+        def put_back(m: re.Match[str]) -> str:
+            secret = self._by_placeholder.get(m.group())
+            return secret if secret is not None and secret in visible else m.group()
+
+        return _PLACEHOLDER.sub(put_back, text)
 
     def _mask(self, pattern: _Pattern, match: re.Match[str]) -> str:
         start, end = pattern.secret_span(match)

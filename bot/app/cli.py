@@ -213,14 +213,14 @@ def eval_scenarios(
     logs.setup("WARNING")
     diagnose = offline_pipeline
     if llm:
-        settings = _load(config).llm
-        chain = provider_chain(settings)
+        cfg = _load(config)
+        chain = provider_chain(cfg.llm)
         if chain is None:
             typer.echo(
                 "error: --llm needs llm.providers in the config (or OPENAI_API_KEY)", err=True
             )
             raise typer.Exit(2)
-        diagnose = DiagnosisPipeline(chain, None, pipeline_settings(settings)).diagnose
+        diagnose = DiagnosisPipeline(chain, None, pipeline_settings(cfg)).diagnose
     try:
         report = asyncio.run(run_eval(directory, diagnose))
     except ScenarioError as exc:

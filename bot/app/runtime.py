@@ -14,9 +14,11 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from agent.pipeline import DiagnosisPipeline
-from bot.app import metrics, stats
+from agent.redact import Redactor
+from bot.app import logs, metrics, stats
 from bot.app.chaos import ChaosSwitch
 from bot.app.config import Config, ConfigError
+from bot.app.secrets import redact_patterns
 from bot.app.wiring import pipeline_settings, provider_chain
 from bot.chat.adapters import PLATFORMS, AdapterContext, route_problems
 from bot.chat.adapters.base import ChatAdapter
@@ -51,6 +53,9 @@ class Runtime:
             raise ConfigError("\n".join(problems))
         self.cfg, self.store = cfg, store
         self.bus = EventBus()
+        # Masks known secret shapes and the config's own secrets in text leaving the bot.
+        self.outbound = Redactor(redact_patterns(cfg))
+        logs.mask_with(self.outbound)
         self.adapters: dict[str, ChatAdapter] = {}
         self.router = Router(cfg, store, self.adapters)
         self.handlers: dict[str, Handler] = {
@@ -63,7 +68,7 @@ class Runtime:
         self.chain = provider_chain(cfg.llm)
         self.chaos = ChaosSwitch(store, self._apply_chaos)
         self.pipeline = DiagnosisPipeline(
-            self.chain, StoreDiagnosisCache(store), pipeline_settings(cfg.llm)
+            self.chain, StoreDiagnosisCache(store), pipeline_settings(cfg)
         )
         self.diagnoser = Diagnoser(cfg, store, self.pipeline, self.router.answer_asked)
         self.conversation = Conversation(cfg, store, self.router, self.chaos, self.chain)
@@ -73,7 +78,7 @@ class Runtime:
             {
                 "diagnose": self.diagnoser.diagnose,
                 "question": self.diagnoser.question,
-                "action": lambda item: actions.run_job(store, cfg, item),
+                "action": lambda item: actions.run_job(store, cfg, item, self.scrub),
                 "ticket": self.tickets.file,
                 "ticket_comment": self.tickets.comment,
                 "postmortem": self.postmortems.write,
@@ -100,6 +105,9 @@ class Runtime:
     @classmethod
     async def create(cls, cfg: Config) -> Runtime:
         return cls(cfg, await Store.open(cfg.storage.url))
+
+    def scrub(self, text: str) -> str:
+        return self.outbound.redact(text)
 
     def _apply_chaos(self, enabled: bool) -> None:
         if self.chain is not None:

@@ -17,6 +17,7 @@ from bot.app.config import (
     ServiceConfig,
     ShellAction,
 )
+from bot.app.secrets import redact_patterns
 from integrations.actions.base import Executor
 from integrations.actions.docker import DockerExecutor
 from integrations.actions.ecs import EcsExecutor
@@ -125,8 +126,10 @@ def executor_for(spec: ActionSpec) -> Executor:
     raise TypeError(f"unknown action spec {spec!r}")
 
 
-def pipeline_settings(llm: LlmConfig) -> PipelineSettings:
-    """The diagnosis pipeline exactly as configured: `opsbot run` and `opsbot eval --llm` alike."""
+def pipeline_settings(cfg: Config) -> PipelineSettings:
+    """The diagnosis pipeline exactly as configured: `opsbot run` and `opsbot eval --llm` alike
+    (the config's own secrets are masked before the LLM, with `llm.redact_patterns`)."""
+    llm = cfg.llm
     return PipelineSettings(
         cache_ttl_s=llm.cache_ttl_s,
         limits=InvestigationLimits(
@@ -135,7 +138,7 @@ def pipeline_settings(llm: LlmConfig) -> PipelineSettings:
             token_budget=llm.investigation_token_budget,
             tool_output_budget_chars=llm.tool_output_budget_chars,
         ),
-        redact_patterns=tuple(llm.redact_patterns),
+        redact_patterns=redact_patterns(cfg),
     )
 
 

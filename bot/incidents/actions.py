@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -369,8 +370,10 @@ async def verify(checks: list[Check], timeout_s: float) -> tuple[bool | None, st
     return False, f"still failing after {took:.0f} s: {detail[:200]}"
 
 
-async def run_job(store: Store, cfg: Config, item: Item) -> None:
-    """Outbox handler for `action`: run an approved action exactly once, then verify it."""
+async def run_job(store: Store, cfg: Config, item: Item, scrub: Callable[[str], str]) -> None:
+    """Outbox handler for `action`: run an approved action exactly once, then verify it.
+
+    What the action printed is `scrub`bed of secrets before it is posted or stored."""
     action_id = item.payload["action_id"]
     async with store.write() as conn:
         claimed = await conn.execute(
@@ -406,6 +409,7 @@ async def run_job(store: Store, cfg: Config, item: Item) -> None:
         result = ActionResult(
             ok=False, summary=f"{row.action} {row.service}: executor error: {exc}"
         )
+    result = replace(result, summary=scrub(result.summary), output=scrub(result.output))
     healthy, verdict = (
         await verify(verification_checks(svc, inc), svc.verify_timeout_s)
         if result.ok

@@ -18,6 +18,7 @@ from agent.pipeline import DiagnosisPipeline
 from agent.types import ActionKind, Diagnosis, IncidentContext, Intent, IntentKind
 from bot.app import metrics
 from bot.app.config import Config
+from bot.app.secrets import redact_patterns
 from bot.app.wiring import sources_for
 from bot.chat.messages import Reply
 from bot.chat.render import SOURCE_MARK, diagnosis_text
@@ -81,6 +82,7 @@ class Diagnoser:
         self.cfg, self.store, self.pipeline = cfg, store, pipeline
         self.answer = answer  # replies to a question where it was asked
         self.past = StorePastIncidents(store)
+        self.redact_patterns = redact_patterns(cfg)
 
     async def diagnose(self, item: Item) -> None:
         async with self.store.read() as conn:
@@ -146,6 +148,7 @@ class Diagnoser:
             sources_for(self.cfg, inc.service, self.past),
             self.pipeline.chain,
             list(reversed(history)),
+            redact_patterns=self.redact_patterns,
         )
         mark = SOURCE_MARK.get(answer.source.value, "")
         lines = [f"{mark} {answer.text}"]

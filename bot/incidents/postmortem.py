@@ -16,6 +16,8 @@ from agent.errors import ProviderError
 from agent.llm.chain import ProviderChain
 from agent.redact import Redactor
 from bot.app.config import Config
+from bot.app.secrets import redact_patterns
+from bot.chat.escape import jira
 from bot.chat.messages import Reply
 from bot.incidents import lifecycle, tickets
 from bot.incidents.models import Incident, utcnow
@@ -114,7 +116,7 @@ class Postmortems:
 
     def __init__(self, cfg: Config, store: Store, chain: ProviderChain | None) -> None:
         self.cfg, self.store, self.chain = cfg, store, chain
-        self.redactor = Redactor(cfg.llm.redact_patterns)
+        self.redactor = Redactor(redact_patterns(cfg))
 
     async def _write(self, inc: Incident, detail: dict[str, Any]) -> tuple[str, str]:
         offline = template(inc, detail)
@@ -135,7 +137,7 @@ class Postmortems:
         text = (completion.content or "").strip()
         if "## " not in text:
             return offline, "offline"
-        return self.redactor.restore(text) + "\n", "live"
+        return text + "\n", "live"  # the model's words: placeholders stay
 
     async def write(self, item: Item) -> None:
         async with self.store.read() as conn:
@@ -158,7 +160,7 @@ class Postmortems:
             )
             # Two jobs, so a failed upload is retried without posting the comment twice.
             for key in await tickets.created_keys(conn, inc.id):
-                comment = f"Resolved by {inc.resolved_by}: {summary}.\nPostmortem: {link}"
+                comment = f"Resolved by {jira(inc.resolved_by or '-')}: {jira(summary)}.\nPostmortem: {link}"
                 await lifecycle.enqueue_job(
                     conn, "ticket_comment", inc, {"key": key, "comment": comment}
                 )

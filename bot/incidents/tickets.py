@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent.types import Intent
 from bot.app.config import Config
 from bot.chat.adapters.base import ChatAdapter, InboundMessage, ThreadRef
+from bot.chat.escape import jira
 from bot.chat.messages import Button, Reply
 from bot.incidents import lifecycle
 from bot.incidents.models import Incident, iso, utcnow
@@ -114,10 +115,12 @@ async def request(
 
 
 def describe(inc: Incident, detail: dict, thread_url: str | None) -> str:
-    """The issue body (Jira wiki markup): diagnosis, evidence, timeline, link back to chat."""
-    lines = [f"h2. Incident #{inc.short_id}: {inc.title}", ""]
+    """The issue body (Jira wiki markup): diagnosis, evidence, timeline, link back to chat.
+    Every piece of data is escaped: alert and model text cannot add markup, links or macros."""
+    lines = [f"h2. Incident #{inc.short_id}: {jira(inc.title)}", ""]
     lines.append(
-        f"*Service:* {inc.service or '-'}  *Severity:* {inc.severity}  *Status:* {inc.status.value}"
+        f"*Service:* {jira(inc.service or '-')}  *Severity:* {jira(inc.severity)}  "
+        f"*Status:* {inc.status.value}"
     )
     lines.append(f"*Started:* {iso(inc.created_at)}")
     if thread_url:
@@ -127,20 +130,20 @@ def describe(inc: Incident, detail: dict, thread_url: str | None) -> str:
         lines += [
             "",
             f"h3. Diagnosis ({d['source']}, confidence {d['confidence']:.0%})",
-            d["summary"],
+            jira(d["summary"]),
             "",
-            f"*Root cause:* {d['root_cause']}",
+            f"*Root cause:* {jira(d['root_cause'])}",
         ]
         if d.get("evidence"):
             lines += ["", "*Evidence:*"] + [
-                f"* [{e['tool']}] {{noformat}}{e['quote']}{{noformat}}" for e in d["evidence"][:6]
+                f"* {{{{{jira(e['tool'])}}}}} {jira(e['quote'])}" for e in d["evidence"][:6]
             ]
         if d.get("checks"):
-            lines += ["", "*Check first:*"] + [f"# {c}" for c in d["checks"][:5]]
+            lines += ["", "*Check first:*"] + [f"# {jira(c)}" for c in d["checks"][:5]]
         if d.get("mitigation"):
-            lines += ["", f"*Mitigation:* {d['mitigation']}"]
+            lines += ["", f"*Mitigation:* {jira(d['mitigation'])}"]
     lines += ["", "h3. Timeline"] + [
-        f"* {e['at']} — {e['actor']}: {e['text']}" for e in detail["timeline"][-20:]
+        f"* {e['at']} — {jira(e['actor'])}: {jira(e['text'])}" for e in detail["timeline"][-20:]
     ]
     return "\n".join(lines)
 

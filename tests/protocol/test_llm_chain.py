@@ -524,7 +524,7 @@ async def test_an_allowed_action_for_the_incidents_service_is_kept(
     assert d.proposed_action.action is ActionKind.RESTART
 
 
-async def test_no_secret_reaches_the_provider_and_placeholders_are_restored(
+async def test_no_secret_reaches_the_provider_nor_comes_back_from_it(
     fake_openai: FakeOpenAI,
 ) -> None:
     secrets = {
@@ -555,10 +555,11 @@ async def test_no_secret_reaches_the_provider_and_placeholders_are_restored(
     for secret in secrets.values():
         assert secret not in sent
     assert "[REDACTED:aws_key#1]" in sent
-    assert d.root_cause == f"Key {secrets['aws']} is in the logs: rotate it."
-    # The model's quote, restored; the rules' own quote may follow it.
+    # What the model wrote, and what it quoted from tools, keeps its placeholders; the rules'
+    # own quote may follow the model's.
+    assert d.root_cause == "Key [REDACTED:aws_key#1] is in the logs: rotate it."
     assert d.evidence[0] == Evidence(
-        tool="logs", quote=f"postgres://app:{secrets['db']}@db.internal"
+        tool="logs", quote="postgres://app:[REDACTED:url_password#1]@db.internal"
     )
 
 

@@ -46,13 +46,14 @@ SECRETS = {
 
 
 @pytest.mark.parametrize("kind", sorted(SECRETS))
-def test_each_secret_kind_is_masked_and_restored(kind: str) -> None:
+def test_each_secret_kind_is_masked_and_restored_only_for_who_saw_it(kind: str) -> None:
     text, secret = SECRETS[kind]
     redactor = Redactor()
     masked = redactor.redact(text)
     assert secret not in masked
     assert "[REDACTED:" in masked
-    assert redactor.restore(masked) == text
+    assert redactor.restore(masked, visible=f"the operator pasted: {text}") == text
+    assert redactor.restore(masked, visible="") == masked
 
 
 def test_url_password_keeps_user_and_host() -> None:
@@ -76,12 +77,13 @@ def test_redacting_twice_changes_nothing_more() -> None:
     assert redactor.redact(once) == once
 
 
-def test_restore_puts_secrets_back_where_the_model_echoes_a_placeholder() -> None:
+def test_restore_puts_back_only_secrets_the_audience_has_already_seen() -> None:
     redactor = Redactor()
-    redactor.redact("AKIAIOSFODNN7EXAMPLE")
-    answer = "Rotate [REDACTED:aws_key#1]; [REDACTED:aws_key#9] is unknown"
-    assert (
-        redactor.restore(answer) == "Rotate AKIAIOSFODNN7EXAMPLE; [REDACTED:aws_key#9] is unknown"
+    redactor.redact("AKIAIOSFODNN7EXAMPLE and password=hunter22")
+    answer = "Rotate [REDACTED:aws_key#1] and [REDACTED:secret#1]; [REDACTED:aws_key#9] is unknown"
+    seen = "I found AKIAIOSFODNN7EXAMPLE in the bucket policy"
+    assert redactor.restore(answer, seen) == (
+        "Rotate AKIAIOSFODNN7EXAMPLE and [REDACTED:secret#1]; [REDACTED:aws_key#9] is unknown"
     )
 
 
