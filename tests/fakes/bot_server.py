@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from bot.app.config import Config
 from bot.app.runtime import Runtime
@@ -31,6 +32,7 @@ class RunningBot:
     url: str
     runtime: Runtime
     client: httpx.AsyncClient
+    app: FastAPI
 
     async def settle(self, timeout_s: float = 10.0) -> None:
         """Run the outbox until nothing is due (no sleeps: deliver what is ready, repeatedly)."""
@@ -89,7 +91,7 @@ async def run_bot(
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
         try:
-            yield RunningBot(url, runtime, client)
+            yield RunningBot(url, runtime, client, app)
         finally:
             runtime.bus.close()  # end open console streams, as `opsbot run` does on SIGTERM
             server.should_exit = True

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.app import metrics
 from bot.app.runtime import Runtime
 from bot.app.server import admin, api, console, ops
+from bot.app.server.limits import RequestLimits
 from bot.errors import NotFound, StoreUnavailable
 from bot.ingest import webhooks
 
@@ -106,6 +107,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         app.include_router(r)
     for mount in runtime.http_mounts:
         mount(app)
+    app.add_middleware(
+        RequestLimits,
+        max_body=runtime.cfg.http.max_body_bytes,
+        max_json_depth=runtime.cfg.http.max_json_depth,
+    )
 
     app.add_middleware(Observe)
 

@@ -18,10 +18,12 @@ from typing import Any
 import aiohttp
 import structlog
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
@@ -201,9 +203,17 @@ class SlackAdapter:
                 log.warning("slack.inbound_disabled", reason="no signing_secret and no app_token")
             return
         handler = AsyncSlackRequestHandler(self.app)
+        verifier = SignatureVerifier(self.cfg.signing_secret)
 
         async def slack_events(request: Request) -> Response:
-            return await handler.handle(request)
+            # Bolt parses the body before it checks the signature: check it first, so nothing
+            # unsigned (or replayed after five minutes) is parsed at all.
+            if not verifier.is_valid_request(await request.body(), dict(request.headers)):
+                return JSONResponse({"error": "Slack signature missing, wrong or stale"}, 401)
+            try:
+                return await handler.handle(request)
+            except ValueError as exc:  # a signed body Bolt cannot parse
+                return JSONResponse({"error": f"unreadable Slack request: {exc}"}, 400)
 
         app.add_api_route(EVENTS_PATH, slack_events, methods=["POST"], include_in_schema=False)
 

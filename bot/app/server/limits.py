@@ -1,0 +1,101 @@
+"""Bounds on every request body, before any route (or Bolt, or Twilio's handler) reads it:
+its size (413) and, for JSON, how deeply it nests (400), so no parser meets a body it could
+choke on."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_JSON_TYPES = ("application/json", "text/json")
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest nesting of objects and arrays in `body`, without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):  # { [
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x7D, 0x5D):  # } ]
+            depth -= 1
+    return deepest
+
+
+class RequestLimits:
+    """ASGI middleware: reads each HTTP body (up to `max_body` bytes), checks it, replays it."""
+
+    def __init__(self, app: ASGIApp, max_body: int, max_json_depth: int) -> None:
+        self.app, self.max_body, self.max_depth = app, max_body, max_json_depth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > self.max_body:
+            await _refuse(
+                send, 413, f"body of {length} bytes is over the {self.max_body}-byte limit"
+            )
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay(b"", message, receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                await _refuse(send, 413, f"body is over the {self.max_body}-byte limit")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if (ctype in _JSON_TYPES or ctype.endswith("+json")) and json_depth(body) > self.max_depth:
+            await _refuse(send, 400, f"JSON nested deeper than {self.max_depth} levels")
+            return
+        await self.app(scope, _replay(body, None, receive), send)
+
+
+def _replay(body: bytes, first: Message | None, receive: Receive) -> Receive:
+    """A `receive` that gives the buffered body (or message) once, then the real one."""
+    pending: list[Message] = (
+        [first]
+        if first is not None
+        else [{"type": "http.request", "body": body, "more_body": False}]
+    )
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def _refuse(send: Send, status: int, error: str) -> None:
+    payload = json.dumps({"error": error}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
