@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -128,3 +128,40 @@ async def test_no_endpoint_answers_5xx_or_a_traceback(
     assert {"/webhooks/alertmanager", "/webhooks/sns", "/slack/events", "/twilio/whatsapp"} <= set(
         posts
     )
+
+
+async def test_every_route_bounds_body_size_and_json_depth(
+    bot_config: Callable[..., Config], fake_slack: FakeSlack
+) -> None:
+    cfg = bot_config(
+        webhooks={"token": TOKEN},
+        admin={"token": TOKEN},
+        slack=slack_settings(fake_slack),
+        http={"max_body_bytes": 64 * 1024, "max_json_depth": 16},
+    )
+    deep = json.dumps({"text": json.loads("[" * 17 + "]" * 17)})
+    shallow = json.dumps({"text": json.loads("[" * 15 + "]" * 15)})
+    big = json.dumps({"text": "x" * 70 * 1024})
+    async with run_bot(cfg) as bot:
+        for path in (
+            "/api/login",
+            "/api/incidents/1/messages",
+            "/admin/chaos",
+            "/webhooks/generic",
+            "/slack/events",
+        ):
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+            too_deep = await bot.client.post(path, content=deep, headers=headers)
+            assert too_deep.status_code == 400, (path, too_deep.text)
+            assert too_deep.json() == {"error": "JSON nested deeper than 16 levels"}
+            within = await bot.client.post(path, content=shallow, headers=headers)
+            assert "nested deeper" not in within.text, (path, within.text)
+            too_big = await bot.client.post(path, content=big, headers=headers)
+            assert too_big.status_code == 413, (path, too_big.text)
+
+            async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as read
+                for _ in range(70):
+                    yield b"x" * 1024
+
+            streamed = await bot.client.post(path, content=chunks(), headers=headers)
+            assert streamed.status_code == 413, (path, streamed.text)

@@ -386,6 +386,17 @@ async def test_unverified_requests_are_refused(
     assert await inbound(slack_bot) == []
 
 
+async def test_a_body_bolt_cannot_parse_is_refused_not_a_500(
+    slack: SlackSender, slack_bot: RunningBot
+) -> None:
+    unsigned = await slack.raw("{not json", "application/json", secret="not-the-signing-secret")
+    assert unsigned.status_code == 401
+    signed = await slack.raw("{not json", "application/json")
+    assert signed.status_code == 400, signed.text
+    assert "Traceback" not in signed.text
+    assert await inbound(slack_bot) == []
+
+
 async def test_a_failed_commit_is_not_acknowledged(fake_slack: FakeSlack) -> None:
     """Slack retries anything but 2xx, so an event the store could not keep is answered 500."""
 
