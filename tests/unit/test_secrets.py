@@ -102,6 +102,6 @@ def test_logs_mask_secret_values_and_token_shapes_not_only_keys(
     assert event["count"] == 3 and event["detail"]["raw"][1] == "ok"
     assert event["event"].startswith("jira.failed [REDACTED:")
 
-    logging.getLogger("uvicorn.error").warning("proxy saw admin-token-0001")
-    (record,) = [r for r in caplog.records if r.name == "uvicorn.error"]
+    logging.getLogger("opsbot.test.stdlib").warning("proxy saw admin-token-0001")
+    (record,) = [r for r in caplog.records if r.name == "opsbot.test.stdlib"]
     assert record.getMessage().startswith("proxy saw [REDACTED:")

@@ -40,12 +40,14 @@ class BotServer(uvicorn.Server):
 def server_config(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Config:
     """uvicorn's settings for the bot. Its own proxy-header handling is off: the console guard
     reads X-Forwarded-For itself, and only from `http.trusted_proxies`, since it must still know
-    the connection's peer to decide whom to believe."""
+    the connection's peer to decide whom to believe. Its log records go to the root logger (no
+    handlers of its own), where `logs.setup` masks secrets in them."""
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,
         lifespan="on",
         proxy_headers=False,
         **options,
