@@ -19,6 +19,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.app import demo
 from bot.app.config import Config, ProviderConfig
+from bot.app.passwords import hash_password
 from tests.fakes.bot_server import RunningBot, free_port, run_bot
 from tests.fakes.openai_server import FakeOpenAI, reply
 
@@ -266,6 +267,45 @@ async def test_off_loopback_the_console_asks_for_its_token(
         await page.get_by_test_id("incident-row").click()
         await expect(page).to_have_url(re.compile(rf"#/incidents/{incident_id}$"))
         await say(page, "ack")  # a POST: the page sends the CSRF token it was given
+        await expect(page.get_by_test_id("status-pill")).to_have_text(
+            "acknowledged", timeout=UI_TIMEOUT_MS
+        )
+
+
+async def test_a_person_signs_in_by_name_and_speaks_as_themselves(
+    browser: Browser, bot_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    people = [
+        {
+            "name": "Ravi Kumar",
+            "aliases": ["ravi"],
+            "roles": ["responder"],
+            "console": {"password_hash": hash_password("ravi's passphrase")},
+        }
+    ]
+    cfg = bot_config(http={"host": "0.0.0.0"}, people=people)
+    async with (
+        run_bot(cfg, background_worker=True) as bot,
+        console(browser, bot, tmp_path / "console.png") as page,
+    ):
+        await expect(page.locator("#login-dialog")).to_be_visible()
+        await page.locator("#login-user").fill("ravi")
+        await page.locator("#login-token").fill("a guess")
+        await page.locator("#login-token").press("Enter")
+        await expect(page.locator("#login-error")).to_have_text(
+            "That name and password were not accepted."
+        )
+        await page.locator("#login-token").fill("ravi's passphrase")
+        await page.locator("#login-token").press("Enter")
+        await expect(page.locator("#login-dialog")).to_be_hidden()
+        await live(page)
+
+        await post_alert(bot, "HeapHigh")
+        await page.get_by_test_id("incident-row").click()
+        await say(page, "ack")
+        await expect(page.locator(".message.person .author")).to_have_text(
+            "Ravi Kumar", timeout=UI_TIMEOUT_MS
+        )
         await expect(page.get_by_test_id("status-pill")).to_have_text(
             "acknowledged", timeout=UI_TIMEOUT_MS
         )
