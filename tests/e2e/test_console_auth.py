@@ -226,6 +226,10 @@ async def test_a_configured_admin_token_is_required_from_loopback_too(
         assert not await bot.runtime.chaos.get()
         assert (await bot.client.get("/admin/chaos")).json() == {"enabled": False}
 
+        basic = await bot.client.post(
+            "/admin/chaos", json=switch, headers={"Authorization": "Basic b3BzOmJvdA=="}
+        )
+        assert basic.status_code == 401
         right = await bot.client.post(
             "/admin/chaos", json=switch, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )

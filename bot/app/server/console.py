@@ -69,10 +69,10 @@ class ConsoleGuard:
         )
 
     def _identify(self, request: Request) -> ConsoleUser:
-        header = request.headers.get("authorization")
-        if header is not None:
-            scheme, _, token = header.partition(" ")
-            found = self.logins.by_token(token.strip()) if scheme.lower() == "bearer" else None
+        # Other schemes (a proxy's own Basic auth, passed on) are not ours to judge.
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            found = self.logins.by_token(token.strip())
             if found is None:
                 raise _unauthorized("wrong bearer token")
             return found[0]
