@@ -59,6 +59,7 @@ class RequestLimits:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
+                await _discard(receive, more and message.get("more_body", False), self.max_body * 4)
                 await _refuse(send, 413, f"body is over the {self.max_body}-byte limit")
                 return
             chunks.append(chunk)
@@ -83,6 +84,17 @@ def _replay(body: bytes, first: Message | None, receive: Receive) -> Receive:
         return pending.pop() if pending else await receive()
 
     return replay
+
+
+async def _discard(receive: Receive, more: bool, budget: int) -> None:
+    """Read (up to `budget` bytes of) the rest of a refused body, so a client still sending it
+    reads the answer instead of a reset connection."""
+    while more and budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        budget -= len(message.get("body", b""))
+        more = message.get("more_body", False)
 
 
 async def _refuse(send: Send, status: int, error: str) -> None:
