@@ -201,6 +201,7 @@ class DiscordConfig(_Model):
     public_key: str = ""
     guild_id: str = ""
     api_url: str = "https://discord.com/api/v10"
+    gateway: bool = True  # hold the gateway session: true on exactly one replica
 
     @property
     def enabled(self) -> bool:

@@ -66,6 +66,12 @@ def _slack(ctx: AdapterContext) -> ChatAdapter:
     return SlackAdapter(ctx.cfg.slack, ctx.accept)
 
 
+def _discord(ctx: AdapterContext) -> ChatAdapter:
+    from bot.chat.adapters.discord import DiscordAdapter
+
+    return DiscordAdapter(ctx.cfg.discord, ctx.accept)
+
+
 def _whatsapp(ctx: AdapterContext) -> ChatAdapter:
     from bot.chat.adapters.whatsapp import WhatsAppAdapter
 
@@ -82,7 +88,7 @@ PLATFORMS: tuple[Platform, ...] = (
         enabled_by=lambda cfg: cfg.console.enabled,
     ),
     Platform("slack", ("slack.bot_token",), lambda cfg, route: route.slack, _slack),
-    Platform("discord", ("discord.bot_token",), lambda cfg, route: route.discord, None),
+    Platform("discord", ("discord.bot_token",), lambda cfg, route: route.discord, _discord),
     Platform(
         "whatsapp",
         ("whatsapp.account_sid", "whatsapp.auth_token"),
