@@ -130,7 +130,9 @@ def test_the_root_is_an_embed_coloured_by_severity_with_every_fact() -> None:
 def test_alert_text_cannot_ping_anyone() -> None:
     embed = root_message(_view()).embed
     assert embed is not None and embed.description is not None
-    assert "@everyone" not in embed.description and "<@&112233445566778899>" not in embed.description
+    assert (
+        "@everyone" not in embed.description and "<@&112233445566778899>" not in embed.description
+    )
     assert "\\*\\*down\\*\\*" in embed.description  # markdown is shown, not applied
     labels = next(f.value for f in embed.fields if f.name == "Labels")
     assert "@everyone" not in labels
