@@ -150,6 +150,9 @@ class Conversation:
             await self.router.answer(msg, None, Reply(text, "info"))
             return
         reply = await self._dispatch(msg, actor, intent, inc, action_id)
+        if reply is None and msg.respond_to is not None and inc is not None:
+            # the effect is told in the incident's thread; the command still gets its answer
+            reply = Reply(f"✅ Done: `{msg.text}` (#{inc.short_id}: see its thread).", "info")
         if reply is not None:
             await self.router.answer(msg, inc, reply)
 
@@ -279,6 +282,9 @@ class Conversation:
             )
         self.router.wake()
         log.info("incident.manual", incident=inc.id, by=actor.name)
+        if msg.respond_to is not None:
+            text = f"🆕 Opened #{inc.short_id}: {inc.title}. Diagnosing it in its thread."
+            await self.router.answer(msg, inc, Reply(text, "info"))
 
     async def _stats(self) -> Reply:
         async with self.store.read() as conn:

@@ -62,6 +62,13 @@ def _prompted_action(reply: Reply) -> int | None:
     return None
 
 
+def _answer_place(msg: InboundMessage) -> dict[str, Any] | None:
+    """The thread a direct answer goes to: the command's own answer place, else the message's."""
+    if msg.respond_to is not None:
+        return dataclasses.asdict(ThreadRef(msg.platform, msg.channel, msg.respond_to))
+    return message_to_json(msg)["thread"]
+
+
 class Router:
     def __init__(self, cfg: Config, store: Store, adapters: dict[str, ChatAdapter]) -> None:
         self.cfg, self.store, self.adapters = cfg, store, adapters
@@ -291,10 +298,15 @@ class Router:
         await self.on_inbound(msg, inc, prompt)
 
     async def answer(self, msg: InboundMessage, inc: Incident | None, reply: Reply) -> None:
-        """Reply where the message came from: in the incident's conversation when it was said
-        there, else in that place itself (a DM, a channel, a slash command's channel)."""
+        """Reply where the message came from: where its platform wants a command's answer, in
+        the incident's conversation when it was said there, else in that place itself (a DM,
+        a channel, a slash command's channel)."""
         async with self.store.write() as conn:
-            if inc is not None and await self.in_conversation(conn, msg, inc):
+            if (
+                inc is not None
+                and msg.respond_to is None
+                and await self.in_conversation(conn, msg, inc)
+            ):
                 await lifecycle.enqueue_reply(
                     conn, self.cfg, inc, reply, only=(msg.platform, msg.channel)
                 )
@@ -305,7 +317,7 @@ class Router:
                     f"{msg.platform}:{msg.channel}",
                     {
                         "reply": reply_to_json(reply),
-                        "thread": message_to_json(msg)["thread"],
+                        "thread": _answer_place(msg),
                         "incident_id": inc.id if inc else None,
                     },
                     ordering_key=f"{msg.platform}:{msg.channel}:direct",

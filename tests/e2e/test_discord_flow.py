@@ -14,6 +14,7 @@ from tests.fakes.bot_server import RunningBot, run_bot
 from tests.fakes.discord_api import (
     ALERTS,
     INCIDENTS,
+    MALLORY,
     RAVI,
     DiscordMessage,
     FakeDiscord,
@@ -44,7 +45,13 @@ def _config(bot_config: Callable[..., Config], fake: FakeDiscord, **discord: str
                 "roles": ["responder", "approver", "admin"],
             }
         ],
-        outbox={"base_backoff_s": 0.05, "max_backoff_s": 0.2},
+        outbox={
+            "base_backoff_s": 0.05,
+            "max_backoff_s": 0.2,
+            "update_coalesce_s": 0,
+            "per_channel_rate": 1000,
+            "per_channel_burst": 1000,
+        },
     )
 
 
@@ -199,3 +206,67 @@ async def test_a_dropped_gateway_resumes_and_nothing_is_lost_or_doubled(
     assert stats["outbox"] == {"pending": 0, "failed": 0}
     inc = (await discord_bot.client.get(f"/api/incidents/{incident_id}")).json()
     assert [a["state"] for a in inc["actions"]] == ["pending_approval"]
+
+
+async def test_slash_incident_opens_an_incident_diagnoses_it_and_answers_the_command(
+    discord_bot: RunningBot, fake_discord: FakeDiscord
+) -> None:
+    asked = await fake_discord.slash(
+        "incident", {"description": "checkout is slow"}, channel_id=INCIDENTS
+    )
+
+    async def diagnosed() -> Any:
+        roots = fake_discord.roots(INCIDENTS)
+        return roots and [m for m in fake_discord.in_channel(roots[0].id) if m.embeds]
+
+    assert await fake_discord.wait_answered(asked) == {"type": 5, "data": {}}  # deferred
+    await discord_bot.wait_for(diagnosed, what="the new incident's diagnosis")
+    await discord_bot.settle()
+    (answer,) = asked.followups
+    assert answer.content.startswith("🆕 Opened #1: checkout is slow")
+    (root,) = fake_discord.roots(INCIDENTS)
+    assert root.embeds[0]["title"].endswith("#1 checkout is slow")
+    (inc,) = (await discord_bot.client.get("/api/incidents")).json()["incidents"]
+    assert (inc["short_id"], inc["status"]) == (1, "triggered")
+
+
+async def test_slash_ack_acknowledges_the_named_incident_and_edits_its_embed(
+    discord_bot: RunningBot, fake_discord: FakeDiscord, sample_am: dict[str, Any]
+) -> None:
+    incident_id = await _fire(discord_bot, sample_am)
+    await discord_bot.settle()
+    asked = await fake_discord.slash("ack", {"incident": "#1"}, channel_id=ALERTS)
+    await fake_discord.wait_answered(asked)
+
+    async def answered() -> Any:
+        return asked.followups
+
+    (answer,) = await discord_bot.wait_for(answered, what="the command's answer")
+    await discord_bot.settle()
+    assert answer.content.startswith("✅ Done: `ack #1`")
+    inc = (await discord_bot.client.get(f"/api/incidents/{incident_id}")).json()
+    assert (inc["status"], inc["acknowledged_by"]) == ("acknowledged", "ravi")
+    (root,) = fake_discord.roots(INCIDENTS)
+    assert _field(root, "Status") == "Acknowledged by ravi"
+    assert "ack|" not in " ".join(_custom_ids(root))  # no Acknowledge button any more
+    said = [m.content for m in fake_discord.in_channel(root.id)]
+    assert "👀 Acknowledged by @ravi." in said
+
+
+async def test_status_and_stats_answer_only_the_caller_and_chaos_needs_an_admin(
+    discord_bot: RunningBot, fake_discord: FakeDiscord, sample_am: dict[str, Any]
+) -> None:
+    await _fire(discord_bot, sample_am)
+    await discord_bot.settle()
+    status = await fake_discord.slash("status", {"incident": "#1"}, channel_id=ALERTS)
+    chaos = await fake_discord.slash("chaos", {"mode": "on"}, channel_id=ALERTS, user=MALLORY)
+    assert await fake_discord.wait_answered(status) == {"type": 5, "data": {"flags": 64}}
+    await fake_discord.wait_answered(chaos)
+    await discord_bot.settle()
+
+    (answer,) = status.followups
+    assert answer.content.startswith("#1 ") and "Triggered" in answer.content
+    assert answer.flags & 64 and answer not in fake_discord.in_channel(ALERTS)  # only Ravi
+    (refused,) = chaos.followups
+    assert "Only admins" in refused.content
+    assert (await discord_bot.client.get("/stats")).json()["outbox"]["failed"] == 0

@@ -114,6 +114,7 @@ class Interaction:
     callbacks: list[Json] = field(default_factory=list)
     followups: list[DiscordMessage] = field(default_factory=list)
     original: Json | None = None
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True)
@@ -175,7 +176,17 @@ class FakeDiscord:
         return [m for m in self.messages.values() if m.channel_id == channel_id]
 
     def roots(self, channel_id: str) -> list[DiscordMessage]:
-        return [m for m in self.in_channel(channel_id) if m.author["id"] == BOT_USER_ID]
+        """The bot's own messages in a channel (not answers to interactions)."""
+        return [
+            m
+            for m in self.in_channel(channel_id)
+            if m.author["id"] == BOT_USER_ID and m.webhook_id is None
+        ]
+
+    async def wait_answered(self, interaction: Interaction, timeout_s: float = 10.0) -> Json:
+        """Until the bot has answered the interaction (within Discord's 3 seconds, it must)."""
+        await asyncio.wait_for(interaction.answered.wait(), timeout_s)
+        return interaction.callbacks[0]
 
     def threads(self) -> list[Json]:
         return [c for c in self.channels.values() if c["type"] == 11]
@@ -550,6 +561,7 @@ class FakeDiscord:
         if interaction.callbacks:
             raise _DiscordError(400, 40060, "Interaction has already been acknowledged.")
         interaction.callbacks.append(body)
+        interaction.answered.set()
         return web.Response(status=204)
 
     async def _followup(self, body: Json, application_id: str, token: str) -> web.Response:
@@ -565,6 +577,8 @@ class FakeDiscord:
             webhook_id=APPLICATION_ID,
         )
         msg.flags = int(body.get("flags") or 0)
+        if not interaction.followups:  # the first answers the deferral: it keeps its flags
+            msg.flags |= int((interaction.callbacks[0].get("data") or {}).get("flags") or 0)
         if msg.flags & EPHEMERAL:
             del self.messages[msg.id]  # only the person who asked sees it
         interaction.followups.append(msg)

@@ -67,6 +67,7 @@ def test_a_command_in_an_incident_thread_belongs_to_that_thread() -> None:
         "ack",
     )
     assert (msg.user_id, msg.event_id) == ("42", "interaction:9001")
+    assert msg.respond_to == "interaction:tok"  # its answer goes to the interaction's webhook
 
 
 def test_a_command_is_said_as_the_sentence_the_conversation_understands() -> None:
@@ -79,7 +80,7 @@ def test_a_command_is_said_as_the_sentence_the_conversation_understands() -> Non
     assert text("incident", description="checkout is slow") == "checkout is slow"
     assert text("status", incident="#4") == "status #4"
     assert text("chaos", mode="off") == "chaos off"
-    assert text("oncall") == "who is on call"
+    assert text("oncall") == "oncall"
 
 
 def test_a_click_on_a_root_belongs_to_the_thread_started_from_it() -> None:

@@ -107,6 +107,9 @@ class InboundMessage:
     command: str | None = None  # a slash command's name ("incident"), its text in `text`
     incident_id: str | None = None  # when the adapter knows the incident outright (console)
     reply_to: str | None = None  # the platform's id of the message this one answers, if any
+    # Where the platform wants this command's answer (Discord: the interaction's webhook),
+    # in the adapter's own words: its answers go there, as the thread id of a direct reply.
+    respond_to: str | None = None
 
 
 class ChatAdapter(Protocol):

@@ -98,8 +98,7 @@ COMMANDS: tuple[Json, ...] = (
     },
     {"name": "oncall", "description": "Who is on call"},
 )
-# A command is a sentence the conversation already understands; only its asker needs these.
-SPOKEN = {"oncall": "who is on call"}
+# A command is said as the sentence the conversation understands; only its asker needs these.
 EPHEMERAL_COMMANDS = frozenset({"status", "stats", "oncall"})
 
 
@@ -141,12 +140,13 @@ def from_interaction(payload: Json) -> InboundMessage | None:
     user = (payload.get("member") or {}).get("user") or payload.get("user") or {}
     data = payload.get("data") or {}
     channel = payload.get("channel") or {"id": payload.get("channel_id")}
-    command = action = value = None
+    command = action = value = respond_to = None
     if kind == COMMAND:
         command = str(data.get("name", ""))
         args = " ".join(str(o.get("value", "")) for o in data.get("options") or [])
-        text = args if command == "incident" else f"{SPOKEN.get(command, command)} {args}".strip()
+        text = args if command == "incident" else f"{command} {args}".strip()
         where, thread = _where(channel, None)
+        respond_to = f"{INTERACTION_THREAD}{payload['token']}"
     else:
         action, value, _ = parse_custom_id(str(data.get("custom_id", "")))
         text = action
@@ -165,6 +165,7 @@ def from_interaction(payload: Json) -> InboundMessage | None:
         action=action,
         action_value=value or None,
         command=command,
+        respond_to=respond_to,
     )
 
 
@@ -485,10 +486,7 @@ class DiscordAdapter:
     async def _followup(self, token: str, message: Reply) -> str:
         """The real answer to a deferred slash command, through its interaction webhook."""
         rendered = reply_message(message)
-        webhook = discord.Webhook.from_url(
-            f"https://discord.com/api/webhooks/{self.application_id}/{token}",
-            client=self.client,
-        )
+        webhook = discord.Webhook.partial(self.application_id or 0, token, client=self.client)
         sent = await self._call(
             webhook.send(
                 **{k: v for k, v in rendered.kwargs().items() if v is not None},
