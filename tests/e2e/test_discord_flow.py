@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import copy
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from bot.app.config import Config
-from tests.fakes.bot_server import RunningBot, run_bot
+from tests.fakes.bot_server import RunningBot, polled, run_bot, with_alert
 from tests.fakes.discord_api import (
     ALERTS,
     INCIDENTS,
@@ -62,23 +61,6 @@ async def discord_bot(
     async with run_bot(_config(bot_config, fake_discord)) as running:
         await fake_discord.wait_ready()
         yield running
-
-
-def polled(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
-    async def predicate() -> Any:
-        return check()
-
-    return predicate
-
-
-def _with_alert(am: dict[str, Any], n: int) -> dict[str, Any]:
-    """The same group again, with one more alert (another pod) in it."""
-    body = copy.deepcopy(am)
-    extra = copy.deepcopy(body["alerts"][0])
-    extra["labels"]["pod"] = f"checkout-{n}"
-    extra["fingerprint"] = f"{n:016x}"
-    body["alerts"].append(extra)
-    return body
 
 
 def _field(message: DiscordMessage, name: str) -> str:
@@ -181,7 +163,7 @@ async def test_a_dropped_gateway_resumes_and_nothing_is_lost_or_doubled(
     await fake_discord.drop_gateway()
     await discord_bot.wait_for(polled(lambda: not adapter.ready.is_set()), what="disconnect")
     await fake_discord.say(root.id, "status")  # kept by Discord for the resumed session
-    await _fire(discord_bot, _with_alert(sample_am, 2))  # the root must show 2 alerts
+    await _fire(discord_bot, with_alert(sample_am, 2))  # the root must show 2 alerts
     await discord_bot.settle()  # nothing can be sent: it waits in the outbox
     assert (await discord_bot.client.get("/stats")).json()["outbox"]["pending"] >= 2
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from bot.app.config import Config
 from bot.chat.adapters.base import Reply
 from bot.incidents import lifecycle
-from tests.fakes.bot_server import RunningBot, run_bot
+from tests.fakes.bot_server import RunningBot, polled, run_bot, with_alert
 from tests.fakes.slack_api import (
     FakeSlack,
     SlackCall,
@@ -54,15 +54,6 @@ async def slack_bot(
         yield running
 
 
-def polled(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
-    """A plain check as the async predicate `RunningBot.wait_for` polls."""
-
-    async def predicate() -> Any:
-        return check()
-
-    return predicate
-
-
 def _roots(fake: FakeSlack, channel: str) -> list[SlackCall]:
     return [
         c
@@ -78,17 +69,6 @@ def _action_ids(call: SlackCall) -> list[str]:
         if b["type"] == "actions"
         for e in b["elements"]
     ]
-
-
-def _with_alert(am: dict[str, Any], n: int, status: str = "firing") -> dict[str, Any]:
-    """The same group again, with one more alert (another pod) in it."""
-    body = copy.deepcopy(am)
-    extra = copy.deepcopy(body["alerts"][0])
-    extra["labels"]["pod"] = f"checkout-{n}"
-    extra["fingerprint"] = f"{n:016x}"
-    body["alerts"].append(extra)
-    body["status"] = status
-    return body
 
 
 def _resolved(am: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +112,7 @@ async def test_alert_becomes_a_thread_that_is_edited_and_answered(
     assert "Diagnosis" in replies[0].text
 
     # a repeat (one more alert in the group) edits the root instead of posting again
-    await _fire(slack_bot, _with_alert(sample_am, 1))
+    await _fire(slack_bot, with_alert(sample_am, 1))
     (edit,) = await slack_bot.wait_for(
         polled(lambda: fake_slack.calls("chat.update")), what="the root edited"
     )
@@ -155,7 +135,7 @@ async def test_alert_becomes_a_thread_that_is_edited_and_answered(
     assert "ack" not in _action_ids(acked[-1])
 
     # resolved: the root loses its buttons and the thread says so
-    await _fire(slack_bot, _resolved(_with_alert(sample_am, 1)))
+    await _fire(slack_bot, _resolved(with_alert(sample_am, 1)))
     await slack_bot.wait_for(
         polled(lambda: [m for m in fake_slack.thread(INCIDENTS, root_ts) if "Resolved" in m.text]),
         what="Resolved in the thread",
@@ -175,7 +155,7 @@ async def test_a_burst_of_repeats_is_one_edit(
     await _fire(slack_bot, sample_am)
     await slack_bot.settle()
     for n in range(1, 11):
-        await _fire(slack_bot, _with_alert(sample_am, n))
+        await _fire(slack_bot, with_alert(sample_am, n))
     await slack_bot.wait_for(polled(lambda: fake_slack.calls("chat.update")), what="an edit")
     await slack_bot.settle()
 

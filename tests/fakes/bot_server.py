@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -57,6 +58,26 @@ class RunningBot:
             if loop.time() > deadline:
                 raise AssertionError(f"timed out waiting for {what or predicate}")
             await asyncio.sleep(0.05)
+
+
+def polled(check: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    """A plain check as the async predicate `RunningBot.wait_for` polls."""
+
+    async def predicate() -> Any:
+        return check()
+
+    return predicate
+
+
+def with_alert(am: dict[str, Any], n: int, status: str = "firing") -> dict[str, Any]:
+    """The same group again, with one more alert (another pod) in it."""
+    body = copy.deepcopy(am)
+    extra = copy.deepcopy(body["alerts"][0])
+    extra["labels"]["pod"] = f"checkout-{n}"
+    extra["fingerprint"] = f"{n:016x}"
+    body["alerts"].append(extra)
+    body["status"] = status
+    return body
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
