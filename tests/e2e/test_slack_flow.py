@@ -221,10 +221,10 @@ async def test_a_root_edit_shows_the_state_when_it_is_sent_not_when_it_was_claim
         root_ts = next(m.ts for m in fake_slack.messages.values() if m.thread_ts is None)
 
         hold = fake_slack.hold("chat.update")
-        await _fire(bot, _with_alert(sample_am, 1))  # a repeat: the root is to be edited
+        await _fire(bot, with_alert(sample_am, 1))  # a repeat: the root is to be edited
         sending = asyncio.create_task(bot.runtime.worker.run_once())
         await asyncio.wait_for(hold.arrived.wait(), 10)  # the edit is on its way
-        await _fire(bot, _resolved(_with_alert(sample_am, 1)))  # and the incident resolves
+        await _fire(bot, _resolved(with_alert(sample_am, 1)))  # and the incident resolves
         hold.release()
         await sending
 

@@ -171,6 +171,10 @@ class FakeDiscord:
         `retry_after` and Discord's `Via` header, or with `status` (e.g. 503)."""
         self._failures.append(_Failure(n, retry_after, path, status))
 
+    def add_user(self, user_id: str, name: str) -> None:
+        """A member of the guild (Ravi and Mallory are there from the start)."""
+        self.users[user_id] = _user(user_id, name)
+
     def in_channel(self, channel_id: str) -> list[DiscordMessage]:
         """Messages in a channel or thread, oldest first."""
         return [m for m in self.messages.values() if m.channel_id == channel_id]

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.chat.adapters.base import Capabilities, ChatAdapter, InboundMessage
+from bot.store import schema as t
 from tests.fakes.bot_server import RunningBot
+from tests.fakes.discord_api import (
+    BOT_USER_ID,
+    INCIDENTS,
+    DiscordMessage,
+    FakeDiscord,
+    discord_settings,
+)
 from tests.fakes.direct_line import SETTINGS as LINE_SETTINGS
 from tests.fakes.direct_line import DirectLine
 from tests.fakes.slack_api import (
@@ -39,12 +47,19 @@ class Person:
     roles: tuple[str, ...]
     slack: str
     phone: str
+    discord: str
 
 
-RAVI = Person("ravi", ("responder", "approver"), "U024BE7LH", "+919800000001")
-ASHA = Person("asha", ("responder",), "U0ASHA", "+919800000002")
+RAVI = Person("ravi", ("responder", "approver"), "U024BE7LH", "+919800000001", "80351110224678912")
+ASHA = Person("asha", ("responder",), "U0ASHA", "+919800000002", "80351110224678914")
 PEOPLE = [
-    {"name": p.name, "slack": p.slack, "whatsapp": p.phone, "roles": list(p.roles)}
+    {
+        "name": p.name,
+        "slack": p.slack,
+        "whatsapp": p.phone,
+        "discord": p.discord,
+        "roles": list(p.roles),
+    }
     for p in (RAVI, ASHA)
 ]
 _MASS_PINGS = ("@everyone", "@here", "@channel")
@@ -448,8 +463,108 @@ class WhatsAppDriver:
         return any(p in text for p in _MASS_PINGS) or "<@" in text or "<!" in text
 
 
+def _shown(msg: DiscordMessage) -> str:
+    """A Discord message as a person reads it: its text, then its embeds' text."""
+    parts = [msg.content] if msg.content else []
+    for embed in msg.embeds:
+        parts += [embed.get("title") or "", embed.get("description") or ""]
+        parts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(p for p in parts if p)
+
+
+_DISCORD_PING = re.compile(r"(?<!\u200b)@(everyone|here)\b|<@[!&]?\d")
+
+
+class DiscordDriver:
+    """Discord through the real discord.py (gateway and REST) and tests/fakes/discord_api.py."""
+
+    name = "discord"
+    channel = INCIDENTS
+
+    def __init__(self) -> None:
+        self.fake = FakeDiscord()
+        for who in (RAVI, ASHA):
+            self.fake.add_user(who.discord, who.name)
+
+    def settings(self) -> Json:
+        return {
+            "discord": discord_settings(self.fake),
+            "routes": [{"match": {}, "discord": [self.channel]}],
+        }
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        await self.fake.start()
+        try:
+            yield
+        finally:
+            await self.fake.stop()
+
+    def adapters(self) -> list[ChatAdapter]:
+        return []
+
+    def capabilities(self, bot: RunningBot) -> Capabilities:
+        return bot.runtime.adapters["discord"].capabilities
+
+    def name_of(self, who: Person) -> str:
+        return who.name
+
+    async def _root_id(self, bot: RunningBot, incident_id: str) -> str:
+        detail = (await bot.client.get(f"/api/incidents/{incident_id}")).json()
+        (root,) = [th["thread_id"] for th in detail["threads"] if th["platform"] == "discord"]
+        return root
+
+    async def _committed(self, bot: RunningBot, event_id: str) -> None:
+        """Until the bot has committed what the gateway delivered (it arrives on its own)."""
+        from sqlalchemy import select
+
+        async def committed() -> bool:
+            async with bot.runtime.store.read() as conn:
+                found = await conn.scalar(
+                    select(t.deliveries.c.id).where(
+                        t.deliveries.c.source == "discord", t.deliveries.c.idem_key == event_id
+                    )
+                )
+            return found is not None
+
+        await bot.wait_for(committed, 10, f"the bot to commit {event_id}")
+
+    async def say(self, bot: RunningBot, incident_id: str, who: Person, text: str) -> None:
+        await self.fake.wait_ready()
+        msg = await self.fake.say(await self._root_id(bot, incident_id), text, user=who.discord)
+        await self._committed(bot, f"message:{msg.id}")
+
+    async def said(self, bot: RunningBot, incident_id: str) -> list[str]:
+        root = await self._root_id(bot, incident_id)
+        return [_shown(m) for m in self.fake.in_channel(root) if m.author["id"] == BOT_USER_ID]
+
+    async def roots(self, bot: RunningBot) -> list[str]:
+        return [_shown(m) for m in self.fake.roots(self.channel)]
+
+    async def root_now(self, bot: RunningBot, incident_id: str) -> str:
+        root = await self._root_id(bot, incident_id)
+        return _shown(self.fake.messages[root])
+
+    async def direct(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        return None  # opsbot is in a guild's channels and threads; it reads no DMs
+
+    async def command(self, bot: RunningBot, who: Person, text: str) -> list[str] | None:
+        await self.fake.wait_ready()
+        asked = await self.fake.slash(
+            "incident", {"description": text}, channel_id=self.channel, user=who.discord
+        )
+        await self.fake.wait_answered(asked)
+        await self._committed(bot, f"interaction:{asked.id}")
+        await drain(bot)
+        return [_shown(m) for m in asked.followups]
+
+    def pings(self, text: str) -> bool:
+        return _DISCORD_PING.search(text) is not None
+
+
 DRIVERS: dict[str, type[Driver]] = {
     "slack": SlackDriver,
+    "discord": DiscordDriver,
     "console": ConsoleDriver,
     "line": LineDriver,
     "whatsapp": WhatsAppDriver,

@@ -7,15 +7,17 @@ from datetime import UTC, datetime
 import discord
 
 from bot.chat.adapters.base import Button, Reply, RootView, ThreadRef
-from bot.chat.adapters.discord import from_interaction
-from bot.chat.adapters.discord_embeds import (
+from bot.chat.adapters.discord import DiscordAdapter, from_interaction
+from bot.chat.messages import IncidentName
+from bot.chat.renderers.discord_embeds import (
     SEVERITY_COLOUR,
-    clip,
     components,
     parse_custom_id,
-    reply_message,
-    root_message,
+    reply,
+    root,
 )
+
+CAPS = DiscordAdapter.capabilities
 
 CHANNEL, THREAD, ROOT = "100", "200", "200"
 
@@ -115,7 +117,7 @@ def test_pings_and_unknown_interactions_are_not_messages() -> None:
 
 
 def test_the_root_is_an_embed_coloured_by_severity_with_every_fact() -> None:
-    rendered = root_message(_view())
+    rendered = root(_view(), CAPS)
     embed = rendered.embed
     assert embed is not None and rendered.content is None
     assert embed.colour == discord.Colour(SEVERITY_COLOUR["critical"])
@@ -123,13 +125,13 @@ def test_the_root_is_an_embed_coloured_by_severity_with_every_fact() -> None:
     assert set(fields) >= {"Status", "Service", "Severity", "Started", "Alerts", "Labels", "Links"}
     assert fields["Links"] == "[Runbook](https://runbooks.example.com/checkout)"
     assert "<t:1795600800:f>" in fields["Started"]
-    resolved = root_message(_view(status="resolved", buttons=[])).embed
+    resolved = root(_view(status="resolved", buttons=[]), CAPS).embed
     assert resolved is not None and resolved.colour == discord.Colour(0x2EB67D)
-    assert root_message(_view(buttons=[])).view is None
+    assert root(_view(buttons=[]), CAPS).view is None
 
 
 def test_alert_text_cannot_ping_anyone() -> None:
-    embed = root_message(_view()).embed
+    embed = root(_view(), CAPS).embed
     assert embed is not None and embed.description is not None
     assert (
         "@everyone" not in embed.description and "<@&112233445566778899>" not in embed.description
@@ -137,14 +139,14 @@ def test_alert_text_cannot_ping_anyone() -> None:
     assert "\\*\\*down\\*\\*" in embed.description  # markdown is shown, not applied
     labels = next(f.value for f in embed.fields if f.name == "Labels")
     assert "@everyone" not in labels
-    reply = reply_message(Reply("@here the db is down"))
-    assert reply.content is not None and "@here" not in reply.content
+    said = reply(Reply("@here the db is down"), CAPS)
+    assert said.content is not None and "@here" not in said.content
 
 
 def test_buttons_go_five_to_a_row_and_dangerous_ones_ask_first() -> None:
     buttons = [Button(f"b{i}", f"B{i}", "v") for i in range(7)]
     buttons.append(Button("action:restart", "Restart", "inc1", "danger"))
-    view = components(buttons)
+    view = components(buttons, CAPS)
     assert view is not None
     rows = view.to_components()
     assert [len(r["components"]) for r in rows] == [5, 3]
@@ -153,11 +155,10 @@ def test_buttons_go_five_to_a_row_and_dangerous_ones_ask_first() -> None:
     assert danger["style"] == discord.ButtonStyle.danger.value
 
 
-def test_long_text_is_cut_at_a_line_boundary_under_the_limit() -> None:
+def test_long_text_is_cut_at_a_line_boundary_with_a_link_to_the_rest() -> None:
     text = "\n".join(f"line {i}" for i in range(1000))
-    cut = clip(text, 2000)
-    assert len(cut) <= 2000
-    assert cut.endswith("more lines)")
-    assert cut.splitlines()[-2].startswith("line ")  # whole lines before the note
-    reply = reply_message(Reply(text))
-    assert reply.content is not None and len(reply.content) <= 2000
+    message = Reply(text, incident=IncidentName(7, "checkout"), more_url="http://opsbot.test/#/7")
+    said = reply(message, CAPS).content
+    assert said is not None and len(said) <= 2000
+    assert said.endswith("more lines: http://opsbot.test/#/7)")
+    assert said.split("\n")[-2].startswith("line ")  # whole lines before the note

@@ -29,14 +29,13 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from bot.app.config import DiscordConfig
-from bot.chat.adapters.base import InboundMessage, Reply, RootView, ThreadRef
-from bot.chat.adapters.discord_embeds import (
+from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.renderers import discord_embeds
+from bot.chat.renderers.discord_embeds import (
     NO_MENTIONS,
     Rendered,
     confirm_prompt,
     parse_custom_id,
-    reply_message,
-    root_message,
     thread_name,
 )
 from integrations.errors import (
@@ -233,6 +232,16 @@ class DiscordAdapter:
     (login, command registration and the gateway, in the background)."""
 
     platform = PLATFORM
+    capabilities = Capabilities(
+        can_edit=True,
+        has_threads=True,
+        buttons_per_message=discord_embeds.BUTTONS_PER_ROW * discord_embeds.ROWS_MAX,
+        buttons_per_row=discord_embeds.BUTTONS_PER_ROW,
+        confirm_step=False,  # a dangerous button asks in an ephemeral message instead
+        max_length=discord_embeds.CONTENT_MAX,
+        markup="discord_embeds",
+        mention="<@{user_id}>",
+    )
 
     def __init__(self, cfg: DiscordConfig, accept: Accept) -> None:
         self.cfg, self.accept = cfg, accept
@@ -351,6 +360,9 @@ class DiscordAdapter:
                 thread=thread,
                 user_name=message.author.name,
                 mentioned=mentioned,
+                reply_to=str(message.reference.message_id)
+                if message.reference and message.reference.message_id
+                else None,
             )
         )
 
@@ -365,7 +377,8 @@ class DiscordAdapter:
         if kind == COMPONENT and action_id == "cancel":
             return {"type": UPDATE, "data": {"content": "Cancelled.", "components": []}}
         if kind == COMPONENT and ask_first:  # Discord has no confirm dialog: ask here
-            prompt = confirm_prompt(_button_label(payload, custom_id), action_id, value)
+            label = _button_label(payload, custom_id)
+            prompt = confirm_prompt(label, action_id, value, self.capabilities)
             return {"type": MESSAGE, "data": _callback_data(prompt, ephemeral=True)}
         msg = from_interaction(payload)
         if msg is None:
@@ -441,7 +454,7 @@ class DiscordAdapter:
     async def post_root(self, channel: str, view: RootView, key: str | None = None) -> ThreadRef:
         """The embed (with a nonce Discord honours, so a retry returns the same message),
         then a thread started from it: the thread has the message's id."""
-        rendered = root_message(view)
+        rendered = discord_embeds.root(view, self.capabilities)
         sent = await self._call(
             self._channel(channel).send(
                 **rendered.kwargs(),
@@ -465,14 +478,19 @@ class DiscordAdapter:
         return ThreadRef(PLATFORM, channel, str(sent.id))
 
     async def update_root(self, thread: ThreadRef, view: RootView) -> None:
-        rendered = root_message(view)
+        rendered = discord_embeds.root(view, self.capabilities)
         message = self._channel(thread.channel).get_partial_message(int(thread.thread_id))
         await self._call(message.edit(**rendered.kwargs(), allowed_mentions=NO_MENTIONS))
 
+    async def find_root(self, channel: str, key: str) -> ThreadRef | None:
+        """None: posting again with the key's nonce returns the message the lost attempt made
+        (Discord honours `enforce_nonce` for a few minutes), and its thread already exists."""
+        return None
+
     async def reply(self, thread: ThreadRef, message: Reply) -> str:
-        rendered = reply_message(message)
+        rendered = discord_embeds.reply(message, self.capabilities)
         if thread.thread_id.startswith(INTERACTION_THREAD):
-            return await self._followup(thread.thread_id.removeprefix(INTERACTION_THREAD), message)
+            return await self._followup(thread.thread_id.removeprefix(INTERACTION_THREAD), rendered)
         target = self._channel(thread.thread_id or thread.channel)
         sent = await self._call(
             target.send(
@@ -483,9 +501,8 @@ class DiscordAdapter:
         )
         return str(sent.id)
 
-    async def _followup(self, token: str, message: Reply) -> str:
+    async def _followup(self, token: str, rendered: Rendered) -> str:
         """The real answer to a deferred slash command, through its interaction webhook."""
-        rendered = reply_message(message)
         webhook = discord.Webhook.partial(self.application_id or 0, token, client=self.client)
         sent = await self._call(
             webhook.send(

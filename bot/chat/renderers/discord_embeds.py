@@ -1,8 +1,9 @@
 """Discord rendering: an incident's root as an embed with buttons, replies as text or embeds.
 
-Every piece of data is markdown- and mention-escaped, and every message is sent with no
-allowed mentions, so alert or log text can never ping @everyone, a role or a person. Texts
-are cut at a line boundary under Discord's limits; buttons go five to a row.
+Every piece of data is markdown-escaped and its mentions defused, and every message is sent
+with no allowed mentions, so alert or log text can never ping @everyone, a role or a person.
+Texts are cut at a line boundary under Discord's limits; buttons go five to a row, and a
+dangerous one asks first (Discord has no confirmation dialog).
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ from typing import Any, cast
 import discord
 
 from agent.types import Diagnosis
-from bot.chat.adapters.base import Button, Reply, RootView
+from bot.chat.adapters.base import Capabilities
+from bot.chat.messages import Button, Reply, RootView
 from bot.chat.render import SEVERITY_MARK, SOURCE_MARK, minutes, say_hint
+from bot.chat.renderers import named, rows, text_choices
+from bot.chat.text import cut, neutralise
 from bot.incidents.models import aware
 
 # Discord's documented limits (https://discord.com/developers/docs/resources/message).
-CONTENT_MAX, TITLE_MAX, DESCRIPTION_MAX, FIELD_MAX, LABEL_MAX = 2000, 256, 4096, 1024, 80
-CUSTOM_ID_MAX, BUTTONS_PER_ROW, ROWS_MAX, THREAD_NAME_MAX = 100, 5, 5, 100
+TITLE_MAX, DESCRIPTION_MAX, FIELD_MAX, LABEL_MAX = 256, 4096, 1024, 80
+CONTENT_MAX, CUSTOM_ID_MAX, BUTTONS_PER_ROW, ROWS_MAX, THREAD_NAME_MAX = 2000, 100, 5, 5, 100
 EVIDENCE_SHOWN, EVIDENCE_QUOTE_MAX = 5, 300
 RESOLVED_COLOUR = 0x2EB67D
 SEVERITY_COLOUR = {"critical": 0xE01E5A, "high": 0xF2994A, "warning": 0xECB22E, "info": 0x36C5F0}
@@ -52,25 +56,8 @@ class Rendered:
 
 
 def safe(text: str) -> str:
-    """Shown as written: markdown escaped, @everyone/@here and role/user mentions defused."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
-
-
-def clip(text: str, limit: int) -> str:
-    """Cut at a line boundary under `limit`, saying how much was left out."""
-    if len(text) <= limit:
-        return text
-    lines, kept = text.splitlines(), list[str]()
-    size = 0
-    for i, line in enumerate(lines):
-        note = f"\n…({len(lines) - i} more lines)"
-        if size + len(line) + 1 + len(note) > limit:
-            if not kept:  # one overlong line: cut inside it
-                return text[: limit - 1] + "…"
-            return "\n".join(kept) + note
-        kept.append(line)
-        size += len(line) + 1
-    return "\n".join(kept)
+    """Data shown as written: its markdown escaped, its mentions defused."""
+    return neutralise(discord.utils.escape_markdown(text))
 
 
 def custom_id(b: Button) -> str:
@@ -85,20 +72,21 @@ def parse_custom_id(cid: str) -> tuple[str, str, bool]:
     return action_id, value, ask
 
 
-def components(buttons: list[Button]) -> discord.ui.View | None:
-    """Buttons five to a row (Discord's maximum), at most five rows."""
+def components(buttons: list[Button], caps: Capabilities) -> discord.ui.View | None:
+    """Buttons in rows of five (Discord's maximum), as many as fit a message."""
     if not buttons:
         return None
     view = discord.ui.View(timeout=None)
-    for i, b in enumerate(buttons[: BUTTONS_PER_ROW * ROWS_MAX]):
-        view.add_item(
-            discord.ui.Button(
-                label=b.label[:LABEL_MAX],
-                custom_id=custom_id(b),
-                style=_STYLES.get(b.style or "", discord.ButtonStyle.secondary),
-                row=i // BUTTONS_PER_ROW,
+    for i, row in enumerate(rows(buttons, caps)):
+        for b in row:
+            view.add_item(
+                discord.ui.Button(
+                    label=b.label[:LABEL_MAX],
+                    custom_id=custom_id(b),
+                    style=_STYLES.get(b.style or "", discord.ButtonStyle.secondary),
+                    row=i,
+                )
             )
-        )
     view.stop()  # answered by the adapter, not by discord.py's view callbacks
     return view
 
@@ -108,39 +96,39 @@ def _mark(view: RootView) -> str:
 
 
 def thread_name(view: RootView) -> str:
-    return f"#{view.short_id} {view.title}"[:THREAD_NAME_MAX]
+    return neutralise(f"#{view.short_id} {view.title}")[:THREAD_NAME_MAX]
 
 
-def root_message(view: RootView) -> Rendered:
+def root(view: RootView, caps: Capabilities) -> Rendered:
     """An embed coloured by severity (green once resolved), with the incident's facts."""
     colour = RESOLVED_COLOUR if view.status == "resolved" else SEVERITY_COLOUR.get(view.severity)
     embed = discord.Embed(
-        title=clip(f"{_mark(view)} #{view.short_id} {view.title}", TITLE_MAX),
-        description=clip(safe(view.summary), DESCRIPTION_MAX) if view.summary else None,
+        title=cut(neutralise(f"{_mark(view)} #{view.short_id} {view.title}"), TITLE_MAX),
+        description=cut(safe(view.summary), DESCRIPTION_MAX) if view.summary else None,
         colour=colour or 0x99AAB5,
         timestamp=cast(datetime, aware(view.started_at)),
     )
     started = int(cast(datetime, aware(view.started_at)).timestamp())
-    embed.add_field(name="Status", value=clip(safe(view.status_line), FIELD_MAX))
+    embed.add_field(name="Status", value=cut(safe(view.status_line), FIELD_MAX))
     embed.add_field(name="Service", value=safe(view.service or "unknown"))
     embed.add_field(name="Severity", value=safe(view.severity))
     embed.add_field(name="Started", value=f"<t:{started}:f> (<t:{started}:R>)")
     embed.add_field(name="Alerts", value=str(view.alert_count))
     if view.labels:
-        labels = " ".join(f"`{k}={v}`".replace("@", "@\u200b") for k, v in view.labels.items())
-        embed.add_field(name="Labels", value=clip(labels, FIELD_MAX), inline=False)
+        labels = " ".join(neutralise(f"`{k}={v}`") for k, v in view.labels.items())
+        embed.add_field(name="Labels", value=cut(labels, FIELD_MAX), inline=False)
     if view.links:
         links = " · ".join(f"[{safe(label)}]({url})" for label, url in view.links)
-        embed.add_field(name="Links", value=clip(links, FIELD_MAX), inline=False)
-    return Rendered(None, embed, components(view.buttons))
+        embed.add_field(name="Links", value=cut(links, FIELD_MAX), inline=False)
+    return Rendered(None, embed, components(view.buttons, caps))
 
 
 def diagnosis_embed(d: Diagnosis) -> discord.Embed:
     """Which layer answered (field and colour), the finding, the evidence, what to do next."""
     source = d.source.value
     embed = discord.Embed(
-        title=clip(f"{SOURCE_MARK.get(source, '')} {d.summary}", TITLE_MAX),
-        description=clip(safe(d.root_cause), DESCRIPTION_MAX),
+        title=cut(neutralise(f"{SOURCE_MARK.get(source, '')} {d.summary}"), TITLE_MAX),
+        description=cut(safe(d.root_cause), DESCRIPTION_MAX),
         colour=SOURCE_COLOUR.get(source, 0x99AAB5),
     )
     layer = f"{source} · {d.confidence:.0%} confident"
@@ -152,12 +140,12 @@ def diagnosis_embed(d: Diagnosis) -> discord.Embed:
             f"`{ev.tool}` {safe(' '.join(ev.quote.split())[:EVIDENCE_QUOTE_MAX])}"
             for ev in d.evidence[:EVIDENCE_SHOWN]
         ]
-        embed.add_field(name="Evidence", value=clip("\n".join(quotes), FIELD_MAX), inline=False)
+        embed.add_field(name="Evidence", value=cut("\n".join(quotes), FIELD_MAX), inline=False)
     if d.checks:
         checks = "\n".join(f"{i}. {safe(c)}" for i, c in enumerate(d.checks, 1))
-        embed.add_field(name="Check first", value=clip(checks, FIELD_MAX), inline=False)
+        embed.add_field(name="Check first", value=cut(checks, FIELD_MAX), inline=False)
     if d.mitigation:
-        embed.add_field(name="Mitigation", value=clip(safe(d.mitigation), FIELD_MAX), inline=False)
+        embed.add_field(name="Mitigation", value=cut(safe(d.mitigation), FIELD_MAX), inline=False)
     if d.proposed_action and d.action.value != "none":
         embed.add_field(
             name="Proposed action", value=f"`{d.action.value}`: say “{say_hint(d)}”", inline=False
@@ -167,22 +155,24 @@ def diagnosis_embed(d: Diagnosis) -> discord.Embed:
     return embed
 
 
-def reply_message(reply: Reply) -> Rendered:
-    """A diagnosis as an embed; anything else as text, with its link and buttons."""
-    view = components(reply.buttons)
-    if reply.diagnosis is not None:
-        return Rendered(None, diagnosis_embed(reply.diagnosis), view)
-    text = discord.utils.escape_mentions(reply.text)
-    if reply.link:
-        label, url = reply.link
-        text += f"\n[{safe(label)}](<{url}>)"
-    return Rendered(clip(text, CONTENT_MAX), None, view)
+def reply(message: Reply, caps: Capabilities) -> Rendered:
+    """A diagnosis as an embed; anything else as text (the bot's own markdown kept, mentions
+    defused, cut to Discord's length), with its link and buttons."""
+    view = components(message.buttons, caps)
+    if message.diagnosis is not None:
+        return Rendered(None, diagnosis_embed(message.diagnosis), view)
+    body = named(neutralise(message.text), message, caps)
+    choices = text_choices(message.buttons, caps, message.incident)
+    body += f"\n{choices}" if choices else ""
+    link = f"\n[{safe(message.link[0])}](<{message.link[1]}>)" if message.link else ""
+    return Rendered(cut(body, caps.max_length - len(link), message.more_url) + link, None, view)
 
 
-def confirm_prompt(label: str, action_id: str, value: str) -> Rendered:
+def confirm_prompt(label: str, action_id: str, value: str, caps: Capabilities) -> Rendered:
     """What a danger button answers with: the same choice again, confirmed in one more click."""
     view = components(
-        [Button(action_id, f"Yes, {label.lower()}", value, "primary"), Button("cancel", "Cancel")]
+        [Button(action_id, f"Yes, {label.lower()}", value, "primary"), Button("cancel", "Cancel")],
+        caps,
     )
-    text = f"**{safe(label)}** will run against the live service. Are you sure?"
+    text = f"**{safe(label)}**: are you sure? (Discord has no confirmation dialog.)"
     return Rendered(text, None, view)
