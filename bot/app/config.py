@@ -203,6 +203,13 @@ class DiscordConfig(_Model):
     api_url: str = "https://discord.com/api/v10"
     gateway: bool = True  # hold the gateway session: true on exactly one replica
 
+    @field_validator("public_key")
+    @classmethod
+    def _ed25519_hex(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[0-9a-fA-F]{64}", v):
+            raise ValueError("the application's Public Key: 64 hexadecimal characters")
+        return v
+
     @property
     def enabled(self) -> bool:
         return bool(self.bot_token)

@@ -97,6 +97,17 @@ def test_ecosystem_variables_work_without_a_file(monkeypatch: pytest.MonkeyPatch
     assert cfg.storage.url == "sqlite:///./opsbot.db"
 
 
+def test_discord_variables_work_without_a_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "ab" * 32
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "bot-token")
+    monkeypatch.setenv("DISCORD_APPLICATION_ID", "1100000000000000001")
+    monkeypatch.setenv("DISCORD_PUBLIC_KEY", key)
+    cfg = load_config()
+    assert cfg.discord.enabled
+    assert (cfg.discord.application_id, cfg.discord.public_key) == ("1100000000000000001", key)
+    assert cfg.discord.api_url == "https://discord.com/api/v10" and cfg.discord.gateway
+
+
 def test_embedded_default_without_file_or_variables() -> None:
     cfg = load_config()
     assert cfg.source_path is None
@@ -188,6 +199,7 @@ def test_no_matching_route_when_there_is_no_catch_all() -> None:
         ),
         ("routes:\n  - match: {severity: critical}\n   slack: [C1]\n", ["invalid YAML", "line 3"]),
         ("- just\n- a list\n", ["top level must be a mapping"]),
+        ("discord: {public_key: not-a-key}\n", ["discord.public_key", "64 hexadecimal"]),
     ],
 )
 def test_errors_name_the_file_the_key_and_the_problem(text: str, expected: list[str]) -> None:

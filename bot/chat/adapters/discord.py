@@ -40,6 +40,7 @@ from bot.chat.renderers.discord_embeds import (
 )
 from integrations.errors import (
     IntegrationError,
+    PayloadError,
     PermanentError,
     RateLimited,
     SignatureError,
@@ -97,7 +98,7 @@ COMMANDS: tuple[Json, ...] = (
     },
     {"name": "oncall", "description": "Who is on call"},
 )
-# A command is said as the sentence the conversation understands; only its asker needs these.
+# Commands whose answer only the asker needs: it is shown to them alone.
 EPHEMERAL_COMMANDS = frozenset({"status", "stats", "oncall"})
 
 
@@ -304,10 +305,15 @@ class DiscordAdapter:
         if not self.cfg.gateway:  # another replica holds the session; REST is enough here
             self.ready.set()
             return
-        # Ask Discord where the gateway is (discord.py 2.7 would go to the public one).
-        _, url, _ = await self.client.http.get_bot_gateway()
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
-        await self.client.connect(reconnect=True)
+        try:
+            # Ask Discord where the gateway is (discord.py 2.7 would go to the public one).
+            _, url, _ = await self.client.http.get_bot_gateway()
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+            await self.client.connect(reconnect=True)
+        except discord.PrivilegedIntentsRequired:
+            log.error("discord.gateway_refused", reason="switch on the Message Content Intent")
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+            log.error("discord.gateway_failed", error=repr(exc))
 
     async def register_commands(self) -> None:
         """Slash commands to the configured guild (at once), or globally (within an hour)."""
@@ -382,7 +388,7 @@ class DiscordAdapter:
             return {"type": MESSAGE, "data": _callback_data(prompt, ephemeral=True)}
         msg = from_interaction(payload)
         if msg is None:
-            raise SignatureError(f"unsupported interaction type {kind}")
+            raise PayloadError(f"unsupported interaction type {kind}", "type")
         await self.accept(msg)  # a repeated interaction id is committed once
         if msg.command is None:
             return {"type": DEFERRED_UPDATE}
@@ -394,7 +400,7 @@ class DiscordAdapter:
         payload = interaction_json(interaction)
         try:
             answer = await self.interact(payload)
-        except SignatureError:
+        except PayloadError:
             return
         route = discord.http.Route(
             "POST",
@@ -429,7 +435,7 @@ class DiscordAdapter:
                 return JSONResponse({"error": f"invalid interaction: {exc}"}, 400)
             try:
                 return JSONResponse(await self.interact(payload))
-            except SignatureError as exc:
+            except PayloadError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
 
         app.add_api_route(
