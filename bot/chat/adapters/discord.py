@@ -285,6 +285,8 @@ class DiscordAdapter:
     async def start(self) -> None:
         """Log in, register the slash commands and hold the gateway, in the background so a
         Discord outage never blocks start-up (discord.py reconnects and resumes by itself)."""
+        # discord.py reads the REST base (and the gateway, below) from class attributes: one
+        # Discord per process, which is all a bot needs.
         discord.http.Route.BASE = self.cfg.api_url.rstrip("/")
         self._running = asyncio.create_task(self._run(), name="discord-gateway")
 
