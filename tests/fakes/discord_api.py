@@ -113,7 +113,6 @@ class Interaction:
     payload: Json
     callbacks: list[Json] = field(default_factory=list)
     followups: list[DiscordMessage] = field(default_factory=list)
-    original: Json | None = None
     answered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -363,11 +362,8 @@ class FakeDiscord:
         ("POST", ("channels", "*", "messages", "*", "threads"), "_start_thread"),
         ("POST", ("interactions", "*", "*", "callback"), "_callback"),
         ("POST", ("webhooks", "*", "*"), "_followup"),
-        ("PATCH", ("webhooks", "*", "*", "messages", "@original"), "_edit_original"),
         ("PUT", ("applications", "*", "commands"), "_put_commands"),
         ("PUT", ("applications", "*", "guilds", "*", "commands"), "_put_commands"),
-        ("GET", ("applications", "*", "commands"), "_get_commands"),
-        ("GET", ("applications", "*", "guilds", "*", "commands"), "_get_commands"),
     )
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
@@ -588,11 +584,6 @@ class FakeDiscord:
         interaction.followups.append(msg)
         return _json(msg.payload())
 
-    async def _edit_original(self, body: Json, application_id: str, token: str) -> web.Response:
-        interaction = self._interaction_by_token(token)
-        interaction.original = body
-        return _json({**body, "id": interaction.id, "channel_id": "0"})
-
     async def _put_commands(self, body: Any, application_id: str, *guild: str) -> web.Response:
         if application_id != APPLICATION_ID:
             raise _DiscordError(403, 50001, "Missing Access")
@@ -602,9 +593,6 @@ class FakeDiscord:
         ]
         self.commands[guild[0] if guild else "global"] = registered
         return _json(registered)
-
-    async def _get_commands(self, body: Json, application_id: str, *guild: str) -> web.Response:
-        return _json(self.commands.get(guild[0] if guild else "global", []))
 
     # -- gateway --------------------------------------------------------------------------
 
