@@ -225,7 +225,7 @@ async def test_slash_ack_acknowledges_the_named_incident_and_edits_its_embed(
 
     (answer,) = await discord_bot.wait_for(answered, what="the command's answer")
     await discord_bot.settle()
-    assert answer.content == "👀 Acknowledged by @ravi."
+    assert answer.content == "#1 checkout: 👀 Acknowledged by @ravi."  # names the incident
     inc = (await discord_bot.client.get(f"/api/incidents/{incident_id}")).json()
     assert (inc["status"], inc["acknowledged_by"]) == ("acknowledged", "ravi")
     (root,) = fake_discord.roots(INCIDENTS)
