@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from bot.chat.adapters.base import Capabilities, ChatAdapter, InboundMessage
 from bot.store import schema as t
 from tests.fakes.bot_server import RunningBot
+from tests.fakes.direct_line import SETTINGS as LINE_SETTINGS
+from tests.fakes.direct_line import DirectLine
 from tests.fakes.discord_api import (
     BOT_USER_ID,
     INCIDENTS,
@@ -25,8 +27,6 @@ from tests.fakes.discord_api import (
     FakeDiscord,
     discord_settings,
 )
-from tests.fakes.direct_line import SETTINGS as LINE_SETTINGS
-from tests.fakes.direct_line import DirectLine
 from tests.fakes.slack_api import (
     FakeSlack,
     SlackMessage,
