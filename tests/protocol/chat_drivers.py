@@ -492,16 +492,14 @@ class DiscordDriver:
             "routes": [{"match": {}, "discord": [self.channel]}],
         }
 
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        await self.fake.start()
-        try:
-            yield
-        finally:
-            await self.fake.stop()
+    def running(self) -> AbstractAsyncContextManager[None]:
+        return serving(self.fake)
 
     def adapters(self) -> list[ChatAdapter]:
         return []
+
+    async def ready(self, bot: RunningBot) -> None:
+        await self.fake.wait_ready()  # the bot holds the gateway
 
     def capabilities(self, bot: RunningBot) -> Capabilities:
         return bot.runtime.adapters["discord"].capabilities
