@@ -3,6 +3,10 @@ concurrent senders; prints throughput and latency, then checks the store lost no
 
     python bench/ingest.py [--count 3000] [--senders 20] [--seed 1] [--profile out.prof]
                            [--storage-url postgresql://postgres@127.0.0.1:5432/opsbot_bench]
+                           [--replicas 2]
+
+With --replicas N (PostgreSQL), N `opsbot run` processes share the database and the senders'
+requests alternate between them.
 
 Notifications carry 1-50 alerts; 5% re-send an identical earlier body (must be a duplicate),
 10% resolve every alert of an open group (its incident must resolve). Goal on 2 cores:
@@ -139,9 +143,10 @@ def plan_one(ledger: Ledger) -> tuple[str, Group | None, bytes]:
     return "open", group, notification(group, "firing", seq)
 
 
-async def sender(client: httpx.AsyncClient, ledger: Ledger, remaining: list[int]) -> None:
+async def sender(clients: list[httpx.AsyncClient], ledger: Ledger, remaining: list[int]) -> None:
     while remaining[0] > 0:
         remaining[0] -= 1
+        client = clients[remaining[0] % len(clients)]  # alternate between the replicas
         kind, group, body = plan_one(ledger)
         if group is not None:
             ledger.busy.add(group.key)
@@ -190,16 +195,17 @@ def free_port() -> int:
 
 
 def start_bot(
-    workdir: Path, port: int, storage_url: str, profile: str | None
+    workdir: Path, port: int, storage_url: str, profile: str | None, name: str = "opsbot"
 ) -> subprocess.Popen[bytes]:
-    config = workdir / "opsbot.yaml"
+    config = workdir / f"{name}.yaml"
     config.write_text(
         f"http: {{host: 127.0.0.1, port: {port}}}\nstorage: {{url: '{storage_url}'}}\n"
+        f"cluster: {{replica_id: {name}}}\n"
     )
-    runner = ["-m", "cProfile", "-o", profile] if profile else []
+    runner = ["-m", "cProfile", "-o", f"{profile}.{name}"] if profile else []
     return subprocess.Popen(
         [sys.executable, *runner, "-m", "bot", "run", "--config", str(config)],
-        stdout=(workdir / "opsbot.log").open("wb"),
+        stdout=(workdir / f"{name}.log").open("wb"),
         stderr=subprocess.STDOUT,
         env={**os.environ, "OPSBOT_LOG_LEVEL": "WARNING"},
     )
@@ -264,29 +270,45 @@ def check_store(deliveries: int, rows: list[tuple[str, str, int]], ledger: Ledge
 
 
 async def bench(
-    count: int, senders: int, seed: int, profile: str | None, storage_url: str | None
+    count: int,
+    senders: int,
+    seed: int,
+    profile: str | None,
+    storage_url: str | None,
+    replicas: int = 1,
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="opsbot-bench-") as tmp:
         workdir = Path(tmp)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
+        urls = [f"http://127.0.0.1:{free_port()}" for _ in range(replicas)]
         storage = storage_url or f"sqlite:///{workdir}/bench.db"
-        proc = start_bot(workdir, port, storage, profile)
+        procs = [
+            start_bot(workdir, int(url.rsplit(":", 1)[1]), storage, profile, f"replica-{i}")
+            for i, url in enumerate(urls)
+        ]
         try:
-            await wait_ready(url, proc)
+            for url, proc in zip(urls, procs, strict=True):
+                await wait_ready(url, proc)
             ledger = Ledger(rng=random.Random(seed))
             remaining = [count]
-            limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
-            async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+            per_replica = -(-senders // replicas)
+            limits = httpx.Limits(
+                max_connections=per_replica, max_keepalive_connections=per_replica
+            )
+            clients = [httpx.AsyncClient(base_url=u, timeout=30, limits=limits) for u in urls]
+            try:
                 started = time.perf_counter()
-                await asyncio.gather(*(sender(client, ledger, remaining) for _ in range(senders)))
+                await asyncio.gather(*(sender(clients, ledger, remaining) for _ in range(senders)))
                 elapsed = time.perf_counter() - started
-                stats = (await client.get("/stats")).json()
+                stats = (await clients[0].get("/stats")).json()
+            finally:
+                await asyncio.gather(*(c.aclose() for c in clients))
         finally:
             # SIGINT lets cProfile write its file; uvicorn shuts down gracefully on either.
-            proc.send_signal(signal.SIGINT if profile else signal.SIGTERM)
-            proc.wait(timeout=60)
-        report(ledger, elapsed, senders, stats)
+            for proc in procs:
+                proc.send_signal(signal.SIGINT if profile else signal.SIGTERM)
+            for proc in procs:
+                proc.wait(timeout=60)
+        report(ledger, elapsed, senders, stats, replicas)
         problems = check_store(*await read_store(storage), ledger)
     for problem in problems:
         print(f"LOST OR WRONG: {problem}")
@@ -295,11 +317,11 @@ async def bench(
     return 1 if problems else 0
 
 
-def report(ledger: Ledger, elapsed: float, senders: int, stats: dict) -> None:
+def report(ledger: Ledger, elapsed: float, senders: int, stats: dict, replicas: int) -> None:
     n = len(ledger.latencies_ms)
     q = statistics.quantiles(ledger.latencies_ms, n=100) if n > 1 else [0.0] * 99
     rps = n / elapsed
-    print(f"notifications: {n} from {senders} senders in {elapsed:.2f} s")
+    print(f"notifications: {n} from {senders} senders to {replicas} replica(s) in {elapsed:.2f} s")
     print(f"  opened {len(ledger.opened)} groups, resolved {len(ledger.resolved)}, ", end="")
     print(f"re-sent {ledger.resends} bodies, {ledger.alerts_sent} alerts in all")
     print(f"webhooks/s: {rps:.0f}   alerts/s: {ledger.alerts_sent / elapsed:.0f}")
@@ -322,9 +344,20 @@ def main() -> None:
         help="an EMPTY database to use instead of a fresh SQLite file, e.g. "
         "postgresql://postgres@127.0.0.1:5432/opsbot_bench",
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="opsbot processes sharing a PostgreSQL database"
+    )
     args = parser.parse_args()
+    if args.replicas > 1 and not (args.storage_url or "").startswith("postgresql"):
+        parser.error(
+            "--replicas above 1 needs --storage-url postgresql://... (SQLite is one process)"
+        )
     profile = str(Path(args.profile).resolve()) if args.profile else None
-    sys.exit(asyncio.run(bench(args.count, args.senders, args.seed, profile, args.storage_url)))
+    sys.exit(
+        asyncio.run(
+            bench(args.count, args.senders, args.seed, profile, args.storage_url, args.replicas)
+        )
+    )
 
 
 if __name__ == "__main__":

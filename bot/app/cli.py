@@ -1,4 +1,5 @@
-"""The `opsbot` command line (typer): run, demo, check-config, eval, incidents, postmortem."""
+"""The `opsbot` command line (typer): run, migrate, demo, check-config, eval, incidents,
+postmortem."""
 
 from __future__ import annotations
 
@@ -91,6 +92,32 @@ def run(config: ConfigOpt = None) -> None:
         f"opsbot: config {where}; listening on http://{cfg.http.host}:{cfg.http.port}", err=True
     )
     serve(cfg)
+
+
+@app.command()
+def migrate(config: ConfigOpt = None) -> None:
+    """Apply the store's migrations (replicas run them under a lock at start-up too)."""
+    from bot.errors import StoreUnavailable
+    from bot.store import Store
+
+    cfg = _load(config)
+
+    async def upgrade() -> tuple[str | None, str | None]:
+        store = await Store.open(cfg.storage.url, migrate=False)
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    try:
+        before, after = asyncio.run(upgrade())
+    except StoreUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if before == after:
+        typer.echo(f"store already at revision {after}")
+    else:
+        typer.echo(f"store migrated from revision {before or '(empty)'} to {after}")
 
 
 @app.command()

@@ -73,6 +73,16 @@ class RetentionConfig(_Model):
 class StorageConfig(_Model):
     url: str = "sqlite:///./opsbot.db"
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    migrate_on_start: bool = True  # false: only `opsbot migrate` changes the schema
+
+
+class ClusterConfig(_Model):
+    """Replicas sharing one PostgreSQL database (see docs/scaling.md)."""
+
+    replica_id: str = ""  # default: host name and HTTP port; must differ between live replicas
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    dead_after_s: float = Field(default=10.0, gt=0)  # no heartbeat this long: the replica is gone
+    tick_s: float = Field(default=5.0, gt=0)  # how often the leader runs its scheduled steps
 
 
 _MAPPING_TEMPLATES = (
@@ -550,7 +560,7 @@ class OutboxConfig(_Model):
     max_attempts: int = 8
     base_backoff_s: float = 1.0
     max_backoff_s: float = 300.0
-    lease_s: float = 60.0
+    lease_s: float = 30.0  # renewed every third of it while the work runs
     per_channel_rate: float = 1.0  # messages per second per destination
     per_channel_burst: int = 3
     update_coalesce_s: float = 2.0
@@ -568,6 +578,7 @@ class Config(_Model):
     jira: JiraConfig = Field(default_factory=JiraConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     routes: list[RouteConfig] = Field(default_factory=lambda: [RouteConfig()])
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     people: list[PersonConfig] = Field(default_factory=list)

@@ -1,4 +1,5 @@
-"""The running bot: store, adapters, router, outbox worker and jobs, wired from the config."""
+"""The running bot: store, adapters, router, outbox worker and jobs, wired from the config;
+this replica's heartbeat, and the singletons it runs while it leads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -25,6 +25,9 @@ from bot.chat.adapters.base import ChatAdapter
 from bot.chat.conversation import Conversation
 from bot.chat.events import EventBus
 from bot.chat.router import Router
+from bot.cluster.leader import Leadership
+from bot.cluster.notify import NotifyRelay
+from bot.cluster.replica import Replica
 from bot.incidents import actions, delivery
 from bot.incidents.delivery import DeliveryStatus
 from bot.incidents.diagnosis import Diagnoser
@@ -35,6 +38,7 @@ from bot.incidents.models import utcnow
 from bot.incidents.postmortem import Postmortems
 from bot.incidents.tickets import TicketDesk, jira_client
 from bot.ingest.writer import IngestWriter
+from bot.queue.budget import Budget, LocalBudget, SharedBudget
 from bot.queue.outbox import CHAT_KINDS, Handler, Item, OutboxWorker
 from bot.store import Store, background_work
 from bot.store import schema as t
@@ -42,6 +46,7 @@ from bot.store.purge import purge
 from integrations.alerts.sns_signature import SnsVerifier
 
 log = structlog.get_logger(__name__)
+RELAY_START_S = 10.0
 
 
 class Runtime:
@@ -52,10 +57,16 @@ class Runtime:
         if problems:
             raise ConfigError("\n".join(problems))
         self.cfg, self.store = cfg, store
+        self.replica = Replica(store, cfg.cluster, cfg.http.port)
+        self.leader = Leadership(store, cfg.cluster, self.replica.id)
         self.bus = EventBus()
         # Masks known secret shapes and the config's own secrets in text leaving the bot.
         self.outbound = Redactor(redact_patterns(cfg))
         logs.mask_with(self.outbound)
+        self.relay: NotifyRelay | None = None
+        if store.is_postgres:  # replicas: console events travel through LISTEN/NOTIFY
+            self.relay = NotifyRelay(store, cfg.cluster, self.bus, self.replica.id)
+            self.bus.relay = self.relay.send
         self.adapters: dict[str, ChatAdapter] = {}
         self.router = Router(cfg, store, self.adapters)
         self.handlers: dict[str, Handler] = {
@@ -78,20 +89,34 @@ class Runtime:
             {
                 "diagnose": self.diagnoser.diagnose,
                 "question": self.diagnoser.question,
-                "action": lambda item: actions.run_job(store, cfg, item, self.scrub),
+                "action": lambda item: actions.run_job(
+                    store, cfg, item, self.scrub, self.replica.id
+                ),
                 "ticket": self.tickets.file,
                 "ticket_comment": self.tickets.comment,
                 "postmortem": self.postmortems.write,
             }
         )
-        self.worker = OutboxWorker(store, self.handlers, cfg.outbox, on_dead=self._on_dead)
+        self.worker = OutboxWorker(
+            store,
+            self.handlers,
+            cfg.outbox,
+            owner=self.replica.id,
+            owners=self.replica,
+            budget=self._budget(),
+            on_dead=self._on_dead,
+        )
         self.router.wake = self.worker.wake
         self.escalator = Escalator(cfg, store)
         self.escalator.wake = self.worker.wake
         self.handlers["escalate"] = self.escalator.start
         self.ingest = IngestWriter(store, cfg, on_commit=self._ingested)
         self.worker.ingesting = self.ingest.busy
-        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.leader.every("recover-dead-replicas", cfg.cluster.tick_s, self.recover)
+        self.leader.every("expire-approvals", cfg.cluster.tick_s, self._sweep)
+        self.leader.every("purge", cfg.storage.retention.purge_every_s, self._purge)
+        if cfg.oncall.policies:
+            self.leader.every("escalation", cfg.oncall.tick_s, self.escalator.tick)
         trusted = cfg.webhooks.sns_trusted_cert_file
         self.sns_verifier = SnsVerifier(Path(trusted).read_bytes() if trusted else None)
         self.http_mounts: list[Callable[[FastAPI], None]] = []
@@ -101,10 +126,18 @@ class Runtime:
             if platform.build is not None and platform.enabled(cfg):
                 self.add_adapter(platform.build(context))
         self._tasks: list[asyncio.Task[None]] = []
+        self._nudges: set[asyncio.Task[int]] = set()
 
     @classmethod
     async def create(cls, cfg: Config) -> Runtime:
-        return cls(cfg, await Store.open(cfg.storage.url))
+        return cls(cfg, await Store.open(cfg.storage.url, migrate=cfg.storage.migrate_on_start))
+
+    def _budget(self) -> Budget:
+        """Replicas share one budget per destination in the database; one process keeps its own."""
+        rate, burst = self.cfg.outbox.per_channel_rate, self.cfg.outbox.per_channel_burst
+        if self.store.is_postgres:
+            return SharedBudget(self.store, rate, burst)
+        return LocalBudget(rate, burst)
 
     def scrub(self, text: str) -> str:
         return self.outbound.redact(text)
@@ -140,10 +173,11 @@ class Runtime:
         """A platform's delivery report; a failed page escalates at once."""
         async with self.store.write() as conn:
             failed = await delivery.record_status(conn, self.cfg, report, self.escalator.clock())
-        if failed is not None and self.scheduler.running:
-            self.scheduler.add_job(
-                self.escalator.tick, id=f"escalate-{failed}", replace_existing=True
-            )
+        if failed is not None and self._tasks:  # started: fire the now-due step right here
+            # (safe on any replica: a step is claimed by a conditional update)
+            task = asyncio.create_task(self.escalator.tick(), name=f"escalate-{failed}")
+            self._nudges.add(task)
+            task.add_done_callback(self._nudges.discard)
 
     async def start_adapters(self) -> None:
         """Connect adapters that hold a connection of their own (a socket to the platform).
@@ -163,10 +197,13 @@ class Runtime:
                 await stop()
 
     async def recover(self) -> None:
-        """After a restart: actions that were running have an unknown outcome (never re-run)."""
+        """Actions a dead replica left running have an unknown outcome (never re-run); at
+        start-up that includes this replica's previous life. Also drops dead heartbeat rows."""
         async with self.store.write() as conn:
-            await actions.recover(conn, self.cfg)
-        await self.chaos.get()
+            told = await actions.recover(conn, self.cfg, self.replica.dead_owner)
+            await self.replica.forget_dead(conn)
+        if told:
+            self.worker.wake()
 
     async def _sweep(self) -> None:
         async with self.store.write() as conn:
@@ -180,25 +217,24 @@ class Runtime:
             log.info("store.purged", outbox=purged.outbox, deliveries=purged.deliveries)
 
     async def start(self) -> None:
+        await self.replica.register()
         await self.recover()
+        await self.chaos.get()
         await self.start_adapters()
-        self.scheduler.add_job(self._sweep, "interval", seconds=30, id="expire-approvals")
-        self.scheduler.add_job(
-            self._purge,
-            "interval",
-            seconds=self.cfg.storage.retention.purge_every_s,
-            id="purge",
-        )
-        if self.cfg.oncall.policies:
-            self.scheduler.add_job(
-                self.escalator.tick, "interval", seconds=self.cfg.oncall.tick_s, id="escalation"
-            )
-        self.scheduler.start()
+        self._tasks.append(asyncio.create_task(self.replica.run(), name="heartbeat"))
+        self._tasks.append(asyncio.create_task(self.leader.run(), name="leader"))
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="events-relay"))
+            with contextlib.suppress(TimeoutError):  # serve with live updates when we can
+                await asyncio.wait_for(self.relay.listening.wait(), RELAY_START_S)
         self._tasks.append(asyncio.create_task(self.worker.run(), name="outbox-worker"))
         self._tasks.append(asyncio.create_task(self._gauges(), name="gauges"))
         self._tasks += [asyncio.create_task(hook()) for hook in self.after_start]
         log.info(
-            "opsbot.started", storage=self.store.engine.dialect.name, adapters=sorted(self.adapters)
+            "opsbot.started",
+            storage=self.store.engine.dialect.name,
+            adapters=sorted(self.adapters),
+            replica=self.replica.id,
         )
 
     async def _gauges(self) -> None:
@@ -224,12 +260,12 @@ class Runtime:
             await asyncio.sleep(5)
 
     async def stop(self) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
         await self.stop_adapters()
         await self.worker.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # started: hand what this replica still holds to the others now
+            await self.replica.retire()
         await self.store.close()
         log.info("opsbot.stopped")

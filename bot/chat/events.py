@@ -1,9 +1,13 @@
-"""Live updates for the console: a small in-process publish/subscribe of JSON events."""
+"""Live updates for the console: a small in-process publish/subscribe of JSON events.
+
+With replicas, a `relay` (bot/cluster/notify.py) carries each event to the others, which
+`deliver` it to their own subscribers: a console sees what any replica did.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,8 +21,15 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self.closed = False
+        self.relay: Callable[[str, dict[str, Any]], None] | None = None
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
+        self.deliver(name, data)
+        if self.relay is not None:
+            self.relay(name, data)
+
+    def deliver(self, name: str, data: dict[str, Any]) -> None:
+        """Hand an event to this process's subscribers only (one relayed from elsewhere)."""
         for q in list(self._subscribers):
             self._put(q, (name, data))
 

@@ -1,7 +1,8 @@
 """Actions from request to outcome: policy, approval, one run per approval, verification, audit.
 
 State of an `actions` row: pending_approval → approved → running → succeeded | failed, or
-denied / expired / refused; a crash while running leaves `unknown`, never a re-run.
+denied / expired / refused. A running action names its `owner` (a replica); when that owner
+dies, the action becomes `unknown`, said once in the thread, and is never re-run.
 `inflight_key` (unique) holds one action per service+action at a time.
 """
 
@@ -11,11 +12,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
@@ -370,16 +371,19 @@ async def verify(checks: list[Check], timeout_s: float) -> tuple[bool | None, st
     return False, f"still failing after {took:.0f} s: {detail[:200]}"
 
 
-async def run_job(store: Store, cfg: Config, item: Item, scrub: Callable[[str], str]) -> None:
+async def run_job(
+    store: Store, cfg: Config, item: Item, scrub: Callable[[str], str], owner: str
+) -> None:
     """Outbox handler for `action`: run an approved action exactly once, then verify it.
 
-    What the action printed is `scrub`bed of secrets before it is posted or stored."""
+    What the action printed is `scrub`bed of secrets before it is posted or stored; the
+    running row names its `owner` replica."""
     action_id = item.payload["action_id"]
     async with store.write() as conn:
         claimed = await conn.execute(
             update(t.actions)
             .where(t.actions.c.id == action_id, t.actions.c.state == "approved")
-            .values(state="running", started_at=utcnow())
+            .values(state="running", started_at=utcnow(), owner=owner)
         )
         row = (await conn.execute(select(t.actions).where(t.actions.c.id == action_id))).one()
         inc = await lifecycle.get(conn, row.incident_id)
@@ -444,12 +448,27 @@ async def run_job(store: Store, cfg: Config, item: Item, scrub: Callable[[str], 
             )
 
 
-async def recover(conn: AsyncConnection, cfg: Config) -> int:
-    """After a crash: actions left running have an unknown outcome; say so, never re-run them."""
-    rows = (await conn.execute(select(t.actions).where(t.actions.c.state == "running"))).all()
+DeadOwner = Callable[[Any, datetime], ColumnElement[bool]]
+
+
+async def recover(conn: AsyncConnection, cfg: Config, dead_owner: DeadOwner) -> int:
+    """Actions left running by a replica that died have an unknown outcome: say so once, never
+    re-run them. Actions of live replicas are theirs to finish."""
+    rows = (
+        await conn.execute(
+            select(t.actions).where(
+                t.actions.c.state == "running", dead_owner(t.actions.c.owner, utcnow())
+            )
+        )
+    ).all()
+    told = 0
     for row in rows:
         why = "the bot stopped while it was running; check the service before trying again"
-        await _close(conn, row.id, "unknown", f"outcome unknown: {why}")
+        if not await _close(
+            conn, row.id, "unknown", f"outcome unknown: {why}", only_from="running"
+        ):
+            continue  # another replica's recovery got there first
+        told += 1
         await audit(conn, "opsbot", row.action, row.service, "unknown", why, row.incident_id)
         inc = await lifecycle.get(conn, row.incident_id)
         await lifecycle.add_event(
@@ -461,7 +480,7 @@ async def recover(conn: AsyncConnection, cfg: Config) -> int:
             inc,
             Reply(f"⚠️ {row.action} {row.service}: outcome unknown — {why}.", "action"),
         )
-    return len(rows)
+    return told
 
 
 async def expire_approvals(conn: AsyncConnection, cfg: Config) -> int:
@@ -473,12 +492,14 @@ async def expire_approvals(conn: AsyncConnection, cfg: Config) -> int:
             )
         )
     ).all()
+    expired = 0
     for row in rows:
         # another replica's sweep, or a late approval, may have got there first
         if not await _close(
             conn, row.id, "expired", "nobody approved in time", only_from="pending_approval"
         ):
             continue
+        expired += 1
         await audit(
             conn,
             "opsbot",
@@ -497,4 +518,4 @@ async def expire_approvals(conn: AsyncConnection, cfg: Config) -> int:
                 f"⌛ The request to {row.action} {row.service} expired without approval.", "action"
             ),
         )
-    return len(rows)
+    return expired

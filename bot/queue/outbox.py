@@ -1,9 +1,11 @@
 """The durable outbound queue: every message, edit and slow job goes through it.
 
-Items are committed with the change that caused them, claimed under a lease (FOR UPDATE
-SKIP LOCKED on PostgreSQL), delivered in order per `ordering_key` (one thread), retried with
-exponential backoff and jitter, rate-limited per destination, and dead-lettered after
-`max_attempts`. A crash leaves the lease to expire, and the item is delivered after restart.
+Items are committed with the change that caused them, claimed under a lease by an owner (a
+replica's id; FOR UPDATE SKIP LOCKED on PostgreSQL), delivered in order per `ordering_key`
+(one thread), retried with exponential backoff and jitter, rate-limited per destination, and
+dead-lettered after `max_attempts`. The lease is renewed while the work runs (a diagnosis may
+outlast it); a crash leaves it to lapse, or its owner's heartbeat to stop, and another replica
+(or this one, restarted) delivers the item.
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Connection, and_, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app import metrics
@@ -27,6 +28,7 @@ from bot.app.config import OutboxConfig
 from bot.chat.adapters import rate_limited
 from bot.errors import StoreUnavailable
 from bot.incidents.models import utcnow
+from bot.queue.budget import Budget, LocalBudget
 from bot.store import Store, background_work, insert_or_ignore
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited
@@ -82,6 +84,14 @@ def enqueue_many(conn: Connection, items: list[dict[str, Any]]) -> None:
         conn.execute(insert_or_ignore(conn.dialect.name, t.outbox), items)
 
 
+class Owners(Protocol):
+    """Which claim owners are gone (bot.cluster.replica.Replica), as SQL conditions."""
+
+    def missing_owner(self, owner: Any) -> ColumnElement[bool]: ...
+
+    def dead_owner(self, owner: Any, now: datetime) -> ColumnElement[bool]: ...
+
+
 async def enqueue(
     conn: AsyncConnection,
     kind: str,
@@ -113,25 +123,6 @@ async def release_coalesce_key(conn: AsyncConnection, item_id: int) -> None:
     await conn.execute(update(t.outbox).where(t.outbox.c.id == item_id).values(coalesce_key=None))
 
 
-class TokenBucket:
-    """Per-destination rate limit: `rate` tokens a second, up to `burst`."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self._state: dict[str, tuple[float, float]] = {}
-
-    def take(self, key: str) -> float:
-        """Take a token; returns 0 if granted, else the seconds to wait for one."""
-        now = self.clock()
-        tokens, last = self._state.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self._state[key] = (tokens - 1, now)
-            return 0.0
-        self._state[key] = (tokens, now)
-        return (1 - tokens) / self.rate
-
-
 class OutboxWorker:
     """Claims due items and runs the handler registered for their kind."""
 
@@ -141,27 +132,61 @@ class OutboxWorker:
         handlers: dict[str, Handler],
         cfg: OutboxConfig,
         *,
+        owner: str | None = None,
+        owners: Owners | None = None,
+        budget: Budget | None = None,
         on_dead: Callable[[Item, str], Awaitable[None]] | None = None,
         concurrency: int = 8,
         poll_s: float = 0.5,
     ) -> None:
+        """`owner` names this worker's claims; `owners` tells which owners are gone (a claim
+        is then taken over once its lease lapses); `budget` is the per-destination rate."""
         self.store, self.handlers, self.cfg = store, handlers, cfg
         self.on_dead = on_dead
-        self.worker_id = uuid.uuid4().hex[:12]
+        self.worker_id = owner or uuid.uuid4().hex[:12]
+        self.owners = owners
         self.concurrency, self.poll_s = concurrency, poll_s
-        self.bucket = TokenBucket(cfg.per_channel_rate, cfg.per_channel_burst)
+        self.budget = budget or LocalBudget(cfg.per_channel_rate, cfg.per_channel_burst)
         self._wake = asyncio.Event()
         self.ingesting: Callable[[], bool] = lambda: False  # webhooks waiting to be written
         self._stopping = False
         self._running: set[asyncio.Task[None]] = set()
         self._delivered: list[int] = []
         self._marking = asyncio.Lock()
+        self._held: set[int] = set()  # claimed items being delivered: their leases are renewed
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         background_work()
+        renewer = asyncio.create_task(self._renew_leases(), name="outbox-lease-renewal")
+        try:
+            await self._loop()
+        finally:
+            renewer.cancel()
+
+    async def _renew_leases(self) -> None:
+        """Extend the lease of every item still being delivered, every third of a lease."""
+        while True:
+            await asyncio.sleep(self.cfg.lease_s / 3)
+            if not self._held:
+                continue
+            try:
+                async with self.store.write() as conn:
+                    await conn.execute(
+                        update(t.outbox)
+                        .where(
+                            t.outbox.c.id.in_(sorted(self._held)),
+                            t.outbox.c.locked_by == self.worker_id,
+                            t.outbox.c.status == "pending",
+                        )
+                        .values(locked_until=utcnow() + timedelta(seconds=self.cfg.lease_s))
+                    )
+            except StoreUnavailable as exc:
+                log.warning("outbox.renew_failed", error=str(exc))
+
+    async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
             # while webhooks are being written, one item at a time: they get the CPU first,
@@ -209,6 +234,17 @@ class OutboxWorker:
         now = utcnow()
         o, earlier = t.outbox, t.outbox.alias("earlier")
         lease_until = now + timedelta(seconds=self.cfg.lease_s)
+        lapsed = or_(o.c.locked_until.is_(None), o.c.locked_until < now)
+        free = lapsed
+        if self.owners is not None:
+            # A lapsed lease of another live owner is still its (renewals fail in an outage
+            # while the work goes on); ours, on an item we no longer work on, is free again.
+            mine = and_(o.c.locked_by == self.worker_id, o.c.id.not_in(sorted(self._held)))
+            free = or_(
+                o.c.locked_until.is_(None),
+                self.owners.missing_owner(o.c.locked_by),
+                and_(lapsed, or_(mine, self.owners.dead_owner(o.c.locked_by, now))),
+            )
         blocked = exists().where(
             and_(
                 earlier.c.ordering_key == o.c.ordering_key,
@@ -221,7 +257,7 @@ class OutboxWorker:
             .where(
                 o.c.status == "pending",
                 o.c.next_attempt_at <= now,
-                or_(o.c.locked_until.is_(None), o.c.locked_until < now),
+                free,
                 ~blocked,
                 true() if only is None else only,
             )
@@ -249,12 +285,23 @@ class OutboxWorker:
 
     async def _deliver(self, item: Item) -> None:
         background_work()  # this task's writes yield to webhooks (each task has its own context)
+        self._held.add(item.id)
+        try:
+            await self._attempt(item)
+        except StoreUnavailable as exc:
+            # our store failed, not the destination: no attempt is counted; the lease lapses
+            # and the item is claimed again once the store is back
+            log.warning("outbox.store_unavailable", item=item.id, kind=item.kind, error=str(exc))
+        finally:
+            self._held.discard(item.id)
+
+    async def _attempt(self, item: Item) -> None:
         handler = self.handlers.get(item.kind)
         if handler is None:
             await self._dead(item, f"no handler for {item.kind!r}")
             return
         if rate_limited(item.destination):
-            wait = self.bucket.take(item.destination)
+            wait = await self.budget.take(item.destination)
             if wait > 0:
                 await self._reschedule(item, wait, count_attempt=False, error=None)
                 return
@@ -267,6 +314,8 @@ class OutboxWorker:
         except PermanentError as exc:
             await self._dead(item, str(exc), item.attempts + 1)
             return
+        except StoreUnavailable:
+            raise
         except Exception as exc:  # any failure of a delivery is retried, then dead-lettered
             attempts = item.attempts + 1
             metrics.DELIVERY_FAILURES.labels(kind=item.kind).inc()

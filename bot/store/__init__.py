@@ -1,4 +1,5 @@
-"""The store: one async SQLAlchemy Core engine (aiosqlite or asyncpg), migrated at start-up."""
+"""The store: one async SQLAlchemy Core engine (aiosqlite or asyncpg), migrated at start-up
+(on PostgreSQL under an advisory lock, so replicas starting together migrate once)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -23,6 +26,7 @@ from sqlalchemy.sql.dml import Insert
 
 from bot.errors import StoreUnavailable
 
+log = structlog.get_logger(__name__)
 _ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 _BACKGROUND: ContextVar[bool] = ContextVar("opsbot_background_write", default=False)
 P = ParamSpec("P")
@@ -40,6 +44,7 @@ def background_work() -> None:
 
 
 _BUSY_TIMEOUT_MS = 10_000
+MIGRATION_LOCK = 0x6F707362_6F74_0001  # pg advisory lock key: "opsbot" migrations
 
 
 def dialect_of(conn: Connection | AsyncConnection) -> str:
@@ -136,20 +141,34 @@ class Store:
             _install_sqlite_hooks(sync_engine)
         store = cls(engine, sync_engine)
         if migrate:
-            await store.migrate()
+            before, after = await store.migrate()
+            if before != after:
+                log.info("store.migrated", before=before, after=after)
         return store
 
-    async def migrate(self) -> None:
-        """Apply Alembic migrations up to head (idempotent)."""
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    async def migrate(self) -> tuple[str | None, str | None]:
+        """Apply Alembic migrations up to head (idempotent); returns the revisions before and
+        after. On PostgreSQL the transaction holds an advisory lock: a replica starting at
+        the same moment waits, then finds the schema at head and changes nothing."""
         cfg = AlembicConfig(str(_ALEMBIC_INI))
 
-        def upgrade(sync_conn: object) -> None:
+        def upgrade(sync_conn: Connection) -> tuple[str | None, str | None]:
+            before = MigrationContext.configure(sync_conn).get_current_revision()
             cfg.attributes["connection"] = sync_conn
             command.upgrade(cfg, "head")
+            return before, MigrationContext.configure(sync_conn).get_current_revision()
 
         try:
             async with self.engine.begin() as conn:
-                await conn.run_sync(upgrade)
+                if self.is_postgres:
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+                    )
+                return await conn.run_sync(upgrade)
         except (OperationalError, OSError) as exc:
             raise StoreUnavailable(f"cannot migrate the store: {exc}") from exc
 

@@ -214,6 +214,7 @@ actions = Table(
     # non-NULL while an action on this service is in flight: one at a time per service+action
     Column("inflight_key", String(300), nullable=True, unique=True),
     Index("ix_actions_incident", "incident_id", "id"),
+    Column("owner", String(100), nullable=True),  # the replica running it (state `running`)
 )
 
 tickets = Table(
@@ -317,4 +318,22 @@ sent_messages = Table(
     # the root key it was sent under (see ChatAdapter.post_root), to find it after a crash
     Column("post_key", String(100), nullable=True, index=True),
     Column("updated_at", TS, nullable=False),
+)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(100), primary_key=True),  # name/incarnation, the owner of its claims
+    Column("name", String(100), nullable=False, index=True),  # cluster.replica_id
+    Column("started_at", TS, nullable=False),
+    Column("seen_at", TS, nullable=False),  # its heartbeat
+)
+
+rate_budgets = Table(
+    "rate_budgets",
+    metadata,
+    Column("destination", String(300), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("stamp", Float, nullable=False),  # epoch seconds of the last take
+    Column("granted", Boolean, nullable=False),  # whether the last take got a token
 )

@@ -313,3 +313,24 @@ def test_a_route_to_a_platform_without_credentials_is_refused(tmp_path: Path, co
     assert "whatsapp.account_sid and whatsapp.auth_token are not set" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "bot.db").exists()  # refused before anything started
+
+
+async def test_migrate_creates_the_schema_once_then_says_it_is_current(
+    tmp_path: Path, pg_url: str
+) -> None:
+    config = tmp_path / "opsbot.yaml"
+    config.write_text(f"storage: {{url: '{pg_url}'}}\n")
+    first = await opsbot_async("migrate", "--config", str(config), cwd=tmp_path)
+    again = await opsbot_async("migrate", "--config", str(config), cwd=tmp_path)
+    assert first[0] == 0 and again[0] == 0, (first, again)
+    assert first[1].startswith("store migrated from revision (empty) to ")
+    head = first[1].split()[-1]
+    assert again[1] == f"store already at revision {head}\n"
+
+
+def test_migrate_names_an_unreachable_store(tmp_path: Path) -> None:
+    config = tmp_path / "opsbot.yaml"
+    config.write_text(f"storage: {{url: 'postgresql://postgres@127.0.0.1:{free_port()}/x'}}\n")
+    done = opsbot("migrate", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: cannot migrate the store:"), done.stderr

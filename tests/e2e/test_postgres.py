@@ -1,7 +1,6 @@
 """The same store code and migrations on PostgreSQL (asyncpg): ingest, dedupe, conversation.
 
-Uses the server on 127.0.0.1:5432 (trust auth) when there is one (the `pg_url` fixture); each
-test gets a fresh database. Skips with the reason when none answers.
+Each test gets a fresh database on the machine's server (the `pg_url` fixture).
 """
 
 from __future__ import annotations

@@ -44,7 +44,11 @@ async def test_healthz_and_readyz_answer(bot: RunningBot) -> None:
     assert (await bot.client.get("/healthz")).json() == {"status": "ok"}
     ready = await bot.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready"}
+    assert ready.json() == {
+        "status": "ready",
+        "replica": bot.runtime.replica.id,
+        "leader": False,  # this fixture drives the runtime by hand: no campaign runs
+    }
 
 
 @pytest.fixture

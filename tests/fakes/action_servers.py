@@ -3,6 +3,7 @@ speaking the REST paths the real clients (kubernetes_asyncio, aiodocker, httpx) 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -34,6 +35,7 @@ class _Server:
     url: str = ""
     requests: list[Recorded] = field(default_factory=list)
     fail_with: int | None = None
+    closing: asyncio.Event = field(default_factory=asyncio.Event)  # ends slow answers at teardown
 
     def calls(self, method: str | None = None) -> list[Recorded]:
         return [r for r in self.requests if method is None or r.method == method]
@@ -66,6 +68,7 @@ async def _serving(server: _Server, app: web.Application) -> AsyncIterator[None]
     try:
         yield
     finally:
+        server.closing.set()
         await runner.cleanup()
 
 
@@ -398,17 +401,28 @@ class FakeDocker(_Server):
 
 @dataclass
 class RecordingHttp(_Server):
-    """Answers any method on any path with a per-path canned response (default 200 JSON)."""
+    """Answers any method on any path with a per-path canned response (default 200 JSON),
+    after a per-path delay (a slow deploy API: the action is still running meanwhile)."""
 
     responses: dict[str, tuple[int, str, dict[str, str]]] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)
 
     def respond(
-        self, path: str, status: int, body: str, headers: dict[str, str] | None = None
+        self,
+        path: str,
+        status: int,
+        body: str,
+        headers: dict[str, str] | None = None,
+        *,
+        delay_s: float = 0.0,
     ) -> None:
         self.responses[path] = (status, body, headers or {})
+        self.delays[path] = delay_s
 
     async def _any(self, request: web.Request) -> web.Response:
         status, body, headers = self.responses.get(request.path, (200, '{"ok": true}', {}))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), self.delays.get(request.path, 0.0))
         return web.Response(status=status, text=body, headers=headers)
 
     def app(self) -> web.Application:

@@ -15,7 +15,8 @@ from sqlalchemy import select, update
 from bot.app.config import OutboxConfig
 from bot.incidents.models import aware, utcnow
 from bot.queue import outbox
-from bot.queue.outbox import Item, OutboxWorker, TokenBucket
+from bot.queue.budget import TokenBucket
+from bot.queue.outbox import Item, OutboxWorker
 from bot.store import Store
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited, TransientError

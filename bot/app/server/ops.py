@@ -19,12 +19,14 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> dict[str, str]:
+async def readyz(request: Request) -> dict[str, Any]:
+    """Ready while the store answers; says which replica this is and whether it leads."""
+    rt = request.app.state.runtime
     try:
-        await request.app.state.runtime.store.ping()
+        await rt.store.ping()
     except StoreUnavailable as exc:
         raise HTTPException(503, f"store unreachable: {exc}") from exc
-    return {"status": "ready"}
+    return {"status": "ready", "replica": rt.replica.id, "leader": rt.leader.is_leader}
 
 
 @router.get("/metrics")

@@ -1,0 +1,1 @@
+"""Replicas on one database: identity and heartbeats, the leader, cross-replica events."""

@@ -1,0 +1,105 @@
+"""This process among the replicas: an id, a heartbeat row, and which owners are dead.
+
+Every claim (an outbox lease, a running action) names its owner, `Replica.id`
+(`<replica_id>/<incarnation>`). An owner is dead when its heartbeat row is gone (a graceful
+stop deletes it; a restart under the same `replica_id` deletes its previous incarnation's),
+or older than `cluster.dead_after_s`. Staleness is only judged by a replica that has itself
+reached the store for that long: after an outage every heartbeat is stale, and the first
+replica back must not take work the others are still doing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import ColumnElement, delete, exists, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import KeyedColumnElement
+
+from bot.app.config import ClusterConfig
+from bot.errors import StoreUnavailable
+from bot.incidents.models import utcnow
+from bot.store import Store
+from bot.store import schema as t
+
+log = structlog.get_logger(__name__)
+
+
+class Replica:
+    def __init__(self, store: Store, cfg: ClusterConfig, http_port: int) -> None:
+        self.store, self.cfg = store, cfg
+        self.name = (cfg.replica_id or f"{socket.gethostname()}:{http_port}")[:80]
+        self.id = f"{self.name}/{uuid.uuid4().hex[:8]}"
+        self._healthy_since: float | None = None  # monotonic; None while cut off
+
+    def judging(self) -> bool:
+        """Whether this replica has seen the store long enough to call a silent peer dead."""
+        since = self._healthy_since
+        return since is not None and time.monotonic() - since >= self.cfg.dead_after_s
+
+    def missing_owner(self, owner: KeyedColumnElement[str]) -> ColumnElement[bool]:
+        """SQL: the owner has no heartbeat row (or none is named)."""
+        return ~exists().where(t.replicas.c.id == owner)
+
+    def dead_owner(self, owner: KeyedColumnElement[str], now: datetime) -> ColumnElement[bool]:
+        """SQL: the owner is dead (row gone, or silent too long when we may judge that)."""
+        if not self.judging():
+            return self.missing_owner(owner)
+        fresh = now - timedelta(seconds=self.cfg.dead_after_s)
+        return ~exists().where(t.replicas.c.id == owner, t.replicas.c.seen_at >= fresh)
+
+    async def register(self) -> None:
+        """Write this incarnation's heartbeat row; earlier incarnations of this name are dead."""
+        now = utcnow()
+        async with self.store.write() as conn:
+            gone = await conn.execute(delete(t.replicas).where(t.replicas.c.name == self.name))
+            await conn.execute(
+                insert(t.replicas).values(id=self.id, name=self.name, started_at=now, seen_at=now)
+            )
+        self._healthy_since = time.monotonic()
+        log.info("replica.registered", replica=self.id, replaced=gone.rowcount)
+
+    async def beat(self) -> None:
+        async with self.store.write() as conn:
+            now = utcnow()
+            seen = await conn.execute(
+                update(t.replicas).where(t.replicas.c.id == self.id).values(seen_at=now)
+            )
+            if seen.rowcount == 0:  # pruned as dead while we were cut off: we are back
+                await conn.execute(
+                    insert(t.replicas).values(
+                        id=self.id, name=self.name, started_at=now, seen_at=now
+                    )
+                )
+
+    async def run(self) -> None:
+        """Heartbeat until cancelled; a store outage is logged and the beat goes on."""
+        while True:
+            await asyncio.sleep(self.cfg.heartbeat_s)
+            try:
+                await self.beat()
+            except StoreUnavailable as exc:
+                self._healthy_since = None
+                log.warning("replica.heartbeat_failed", error=str(exc))
+            else:
+                if self._healthy_since is None:
+                    self._healthy_since = time.monotonic()
+
+    async def forget_dead(self, conn: AsyncConnection) -> None:
+        """Drop heartbeat rows of dead replicas (a missing row reads as dead just the same)."""
+        if self.judging():
+            cutoff = utcnow() - timedelta(seconds=self.cfg.dead_after_s)
+            await conn.execute(delete(t.replicas).where(t.replicas.c.seen_at < cutoff))
+
+    async def retire(self) -> None:
+        """Graceful stop: without a heartbeat row, what we still hold is recovered at once."""
+        try:
+            async with self.store.write() as conn:
+                await conn.execute(delete(t.replicas).where(t.replicas.c.id == self.id))
+        except StoreUnavailable as exc:
+            log.warning("replica.retire_failed", error=str(exc))
