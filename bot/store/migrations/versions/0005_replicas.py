@@ -1,14 +1,14 @@
 """replicas: heartbeat rows, the owner of a running action, shared rate budgets
 
-Revision ID: 0004_replicas
-Revises: 0003_conversations
+Revision ID: 0005_replicas
+Revises: 0004_ingest_speed
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_replicas"
-down_revision = "0003_conversations"
+revision = "0005_replicas"
+down_revision = "0004_ingest_speed"
 branch_labels = None
 depends_on = None
 
