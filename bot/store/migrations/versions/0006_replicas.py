@@ -1,14 +1,14 @@
 """replicas: heartbeat rows, the owner of a running action, shared rate budgets
 
-Revision ID: 0005_replicas
-Revises: 0004_ingest_speed
+Revision ID: 0006_replicas
+Revises: 0005_sent_keys
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_replicas"
-down_revision = "0004_ingest_speed"
+revision = "0006_replicas"
+down_revision = "0005_sent_keys"
 branch_labels = None
 depends_on = None
 
