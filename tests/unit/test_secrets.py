@@ -21,7 +21,10 @@ CONFIG = {
     "admin": {"token": "admin-token-0001"},
     "llm": {"providers": [{"name": "p", "api_key": "sk-live-abcdef123456"}]},
     "slack": {"bot_token": "xoxb-slack-0001", "signing_secret": "slack-signing-0001"},
-    "discord": {"public_key": "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789", "application_id": "123456789012"},
+    "discord": {
+        "public_key": "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+        "application_id": "123456789012",
+    },
     "jira": {"url": "https://jira.example.com", "api_token": "jira-token-0001"},
     "console": {"session_secret": "session-secret-0001"},
     "services": {
@@ -63,7 +66,9 @@ SECRET_VALUES = {
 def test_every_configured_secret_is_found_and_nothing_public() -> None:
     found = set(configured_secrets(Config.model_validate(CONFIG)))
     assert found == SECRET_VALUES
-    assert "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789" not in found  # Discord's public key is public
+    assert (
+        "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789" not in found
+    )  # Discord's public key is public
 
 
 def test_configured_secrets_are_masked_like_known_shapes() -> None:
