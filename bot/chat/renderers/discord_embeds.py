@@ -15,6 +15,7 @@ from typing import Any, cast
 import discord
 
 from agent.types import Diagnosis
+from bot.chat import escape
 from bot.chat.adapters.base import Capabilities
 from bot.chat.messages import Button, Reply, RootView
 from bot.chat.render import SEVERITY_MARK, SOURCE_MARK, minutes, say_hint
@@ -56,8 +57,8 @@ class Rendered:
 
 
 def safe(text: str) -> str:
-    """Data shown as written: its markdown escaped, its mentions defused."""
-    return neutralise(discord.utils.escape_markdown(text))
+    """Data shown as written: its markdown (masked links included) escaped, its mentions defused."""
+    return escape.discord(text)
 
 
 def custom_id(b: Button) -> str:
