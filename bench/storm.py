@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,10 +34,10 @@ import httpx
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.ingest import free_port, wait_ready
 from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 CHANNEL = "C0STORM"
-START_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 300.0
 GOAL_VISIBLE_S, GOAL_DRAIN_S, GOAL_CALLS, GOAL_EDITS, GOAL_ACK_P95_S = 10.0, 60.0, 2.0, 20, 1.0
 
@@ -109,20 +108,6 @@ def start_bot(workdir: Path, port: int, extra: str) -> subprocess.Popen[bytes]:
     )
 
 
-async def wait_ready(client: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"opsbot exited with {proc.returncode} before answering")
-        try:
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise SystemExit(f"opsbot did not become ready in {START_TIMEOUT_S} s")
-
-
 async def send_all(client: httpx.AsyncClient, bodies: list[bytes], senders: int) -> list[str]:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
@@ -165,11 +150,11 @@ async def storm(args: argparse.Namespace) -> int:
         f"api_url: '{slack.api_url}'}}\nroutes: [{{match: {{}}, slack: [{CHANNEL}]}}]\n"
     )
     with tempfile.TemporaryDirectory(prefix="opsbot-storm-") as tmp:
-        port = int(os.environ.get("STORM_PORT", "0")) or _free_port()
+        port = int(os.environ.get("STORM_PORT", "0")) or free_port()
         proc = start_bot(Path(tmp), port, slack_cfg)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-                await wait_ready(client, proc)
+                await wait_ready(str(client.base_url), proc)
                 first_sent: dict[str, float] = {}
                 errors: list[str] = []
                 started = time.monotonic()
@@ -249,11 +234,11 @@ def report_storm(
 
 async def ack_bench(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="opsbot-ack-") as tmp:
-        port = _free_port()
+        port = free_port()
         proc = start_bot(Path(tmp), port, "")
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-                await wait_ready(client, proc)
+                await wait_ready(str(client.base_url), proc)
                 bodies = [
                     notification(i, 0, 1, "firing").replace(b"StormAlert", b"AckAlert%05d-" % i)
                     for i in range(args.incidents)
@@ -286,12 +271,6 @@ async def ack_bench(args: argparse.Namespace) -> int:
     met = p95 < GOAL_ACK_P95_S and len(targets) == args.acks
     print("goal: " + ("met" if met else "MISSED"))
     return 0 if met else 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
