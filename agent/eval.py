@@ -7,6 +7,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,8 @@ class ScenarioResult(BaseModel):
     confidence: float
     source: str
     latency_ms: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class EvalReport(BaseModel):
@@ -93,6 +96,11 @@ class EvalReport(BaseModel):
     action_accuracy: float
     evidence_recall: float
     latency_ms_p50: float
+    latency_ms_max: float
+    prompt_tokens: int
+    completion_tokens: int
+    # how many answers came from each source (live LLM, offline fallback, ...)
+    sources: dict[str, int]
     results: list[ScenarioResult]
 
 
@@ -224,6 +232,8 @@ async def _score(path: Path, diagnose: Pipeline) -> ScenarioResult:
         confidence=d.confidence,
         source=d.source.value,
         latency_ms=latency,
+        prompt_tokens=d.tokens.prompt,
+        completion_tokens=d.tokens.completion,
     )
 
 
@@ -240,13 +250,17 @@ async def run_eval(directory: Path, diagnose: Pipeline = offline_pipeline) -> Ev
         action_accuracy=round(sum(r.action_ok for r in results) / n, 3),
         evidence_recall=round(statistics.fmean(r.evidence_recall for r in results), 3),
         latency_ms_p50=statistics.median(r.latency_ms for r in results),
+        latency_ms_max=max(r.latency_ms for r in results),
+        prompt_tokens=sum(r.prompt_tokens for r in results),
+        completion_tokens=sum(r.completion_tokens for r in results),
+        sources=dict(Counter(r.source for r in results)),
         results=results,
     )
 
 
 def format_report(report: EvalReport) -> str:
     """A table a person can read: one row per scenario, then the totals."""
-    rows = [("scenario", "category", "action", "recall", "conf", "ms")]
+    rows = [("scenario", "category", "action", "recall", "conf", "source", "ms", "tokens")]
     for r in report.results:
         category = r.category if r.category_ok else f"{r.category} (want {r.expected_category})"
         action = r.action if r.action_ok else f"{r.action} (want {r.expected_action})"
@@ -257,7 +271,9 @@ def format_report(report: EvalReport) -> str:
                 action,
                 f"{r.evidence_recall:.2f}",
                 f"{r.confidence:.2f}",
+                r.source,
                 str(r.latency_ms),
+                f"{r.prompt_tokens}+{r.completion_tokens}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -270,8 +286,10 @@ def format_report(report: EvalReport) -> str:
     lines.append(
         f"{report.scenarios} scenarios: category {report.category_accuracy:.0%}, "
         f"action {report.action_accuracy:.0%}, evidence recall {report.evidence_recall:.0%}, "
-        f"p50 {report.latency_ms_p50:g} ms"
+        f"p50 {report.latency_ms_p50:g} ms, max {report.latency_ms_max:g} ms, "
+        f"tokens {report.prompt_tokens} prompt + {report.completion_tokens} completion"
     )
+    lines.append("  answers by source: " + ", ".join(f"{k} {v}" for k, v in report.sources.items()))
     missing = [(r.id, r.missing_keywords) for r in report.results if r.missing_keywords]
     lines.extend(f"  {sid}: missing {', '.join(k)}" for sid, k in missing)
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from agent.types import (
     Evidence,
     IncidentContext,
     PastFix,
+    TokenUsage,
 )
 from integrations.errors import TransientError
 from integrations.observability.model import HealthResult, Point
@@ -208,10 +209,15 @@ async def test_run_eval_uses_the_pipeline_it_is_given(scenario_dir: Path) -> Non
             evidence=[Evidence(tool="logs", quote="No space left on device")],
             confidence=0.5,
             source=DiagnosisSource.LIVE,
+            tokens=TokenUsage(prompt=1200, completion=80),
         )
 
     report = await run_eval(scenario_dir, fixed)
     assert seen == ["image-resizer", "metrics-db", "shop-api"]
+    # what a model costs is part of the report: tokens per answer and in all, answers by source
+    assert (report.prompt_tokens, report.completion_tokens) == (3600, 240)
+    assert report.sources == {"live": 3}
+    assert "tokens 3600 prompt + 240 completion" in format_report(report)
     assert [r.category_ok for r in report.results] == [False, True, False]
     assert {r.source for r in report.results} == {"live"}
 
