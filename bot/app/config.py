@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from bot.app.passwords import check_hash_format
-from integrations.alerts import SERVICE_LABELS, service_from_labels
+from integrations.alerts import SERVICE_LABELS, service_from_labels, severity
 from integrations.alerts.mapping import CustomMapping, check_template
 from integrations.alerts.normalize import RESOLVED_WORDS
 
@@ -276,6 +276,21 @@ class ConsoleConfig(_Model):
     identity_header: str = ""  # e.g. X-Forwarded-User, believed only from http.trusted_proxies
 
 
+def labels_match(match: dict[str, str], labels: dict[str, str]) -> bool:
+    """Label equality (Alertmanager's matchers), except that `severity` compares levels: a
+    route for `high` or `P1` takes critical incidents, and an incident stored when it said
+    `high` or `page` still matches `critical`."""
+    return all(
+        labels.get(key) == wanted
+        or (
+            key == "severity"
+            and (level := severity.known(wanted)) is not None
+            and severity.known(labels.get(key)) is level
+        )
+        for key, wanted in match.items()
+    )
+
+
 class RouteConfig(_Model):
     match: dict[str, str] = Field(default_factory=dict)
     slack: list[str] = Field(default_factory=list)
@@ -285,7 +300,7 @@ class RouteConfig(_Model):
     escalation: str | None = None  # an oncall.policies name; else the first policy that matches
 
     def matches(self, labels: dict[str, str]) -> bool:
-        return all(labels.get(k) == v for k, v in self.match.items())
+        return labels_match(self.match, labels)
 
 
 class LokiConfig(_Model):
@@ -639,11 +654,7 @@ class Config(_Model):
         if route is not None and route.escalation:
             return route.escalation
         return next(
-            (
-                name
-                for name, pol in self.oncall.policies.items()
-                if all(labels.get(k) == v for k, v in pol.match.items())
-            ),
+            (name for name, pol in self.oncall.policies.items() if labels_match(pol.match, labels)),
             None,
         )
 
@@ -662,7 +673,7 @@ class Config(_Model):
             if candidate and candidate in self.services:
                 return candidate
         for svc, sc in self.services.items():
-            if sc.match and all(labels.get(k) == v for k, v in sc.match.items()):
+            if sc.match and labels_match(sc.match, labels):
                 return svc
         return None
 

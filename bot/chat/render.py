@@ -8,7 +8,7 @@ from bot.app.config import Config
 from bot.chat.messages import Button, RootView
 from bot.incidents.models import Incident, Status, utcnow
 
-SEVERITY_MARK = {"critical": "🔴", "high": "🟠", "warning": "🟡", "info": "🔵"}
+SEVERITY_MARK = {"critical": "🔴", "warning": "🟡", "info": "🔵"}
 SOURCE_MARK = {"live": "🟢", "fallback": "🟡", "cache": "🔵", "offline": "⚪", "static": "🔴"}
 ACTION_LABEL = {"restart": "Restart", "scale_up": "Scale up", "rollback": "Roll back"}
 KEY_LABELS = ("alertname", "namespace", "cluster", "env", "environment", "region", "team", "pod")

@@ -483,7 +483,7 @@ def _open_manual(
             fingerprint="manual",
             status=AlertStatus.FIRING,
             title=description[:200],
-            severity=Severity.HIGH,
+            severity=Severity.CRITICAL,
             starts_at=now,
             service=service,
             labels={"alertname": "ManualIncident", ASKED_IN_LABEL: ":".join(asked_in)},

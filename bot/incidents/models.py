@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from integrations.alerts import Severity
+
 
 class Status(StrEnum):
     TRIGGERED = "triggered"
@@ -61,7 +63,7 @@ class Incident:
             short_id=m["short_id"],
             group_key=m["group_key"],
             status=Status(m["status"]),
-            severity=m["severity"],
+            severity=Severity(m["severity"]).value,  # a row from before three levels: "high"
             title=m["title"],
             service=m["service"],
             labels=dict(m["labels"] or {}),

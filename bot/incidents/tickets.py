@@ -25,7 +25,7 @@ from integrations.errors import IntegrationError, PermanentError, RateLimited, T
 from integrations.tickets import JiraTickets, JiraUser
 
 log = structlog.get_logger(__name__)
-PRIORITY = {"critical": "Highest", "high": "High", "warning": "Medium", "info": "Low"}
+PRIORITY = {"critical": "Highest", "warning": "Medium", "info": "Low"}
 ANOTHER = ("another", "new ticket", "second", "one more", "separate")
 Assignee = JiraUser | list[JiraUser] | None
 """A user, nobody, or several matches to choose from."""

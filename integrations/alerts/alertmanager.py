@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
-from integrations.alerts import normalize
+from integrations.alerts import normalize, severity
 from integrations.alerts.model import Alert, AlertStatus, service_from_labels
 from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
 
@@ -108,7 +108,8 @@ def _derived_group_key(note: AmNotification) -> str:
 def _to_alert(source: str, group_key: str, alert: _AmAlert, default: Status) -> Alert:
     labels = alert.labels
     status = alert.status or default
-    level = normalize.severity(labels.get("severity"))
+    raw_severity = labels.get("severity")
+    level = severity.level(raw_severity)
     return Alert(
         source=source,
         group_key=group_key,
@@ -124,7 +125,7 @@ def _to_alert(source: str, group_key: str, alert: _AmAlert, default: Status) -> 
         starts_at=alert.starts_at,
         ends_at=_ends_at(alert, status),
         service=service_from_labels(labels),
-        labels=dict(labels),
+        labels={**labels, **severity.labels(raw_severity, level)},
         annotations=dict(alert.annotations),
         generator_url=alert.generator_url or None,
     )

@@ -5,20 +5,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from integrations.alerts import normalize
-from integrations.alerts.model import Alert, Severity
+from integrations.alerts import normalize, severity
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
 
 SOURCE = "azure"
 COMMON_SCHEMA = "azuremonitorcommonalertschema"
 
-# Azure's own scale: Sev0 critical, Sev1 error, Sev2 warning, Sev3 informational, Sev4 verbose.
-_SCALE = {
-    **{k: Severity.CRITICAL for k in ("sev0", "0")},
-    **{k: Severity.HIGH for k in ("sev1", "1")},
-    **{k: Severity.WARNING for k in ("sev2", "2")},
-    **{k: Severity.INFO for k in ("sev3", "3", "sev4", "4")},
-}
 _FIRING = frozenset({"fired", "activated", "active"})
 
 
@@ -107,7 +100,7 @@ def _common(e: _Essentials) -> Alert:
         title=normalize.title(e.alert_rule, e.description) or e.alert_rule,
         resolved=resolved,
         raw_severity=e.severity,
-        scale=_SCALE,
+        scale=severity.AZURE,
         at=(e.resolved_at or e.fired_at) if resolved else e.fired_at,
         started=e.fired_at,
         service=target,
@@ -130,7 +123,7 @@ def _metric(alert: _Metric) -> Alert:
         title=normalize.title(c.name, c.description) or c.name,
         resolved=alert.status.strip().lower() not in _FIRING,
         raw_severity=c.severity,
-        scale=_SCALE,
+        scale=severity.AZURE,
         at=c.timestamp,
         service=c.resource_name,
         labels={

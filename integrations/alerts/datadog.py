@@ -9,7 +9,7 @@ import re
 from pydantic import BaseModel, ConfigDict
 
 from integrations.alerts import normalize
-from integrations.alerts.model import Alert, Severity
+from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, validate
 
 SOURCE = "datadog"
@@ -18,8 +18,6 @@ _RESOLVED_TRANSITIONS = frozenset({"recovered", "resolved", "ok", "success"})
 # "[Triggered] [P1] ..." / "[Recovered on {host:web-1}] ..." at the start of an event title.
 _TITLE_TAGS = re.compile(r"^(?:\s*\[[^\]]*\]\s*)+")
 _TRANSITION_IN_TITLE = re.compile(r"^\s*\[(\w[\w -]*?)(?: on [^\]]*)?\]")
-# $ALERT_TYPE: error, warning, info, success.
-_ALERT_TYPE = {"error": Severity.HIGH, "warning": Severity.WARNING, "info": Severity.INFO}
 
 
 class _Datadog(BaseModel):
@@ -70,8 +68,8 @@ def parse(body: object) -> list[Alert]:
             f"datadog:{key}:{dd.alert_scope or ''}",
             title=normalize.title(name) or name,
             resolved=resolved,
+            # $ALERT_PRIORITY (P1..P5), else $ALERT_TYPE (error, warning, info, success)
             raw_severity=dd.alert_priority or dd.alert_type,
-            level=_severity(dd),
             at=dd.date or dd.last_updated,
             service=tags.get("service") or dd.hostname,
             labels={
@@ -99,9 +97,3 @@ def _tags(tags: str | list[str] | None) -> dict[str, str]:
     items = tags.split(",") if isinstance(tags, str) else tags or []
     pairs = (item.strip().partition(":") for item in items)
     return {key: value for key, sep, value in pairs if sep and key and value}
-
-
-def _severity(dd: _Datadog) -> Severity:
-    if dd.alert_priority:
-        return normalize.severity(dd.alert_priority)
-    return _ALERT_TYPE.get((dd.alert_type or "").lower(), Severity.WARNING)

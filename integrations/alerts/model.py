@@ -50,8 +50,10 @@ class AlertStatus(StrEnum):
 
 
 class Severity(StrEnum):
+    """Three levels, as the issue and on-call convention have them (`severity.py` maps every
+    sender's words onto them)."""
+
     CRITICAL = "critical"
-    HIGH = "high"
     WARNING = "warning"
     INFO = "info"
 
@@ -59,8 +61,15 @@ class Severity(StrEnum):
     def rank(self) -> int:
         return _RANK[self]
 
+    @classmethod
+    def _missing_(cls, value: object) -> Severity | None:
+        # Rows and configs written when a fourth level, "high", sat under critical still say
+        # it; any case of a level's name is that level.
+        word = str(value).strip().lower()
+        return cls.CRITICAL if word == "high" else next((s for s in cls if s.value == word), None)
 
-_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
+
+_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
 @dataclass(frozen=True, slots=True)

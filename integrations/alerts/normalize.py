@@ -1,6 +1,5 @@
-"""What every sender's parser shares: one way to build an `Alert`, severity words and numbers
-onto four levels (the sender's own word kept as a label), resolved words, readable titles,
-label values and bounded keys."""
+"""What every sender's parser shares: one way to build an `Alert` (its severity by
+`severity.py`), resolved words, readable titles, label values and bounded keys."""
 
 from __future__ import annotations
 
@@ -8,33 +7,11 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
-from integrations.alerts.model import Alert, AlertStatus, Severity
+from integrations.alerts import severity
+from integrations.alerts.model import Alert, AlertStatus
 
 TITLE_MAX = 120
 KEY_MAX = 200
-ORIGINAL_SEVERITY_LABEL = "source_severity"
-
-# Words and numbers monitoring tools use for "how bad"; unknown means warning.
-_SEVERITY_WORDS: dict[Severity, tuple[str, ...]] = {
-    Severity.CRITICAL: (
-        *("critical", "crit", "page", "fatal", "emergency", "emerg", "disaster", "severe"),
-        *("urgent", "p0", "p1", "sev0", "sev-0", "sev1", "sev-1", "0", "1"),
-    ),
-    Severity.HIGH: (
-        *("high", "error", "err", "major", "alarm", "alert", "down", "p2", "sev2", "sev-2"),
-        "2",
-    ),
-    Severity.WARNING: (
-        *("warning", "warn", "minor", "medium", "moderate", "average", "p3", "sev3", "sev-3"),
-        "3",
-    ),
-    Severity.INFO: (
-        *("info", "informational", "information", "low", "none", "notice", "debug"),
-        *("verbose", "trace", "ok", "success", "not classified"),
-        *("p4", "p5", "sev4", "sev-4", "sev5", "4", "5"),
-    ),
-}
-_SEVERITY = {word: level for level, words in _SEVERITY_WORDS.items() for word in words}
 
 # Status words that mean "this alert is over".
 RESOLVED_WORDS = frozenset(
@@ -50,8 +27,7 @@ def alert(
     title: str,
     resolved: bool,
     raw_severity: object = None,
-    level: Severity | None = None,
-    scale: Mapping[str, Severity] | None = None,
+    scale: severity.Scale = severity.COMMON,
     at: datetime | None = None,
     started: datetime | None = None,
     service: str | None = None,
@@ -63,9 +39,9 @@ def alert(
 ) -> Alert:
     """One sender's alert, normalized: `at` is when this change happened (the time of receipt
     when the sender gave none), `started` when the alert began (default `at`); the level comes
-    from `raw_severity` (by the sender's `scale`) unless given, and the sender's word is kept;
-    keys are bounded; only scalar labels and annotations are kept."""
-    level = level or severity(raw_severity, scale)
+    from `raw_severity` on the sender's `scale`, and the sender's word is kept; keys are
+    bounded; only scalar labels and annotations are kept."""
+    level = severity.level(raw_severity, scale)
     when = at or datetime.now(UTC)
     return Alert(
         source=source,
@@ -77,34 +53,12 @@ def alert(
         starts_at=started or when,
         ends_at=when if resolved else None,
         service=text(service),
-        labels={**scalar_labels(labels or {}), **severity_labels(raw_severity, level)},
+        labels={**scalar_labels(labels or {}), **severity.labels(raw_severity, level)},
         annotations=scalar_labels(annotations or {}),
         generator_url=text(url),
         logs=logs,
         timed=(at or started) is not None,
     )
-
-
-def severity(raw: object, scale: Mapping[str, Severity] | None = None) -> Severity:
-    """The level a sender's severity word or number means; `scale` is the sender's own table
-    (Azure's Sev1 is an error, not a page), tried before the common words."""
-    word = text(raw)
-    if word is None:
-        return Severity.WARNING
-    key = word.lower()
-    if scale and key in scale:
-        return scale[key]
-    return _SEVERITY.get(key, Severity.WARNING)
-
-
-def severity_labels(raw: object, level: Severity) -> dict[str, str]:
-    """`severity` (the normalized level, which routes match on) and, when the sender said it
-    differently, its own word under `source_severity`."""
-    labels = {"severity": level.value}
-    word = text(raw)
-    if word is not None and word.lower() != level.value:
-        labels[ORIGINAL_SEVERITY_LABEL] = word
-    return labels
 
 
 def is_resolved(status: object) -> bool:

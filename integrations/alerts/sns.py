@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from integrations.alerts import normalize
+from integrations.alerts import severity
 from integrations.alerts.model import Alert, AlertStatus, Severity
 from integrations.alerts.payload import UtcDatetime, parse_timestamp, validate
 from integrations.errors import PayloadError
@@ -23,7 +23,8 @@ UNSUBSCRIBE_CONFIRMATION = "UnsubscribeConfirmation"
 
 _ALARM_STATUS = {"ALARM": AlertStatus.FIRING, "OK": AlertStatus.RESOLVED}
 # Words in an alarm's name or description that state a severity; "low"/"high" in alarm
-# names usually mean the threshold direction, so only "high" (the default) is listed.
+# names usually mean the threshold direction, so only "high" (critical, the default) is
+# listed.
 _SEVERITY_WORDS = frozenset(
     {"critical", "crit", "sev1", "p1", "high", "major", "sev2", "p2"}
     | {"warning", "warn", "sev3", "p3", "info", "sev4", "p4"}
@@ -138,6 +139,8 @@ def _alarm_alerts(env: SnsEnvelope, alarm: _Alarm) -> list[Alert]:
     trigger = alarm.Trigger or _Trigger()
     dimensions = {d.name: d.value for d in trigger.Dimensions}
     service = _service(alarm.AlarmName, trigger.MetricName, dimensions)
+    # An alarm in ALARM is a page unless its name or description says otherwise.
+    level = _severity((alarm.AlarmName, alarm.AlarmDescription), Severity.CRITICAL)
     labels = {
         "alarm_name": alarm.AlarmName,
         "account": account,
@@ -146,6 +149,7 @@ def _alarm_alerts(env: SnsEnvelope, alarm: _Alarm) -> list[Alert]:
         **({"metric": trigger.MetricName} if trigger.MetricName else {}),
         **{name.lower(): value for name, value in dimensions.items()},
         **({"service": service} if service else {}),
+        "severity": level.value,
     }
     annotations = {
         "description": alarm.AlarmDescription,
@@ -158,7 +162,7 @@ def _alarm_alerts(env: SnsEnvelope, alarm: _Alarm) -> list[Alert]:
             fingerprint=alarm.AlarmArn or group_key,
             status=status,
             title=alarm.AlarmName,
-            severity=_severity((alarm.AlarmName, alarm.AlarmDescription), Severity.HIGH),
+            severity=level,
             starts_at=alarm.StateChangeTime,
             ends_at=alarm.StateChangeTime if status is AlertStatus.RESOLVED else None,
             service=service,
@@ -198,7 +202,7 @@ def _severity(texts: Iterable[str | None], default: Severity) -> Severity:
     for text in texts:
         words = _SEVERITY_WORDS.intersection(re.findall(r"[a-z0-9]+", (text or "").lower()))
         if words:
-            return max((normalize.severity(word) for word in words), key=lambda s: s.rank)
+            return max((severity.level(word) for word in words), key=lambda s: s.rank)
     return default
 
 

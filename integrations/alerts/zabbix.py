@@ -8,19 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from integrations.alerts import normalize
-from integrations.alerts.model import Alert, Severity
+from integrations.alerts import normalize, severity
+from integrations.alerts.model import Alert
 from integrations.errors import PayloadError
 
 SOURCE = "zabbix"
 
-# {EVENT.NSEVERITY}: 0 not classified, 1 information, 2 warning, 3 average, 4 high, 5 disaster.
-_SCALE = {
-    **{k: Severity.INFO for k in ("0", "1")},
-    **{k: Severity.WARNING for k in ("2", "3")},
-    "4": Severity.HIGH,
-    "5": Severity.CRITICAL,
-}
 _ID_KEYS = ("event_id", "eventid")
 _NAME_KEYS = ("event_name", "trigger_name", "alert_subject", "subject", "name")
 _MESSAGE_KEYS = ("alert_message", "event_opdata", "trigger_description", "message")
@@ -64,7 +57,7 @@ def parse(body: object) -> list[Alert]:
             title=normalize.title(name) or name,
             resolved=resolved,
             raw_severity=raw_severity,
-            scale=_SCALE,
+            scale=severity.ZABBIX,
             at=(ended if resolved else None) or started,
             started=started,
             service=tags.get("service") or host,

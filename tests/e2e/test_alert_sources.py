@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.app.config import Config
 from bot.store import schema as t
@@ -117,14 +117,14 @@ CASES = [
         "pingdom/down.json",
         "pingdom/up.json",
         "Name of HTTP check: Short error message",
-        "high",
+        "critical",
         "Name of HTTP check",
     ),
     Case(
         "sentry/event-alert-triggered.json",
         "sentry/issue-resolved.json",
         "ZeroDivisionError: division by zero",
-        "high",
+        "critical",
         None,
     ),
     Case(
@@ -138,14 +138,14 @@ CASES = [
         "zabbix/problem.json",
         "zabbix/resolved.json",
         "High CPU utilization (over 90% for 5m)",
-        "high",
+        "critical",
         "checkout",  # its event tag service:checkout, before the host
     ),
     Case(
         "opsgenie/create.json",
         "opsgenie/close.json",
         "checkout p99 latency above 2s",
-        "high",
+        "critical",
         "checkout",
     ),
     Case(
@@ -210,6 +210,24 @@ async def test_two_senders_never_share_an_incident(bot: RunningBot) -> None:
         assert resp.status_code == 200, (case.fire, resp.text)
     incidents = (await bot.client.get("/api/incidents")).json()["incidents"]
     assert len(incidents) == len(CASES)
+
+
+async def test_an_incident_stored_as_high_reads_as_critical_and_keeps_working(
+    bot: RunningBot,
+) -> None:
+    """Rows written when `high` was a fourth level: shown as critical, updated and resolved."""
+    fired = await bot.client.post("/webhooks/zabbix", json=body("zabbix/problem.json"))
+    [incident_id] = fired.json()["incidents"]
+    async with bot.runtime.store.write() as conn:
+        for table in (t.incidents, t.alerts):
+            await conn.execute(update(table).values(severity="high"))
+    incident = (await bot.client.get(f"/api/incidents/{incident_id}")).json()
+    assert incident["severity"] == "critical"
+    changed = {**body("zabbix/problem.json"), "event_nseverity": "2", "event_severity": "Warning"}
+    again = await bot.client.post("/webhooks/zabbix", json=changed)
+    assert again.status_code == 200, again.text
+    resolved = await bot.client.post("/webhooks/zabbix", json=body("zabbix/resolved.json"))
+    assert (resolved.json()["incidents"], resolved.json()["resolved"]) == ([incident_id], 1)
 
 
 # ---- /webhooks/generic accepts what people send, refuses only non-alerts -------------------

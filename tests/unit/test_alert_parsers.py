@@ -350,7 +350,7 @@ def test_sns_scenario_alarms(
     assert alert.fingerprint == alarm["AlarmArn"]
     assert alert.title == alarm["AlarmName"]
     assert alert.service == service
-    assert alert.severity is Severity.HIGH  # "-low" is a threshold direction, not a severity
+    assert alert.severity is Severity.CRITICAL  # "-low" is a threshold direction
     assert alert.annotations == {
         "description": alarm["AlarmDescription"],
         "reason": alarm["NewStateReason"],
@@ -406,7 +406,7 @@ def test_sns_alarm_without_arn_takes_the_region_from_the_topic() -> None:
         ("payments-critical-5xx", None, Severity.CRITICAL),
         ("payments-5xx", "Warning: 5xx above 1%", Severity.WARNING),
         ("payments-5xx-sev1", "warning only", Severity.CRITICAL),
-        ("payments-latency-low", "p99 is low", Severity.HIGH),
+        ("payments-latency-low", "p99 is low", Severity.CRITICAL),
     ],
 )
 def test_sns_severity_from_words_in_the_alarm(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.app.config import ConfigError, load_config
-from integrations.alerts import alertmanager, azure, normalize, sources, zabbix
+from integrations.alerts import alertmanager, normalize, severity, sources
 from integrations.alerts.model import AlertStatus, Severity
 from integrations.alerts.payload import parse_timestamp
 from integrations.errors import PayloadError
@@ -26,10 +26,13 @@ BODIES = Path(__file__).resolve().parents[1] / "alert_bodies"
         ("P1", Severity.CRITICAL),
         ("sev1", Severity.CRITICAL),
         ("1", Severity.CRITICAL),
-        ("high", Severity.HIGH),
-        ("ERROR", Severity.HIGH),
-        ("P2", Severity.HIGH),
+        ("high", Severity.CRITICAL),
+        ("ERROR", Severity.CRITICAL),
+        ("P2", Severity.CRITICAL),
+        ("urgent", Severity.CRITICAL),
+        ("major", Severity.CRITICAL),
         ("warning", Severity.WARNING),
+        ("P3", Severity.WARNING),
         ("average", Severity.WARNING),
         ("3", Severity.WARNING),
         ("P4", Severity.INFO),
@@ -40,14 +43,14 @@ BODIES = Path(__file__).resolve().parents[1] / "alert_bodies"
     ],
 )
 def test_severity_words_and_numbers(word: str | None, level: Severity) -> None:
-    assert normalize.severity(word) is level
+    assert severity.level(word) is level
 
 
 @pytest.mark.parametrize(
     ("word", "level"),
     [
         ("Sev0", Severity.CRITICAL),
-        ("Sev1", Severity.HIGH),
+        ("Sev1", Severity.CRITICAL),
         ("Sev2", Severity.WARNING),
         ("Sev3", Severity.INFO),
         ("Sev4", Severity.INFO),
@@ -55,21 +58,46 @@ def test_severity_words_and_numbers(word: str | None, level: Severity) -> None:
     ],
 )
 def test_azure_severity_scale(word: str, level: Severity) -> None:
-    assert normalize.severity(word, azure._SCALE) is level
+    assert severity.level(word, severity.AZURE) is level
 
 
-def test_zabbix_numeric_severity_is_zabbixs_own_scale() -> None:
-    assert normalize.severity("5", zabbix._SCALE) is Severity.CRITICAL
-    assert normalize.severity("4", zabbix._SCALE) is Severity.HIGH
-    assert normalize.severity("Disaster", zabbix._SCALE) is Severity.CRITICAL
+@pytest.mark.parametrize(
+    ("word", "level"),
+    [
+        ("0", Severity.INFO),  # Not classified
+        ("1", Severity.INFO),
+        ("2", Severity.WARNING),
+        ("3", Severity.WARNING),  # Average
+        ("4", Severity.CRITICAL),  # High
+        ("5", Severity.CRITICAL),
+        ("Disaster", Severity.CRITICAL),
+        ("Not classified", Severity.INFO),
+    ],
+)
+def test_zabbix_numeric_severity_is_zabbixs_own_scale(word: str, level: Severity) -> None:
+    assert severity.level(word, severity.ZABBIX) is level
 
 
-def test_the_senders_word_is_kept_beside_the_level() -> None:
-    assert normalize.severity_labels("Sev1", Severity.HIGH) == {
-        "severity": "high",
+def test_every_level_is_one_of_three() -> None:
+    levels = {*severity.COMMON.values(), *severity.AZURE.values(), *severity.ZABBIX.values()}
+    assert {level.value for level in levels} == {"critical", "warning", "info"}
+
+
+def test_the_senders_word_is_kept_beside_the_level_only_when_it_gave_one() -> None:
+    assert severity.labels("Sev1", Severity.CRITICAL) == {
+        "severity": "critical",
         "source_severity": "Sev1",
     }
-    assert normalize.severity_labels("HIGH", Severity.HIGH) == {"severity": "high"}
+    assert severity.labels("CRITICAL", Severity.CRITICAL) == {"severity": "critical"}
+    assert severity.labels(None, Severity.WARNING) == {"severity": "warning"}
+
+
+def test_a_stored_high_reads_as_critical() -> None:
+    """Rows and configs written when there was a fourth level, `high`, keep working."""
+    assert Severity("high") is Severity.CRITICAL
+    assert Severity("Warning") is Severity.WARNING
+    with pytest.raises(ValueError):
+        Severity("bananas")
 
 
 def test_title_is_the_name_then_the_summary_cut_at_a_word() -> None:

@@ -173,6 +173,38 @@ def test_routes_first_match_wins() -> None:
     assert channels({}) == ["C-ALL"]
 
 
+def test_a_severity_match_compares_levels_so_high_still_routes() -> None:
+    """A config written when `high` was a level of its own, or in a sender's words, routes
+    critical incidents; an incident stored with `high` or Alertmanager's `page` still matches
+    a `critical` route and an escalation policy."""
+    path = write(
+        Path("sev.yaml"),
+        "routes:\n"
+        "  - {match: {severity: high}, slack: [C-HIGH]}\n"
+        "  - {match: {severity: P3}, slack: [C-WARN]}\n"
+        "  - {match: {severity: critical}, slack: [C-PAGE]}\n"
+        "  - {match: {severity: bananas}, slack: [C-ODD]}\n"
+        "people: [{name: Ravi Kumar, aliases: [ravi]}]\n"
+        "oncall:\n"
+        "  policies:\n"
+        "    page: {match: {severity: critical}, steps: [{notify: [ravi]}]}\n",
+    )
+    cfg = load_config(path)
+
+    def channels(labels: dict[str, str]) -> list[str] | None:
+        route = cfg.route_for(labels)
+        return route.slack if route else None
+
+    assert channels({"severity": "critical"}) == ["C-HIGH"]
+    assert channels({"severity": "high"}) == ["C-HIGH"]
+    assert channels({"severity": "warning"}) == ["C-WARN"]
+    assert channels({"severity": "bananas"}) == ["C-ODD"]
+    assert channels({"severity": "info"}) is None
+    assert cfg.escalation_for({"severity": "page"}) == "page"
+    assert cfg.escalation_for({"severity": "high"}) == "page"
+    assert cfg.escalation_for({"severity": "info"}) is None
+
+
 def test_no_matching_route_when_there_is_no_catch_all() -> None:
     cfg = load_config(write(Path("r.yaml"), "routes: [{match: {env: prod}, slack: [C1]}]\n"))
     assert cfg.route_for({"env": "staging"}) is None
