@@ -51,7 +51,7 @@ class BadDeploy:
             return None  # the errors were there before the deploy
         issues = s.new_issues(obs, deploy)
         hits = s.observed(obs, APP_ERRORS)
-        latency = s.metric(obs, s.LATENCY)
+        latency = s.latency(obs)
         slower = latency.onset_minutes_ago() if latency and latency.stepped(2.0) else None
         if slower is not None and not s.started_after(deploy, slower):
             slower = None  # it was slow before the deploy

@@ -93,7 +93,7 @@ class CpuSaturation:
         memory = s.metric(obs, s.MEMORY)
         if memory_leak.oom_hits(obs) or (memory is not None and memory.grows):
             case.score *= 0.5  # garbage collection of a leaking heap burns CPU too
-        latency = s.metric(obs, s.LATENCY)
+        latency = s.latency(obs)
         if latency is not None and latency.stepped(3.0):
             case.cite([latency.evidence])
 

@@ -25,6 +25,13 @@ LOOPING = (
         r"Init:(CrashLoopBackOff|Error|RunContainerError)|\bStartError\b",
         0.35,
     ),
+    # A Job's pods fail until its backoffLimit (the job controller's event and describe line).
+    s.pattern(
+        "job_failed",
+        r"BackoffLimitExceeded|Job has reached the specified backoff limit|"
+        r"Pods Statuses:\s+\d+ Active[^\n]*\b[1-9]\d* Failed",
+        0.35,
+    ),
     # kubelet cannot mount what the pod needs to start (a ConfigMap, Secret or volume).
     s.pattern(
         "mount_failed",
@@ -77,13 +84,20 @@ STARTUP_FAILURES = (
         ignore_case=True,
     ),
     s.pattern("bind", r"address already in use|EADDRINUSE", 0.2),
+    # The container's shell cannot run its command (sh, bash and dash word these alike).
+    s.pattern(
+        "shell",
+        r"/bin/(?:ba|da|z)?sh: (?:line \d+: )?[^\n]*(?:syntax error|not found|can't open|"
+        r"[Pp]ermission denied)[^\n]*|syntax error near unexpected token[^\n]*",
+        0.25,
+    ),
     s.pattern("fatal_start", r"\bFATAL\b|\bfatal\b|panic: |Uncaught|Error: ", 0.05),
 )
 # A database or upstream failing: a process that dies on that is a symptom of it.
 DEPENDENCY_FAILURES = (
     *db_connections.SERVER_FULL,
     *db_connections.POOL_EMPTY,
-    *(p for p in dependency_down.FAILURES if p.name in ("db_connect", "mongo", "refused")),
+    *(p for p in dependency_down.FAILURES if p.name in ("db_connect", "mongo", "refused", "dns")),
 )
 _ALERT = re.compile(
     r"CrashLoop|crash[- ]?loop|restart(ed|ing)? \d+ times|restart loop|"

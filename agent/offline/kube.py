@@ -133,8 +133,10 @@ _DESCRIBE_EVENT = re.compile(
     r"^\s*(?P<type>Normal|Warning)\s+(?P<reason>[A-Z]\w+)\s+(?:<unknown>|\S+(?: \(x\d+ over \S+\))?)"
     r"\s+(?:[\w.-]+(?:, [\w.-]+)?)\s{2,}(?P<message>\S.*)$"
 )
+# `kubectl get events` rows; with `-A` (or `--all-namespaces`) a NAMESPACE column comes first.
 _GET_EVENT = re.compile(
-    r"^\s*(?:\S+(?: \(x\d+ over \S+\))?\s+)?(?P<type>Normal|Warning)\s+(?P<reason>[A-Z]\w+)\s+"
+    r"^\s*(?:[a-z0-9][\w.-]*\s+)?(?:\S+(?: \(x\d+ over \S+\))?\s+)?"
+    r"(?P<type>Normal|Warning)\s+(?P<reason>[A-Z]\w+)\s+"
     r"(?:\w+/[\w.-]+)\s+(?P<message>\S.*)$"
 )
 _POD_ROW = re.compile(r"\s(?P<ready>\d+/\d+)\s+(?P<status>[A-Z][\w:]+)\s+\d+(?:\s\([^)]*\))?\s")

@@ -74,6 +74,9 @@ class OomKilled:
         if container is not None and (container.restarts or 0) >= 3 and container.restart_line:
             case.add(0.1, container.restart_line.evidence())
         case.cite([e.evidence() for e in events[:1]])
+        case.cite([e.evidence() for e in f.warnings("BackOff")[:1]])
+        if container is None and evicted:
+            return self._evicted(case, evicted[0], f)
 
         name = f"container {container.name}" if container and container.name else "the container"
         limit_text = limit.text.split(":", 1)[-1].strip() if limit else "its memory limit"
@@ -113,5 +116,37 @@ class OomKilled:
             action=ActionKind.NONE if instant else self.action,
         )
 
+    def _evicted(self, case: Case, evicted: kube.Event, f: kube.Facts) -> Finding:
+        """The kubelet evicted the pod because the node ran low on memory: the pod used more
+        than it requested (the kubelet names it), so it was first in line."""
+        tainted = [e for e in f.warnings("FailedScheduling") if _PRESSURE_TAINT.search(e.message)]
+        case.add(0.1 if tainted else 0.0, *(e.evidence() for e in tainted[:1]))
+        usage = _OVER_REQUEST.search(evicted.message)
+        over = f" ({usage[0]})" if usage else ""
+        return case.finding(
+            self,
+            headline=f"evicted: the node ran low on memory{over}",
+            root_cause=(
+                "The kubelet evicted the pod because the node was low on memory, and this pod "
+                f"used more memory than it requested{over}, so it went first. Its replacement "
+                "cannot run there until the node's memory pressure clears."
+                if tainted
+                else "The kubelet evicted the pod because the node was low on memory, and this "
+                f"pod used more memory than it requested{over}, so it went first."
+            ),
+            checks=(
+                "kubectl describe node NODE: MemoryPressure and the pods' memory requests",
+                "Compare the pod's memory use with its request and limit",
+            ),
+            mitigation=(
+                "A human must give the pod a memory request and limit that match its use, or "
+                "move it to a node with more memory; restarting it changes nothing"
+            ),
+            action=ActionKind.NONE,
+        )
+
+
+_PRESSURE_TAINT = re.compile(r"node\.kubernetes\.io/memory-pressure")
+_OVER_REQUEST = re.compile(r"using \d+\w*, which exceeds its request of \d+\w*")
 
 RULE = OomKilled()

@@ -469,6 +469,13 @@ def metric(
     return shape(canonical, obs.metrics[canonical]) if canonical else None
 
 
+def latency(obs: Observations) -> Shape | None:
+    """The latency series that rose most against its own baseline: with one series per route
+    or endpoint (`latency_p95_ms{route="/checkout"}`), the one that got slow, not the first."""
+    shapes = [m for m in metrics_named(obs, LATENCY) if not _BACKING_STORE.match(m.name)]
+    return max(shapes, key=lambda m: (m.ratio, -len(m.name)), default=None)
+
+
 def requests(obs: Observations) -> Shape | None:
     """The request rate; a monotonic counter (`..._total`) is turned into a per-second rate."""
     counter = metric(obs, REQUESTS, exclude=_NOT_LOAD)
