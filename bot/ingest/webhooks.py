@@ -16,7 +16,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from bot.app import metrics
 from bot.app.runtime import Runtime
-from bot.app.server.inbound import check_bearer, check_content_type, parse_json, read_body
+from bot.app.server.inbound import check_content_type, check_token, parse_json, read_body
 from bot.incidents.ingest import Raced
 from bot.ingest.writer import Delivery, Rejected
 from integrations.alerts import Alert, alertmanager, sns, sources
@@ -37,7 +37,7 @@ async def _intake(
     request: Request, source: str, types: tuple[str, ...]
 ) -> tuple[Runtime, bytes, Any]:
     rt = _runtime(request)
-    check_bearer(request, rt.cfg.webhooks.token)
+    check_token(request, rt.cfg.webhooks.token)
     check_content_type(request, types)
     body = await read_body(request, rt.cfg.http.max_body_bytes)
     return rt, body, parse_json(body)
@@ -121,7 +121,7 @@ async def generic_webhook(request: Request) -> dict[str, Any]:
 async def custom_webhook(request: Request, name: str) -> dict[str, Any]:
     """Any JSON, mapped by `webhooks.mappings.<name>` in the configuration."""
     rt = _runtime(request)
-    check_bearer(request, rt.cfg.webhooks.token)
+    check_token(request, rt.cfg.webhooks.token)
     mapping = rt.cfg.webhooks.mapping(name)
     if mapping is None:
         raise HTTPException(404, f"no webhooks.mappings.{name} in the configuration")
@@ -160,7 +160,7 @@ async def sns_webhook(request: Request) -> dict[str, Any]:
 @router.post("/webhooks/{source}")
 async def named_webhook(request: Request, source: str) -> dict[str, Any]:
     """A sender's own documented body: /webhooks/grafana, /webhooks/azure, ..."""
-    check_bearer(request, _runtime(request).cfg.webhooks.token)
+    check_token(request, _runtime(request).cfg.webhooks.token)
     parser = sources.NAMED.get(source)
     if parser is None:
         known = ", ".join(sorted({*sources.NAMED, "generic", "sns"}))

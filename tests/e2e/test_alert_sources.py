@@ -5,18 +5,21 @@ refuses, lenient Alertmanager bodies, custom mappings, auth and size limits."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
 from bot.app.config import Config
 from bot.store import schema as t
 from tests.fakes.bot_server import RunningBot, run_bot
+from tests.fakes.processes import BotProcesses
 
 BODIES = Path(__file__).resolve().parents[1] / "alert_bodies"
 
@@ -456,6 +459,82 @@ async def test_new_endpoints_need_the_webhook_token(
         path, json=body("grafana/legacy-alerting.json"), headers=headers
     )
     assert resp.status_code == 401, resp.text
+
+
+def _url_with_userinfo(bot: RunningBot, userinfo: str, path: str) -> str:
+    return bot.url.replace("http://", f"http://{userinfo}@") + path
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["bearer", "basic password", "userinfo user:token", "query"],
+)
+async def test_senders_without_headers_give_the_token_by_basic_auth_or_query(
+    mapped_bot: RunningBot, how: str
+) -> None:
+    """Azure action groups and Google Cloud channels take `https://user:token@host/...`
+    (HTTP Basic); Grafana OnCall- and Opsgenie-style URLs carry `?token=`."""
+    path, doc = "/webhooks/grafana", body("grafana/legacy-alerting.json")
+    client = mapped_bot.client
+    if how == "bearer":
+        resp = await client.post(path, json=doc, headers=AUTH)
+    elif how == "basic password":
+        resp = await client.post(path, json=doc, auth=("azure", TOKEN))
+    elif how == "userinfo user:token":
+        resp = await client.post(_url_with_userinfo(mapped_bot, f"gcp:{TOKEN}", path), json=doc)
+    else:
+        resp = await client.post(path, json=doc, params={"token": TOKEN})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["opened"] == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"authorization": "Basic " + base64.b64encode(b"azure:wrong").decode()},
+        {"authorization": "Basic " + base64.b64encode(TOKEN.encode()).decode()},  # no colon
+        {"authorization": "Basic !!not-base64!!"},
+        {"authorization": "Basic " + base64.b64encode(f"{TOKEN}:wrong".encode()).decode()},
+        {"authorization": f"Token {TOKEN}"},
+        {"authorization": "Bearer s3creét".encode()},  # not ASCII: still just wrong
+    ],
+)
+async def test_a_wrong_basic_or_query_token_is_401(
+    mapped_bot: RunningBot, headers: dict[str, str | bytes]
+) -> None:
+    path, doc = "/webhooks/grafana", body("grafana/legacy-alerting.json")
+    resp = await mapped_bot.client.post(path, json=doc, headers=headers)
+    assert resp.status_code == 401, resp.text
+    assert "Basic" in resp.headers["www-authenticate"]
+    wrong = await mapped_bot.client.post(path, json=doc, params={"token": TOKEN + "x"})
+    assert wrong.status_code == 401, wrong.text
+
+
+async def test_a_query_token_never_reaches_the_log(
+    bot_processes: BotProcesses, tmp_path: Path
+) -> None:
+    """A real `opsbot run` at DEBUG: deliveries with `?token=` (right, wrong, refused body)
+    leave the token in no log line."""
+    secret = "qry-Tok3n-never-logged-8f2c"
+    config = {
+        "storage": {"url": f"sqlite:///{tmp_path / 'opsbot.db'}"},
+        "webhooks": {"token": secret},
+    }
+    proc = await bot_processes.start("solo", config, env={"OPSBOT_LOG_LEVEL": "DEBUG"})
+    await bot_processes.ready(proc)
+    doc = body("grafana/legacy-alerting.json")
+    async with httpx.AsyncClient(base_url=proc.url, timeout=10) as client:
+        for token, sent, status in (
+            (secret, doc, 200),
+            (secret + "-wrong", doc, 401),
+            (secret, {"nothing": "here"}, 422),
+        ):
+            resp = await client.post("/webhooks/generic", params={"token": token}, json=sent)
+            assert resp.status_code == status, resp.text
+    await proc.stop()
+    log = proc.log_text()
+    assert "incident.updated" in log  # the log is there, at DEBUG
+    assert secret not in log
 
 
 @pytest.mark.parametrize("path", ["/webhooks/azure", "/webhooks/custom/uptime"])

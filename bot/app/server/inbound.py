@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 from typing import Any
 
 from fastapi import HTTPException, Request
 
+TOKEN_PARAM = "token"
 
-def check_bearer(request: Request, token: str) -> None:
-    """When a token is configured, require `Authorization: Bearer <token>` (401 otherwise)."""
+
+def check_token(request: Request, token: str) -> None:
+    """When a token is configured, require it (401 otherwise) as `Authorization: Bearer
+    <token>`, as HTTP Basic auth whose password is the token (`https://user:<token>@host/...`,
+    which Azure action groups and Google Cloud channels send), or as `?token=<token>` (Grafana
+    OnCall's and Opsgenie's way). Each is compared in constant time."""
     if not token:
         return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
-        raise HTTPException(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+    expected = token.encode()
+    if not any(hmac.compare_digest(given, expected) for given in _offered_tokens(request)):
+        raise HTTPException(
+            401,
+            "missing or wrong webhook token (Bearer, Basic password or ?token=)",
+            {"WWW-Authenticate": 'Bearer, Basic realm="opsbot webhooks"'},
+        )
+
+
+def _offered_tokens(request: Request) -> list[bytes]:
+    offered = [value.encode() for value in request.query_params.getlist(TOKEN_PARAM)]
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    credentials = credentials.strip()
+    # header text is Latin-1 as it came: back to the bytes the sender sent
+    if scheme.lower() == "bearer":
+        offered.append(credentials.encode("latin-1"))
+    elif scheme.lower() == "basic":
+        try:
+            _, colon, password = base64.b64decode(credentials, validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return offered
+        if colon:  # the user name is free
+            offered.append(password)
+    return offered
 
 
 async def read_body(request: Request, limit: int) -> bytes:
