@@ -33,6 +33,11 @@ APP_ERRORS = (
     s.pattern("server_error", r"Internal Server Error|\" 50[0-4] \d+ ", 0.05),
 )
 
+# A setting or secret the new release expects and does not find (config is part of a deploy).
+CONFIG_ERRORS = tuple(
+    p for p in crash_loop.STARTUP_FAILURES if p.name in ("bad_config", "missing_setting")
+)
+
 
 class BadDeploy:
     name = "bad_deploy"
@@ -50,7 +55,7 @@ class BadDeploy:
         if onset is not None and not s.started_after(deploy, onset):
             return None  # the errors were there before the deploy
         issues = s.new_issues(obs, deploy)
-        hits = s.observed(obs, APP_ERRORS)
+        hits = s.observed(obs, APP_ERRORS + CONFIG_ERRORS)
         latency = s.latency(obs)
         slower = latency.onset_minutes_ago() if latency and latency.stepped(2.0) else None
         if slower is not None and not s.started_after(deploy, slower):
@@ -68,6 +73,8 @@ class BadDeploy:
             case.add(0.25, errors.evidence)
         if latency is not None and regressed:
             case.add(0.2, latency.evidence)
+        if obs.health is not None and not obs.health.healthy and (hits or issues):
+            case.add(0.1, s.health_evidence(obs))
         if any(deploy.sha in line for line in obs.logs) or (
             obs.health is not None and deploy.sha in obs.health.body
         ):

@@ -91,7 +91,7 @@ class CpuSaturation:
         alert = s.alert_hit(ctx, _CPU_TEXT)
         case.add(0.1 if alert else 0.0, alert)
         memory = s.metric(obs, s.MEMORY)
-        if memory_leak.oom_hits(obs) or (memory is not None and memory.grows):
+        if memory_leak.out_of_memory(obs) or (memory is not None and memory.grows):
             case.score *= 0.5  # garbage collection of a leaking heap burns CPU too
         latency = s.latency(obs)
         if latency is not None and latency.stepped(3.0):

@@ -140,7 +140,7 @@ class CrashLoop:
             count = f"{restarts.name} {s.fmt(restarts.values[0])} -> {s.fmt(restarts.values[-1])}"
             case.add(0.1, Evidence(tool="metrics", quote=count))
         case.add(0.15 if alert else 0.0, alert)
-        if memory_leak.oom_hits(obs):
+        if memory_leak.out_of_memory(obs):
             case.score *= 0.5  # killed for memory, not failing to start: a memory problem
         specific = [c for c in causes if c.pattern.name != "fatal_start"]
         if not specific and s.observed(obs, DEPENDENCY_FAILURES):

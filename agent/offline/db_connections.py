@@ -15,7 +15,8 @@ SERVER_FULL = (
         "pg_too_many", r"too many clients already|too many connections for (role|database)", 0.45
     ),
     s.pattern("pg_reserved", r"remaining connection slots are reserved", 0.35),
-    s.pattern("mysql_too_many", r"Too many connections|ER_CON_COUNT_ERROR", 0.45),
+    # MySQL's ER_CON_COUNT_ERROR (1040), which clients and proxies often print in lower case.
+    s.pattern("mysql_too_many", r"[Tt]oo many connections\b(?! for)|ER_CON_COUNT_ERROR", 0.45),
     s.pattern(
         "pgbouncer_full",
         r"no more connections allowed|max_client_conn|max number of clients reached",
@@ -28,7 +29,11 @@ POOL_EMPTY = (
         r"Connection is not available, request timed out|QueuePool limit of size \d+ overflow|"
         r"Timeout acquiring a connection|Timeout waiting for (idle object|connection from pool)|"
         r"pool (is )?exhausted|failed to acquire (a )?connection|Unable to acquire JDBC Connection|"
-        r"fetching a new connection from the connection pool",
+        r"fetching a new connection from the connection pool|"
+        # node-postgres, Sequelize, R2DBC pool, and the plain wording many wrappers use
+        r"timeout exceeded when trying to connect|ConnectionAcquireTimeoutError|"
+        r"Connection acquisition timed out|connection pool timeout|"
+        r"timed out waiting for (a )?(free |available )?connection",
         0.45,
     ),
     s.pattern(

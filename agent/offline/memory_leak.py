@@ -39,7 +39,8 @@ OUT_OF_MEMORY = (
     ),
     s.pattern(
         "sigkill",
-        r"(exit(ed)?( with)?|Exit) (code|status)[:=]? ?137\b|signal 9 \(SIGKILL\)|signal: killed|"
+        r"(exit(ed)?( with)?|Exit) (code|status)[:=]? ?137\b|Exit Code:\s+137\b|"
+        r"signal 9 \(SIGKILL\)|signal: killed|"
         r"Perhaps out of memory",
         0.2,
     ),
@@ -77,9 +78,36 @@ _OOM_TEXT = re.compile(
 )
 
 
+# Who else sends SIGKILL (exit code 137): the kubelet after failed liveness or startup probes,
+# the eviction manager for disk or PID pressure, the scheduler's preemption.
+_OTHER_KILLER = (
+    s.pattern(
+        "other_killer",
+        r"failed (liveness|startup) probe, will be restarted|(Liveness|Startup) probe failed|"
+        r"low on resource: (ephemeral-storage|pids|nodefs|imagefs)|Preempt(ed|ing)",
+        0.0,
+    ),
+)
+_WEAK = ("sigkill",)  # a bare SIGKILL or exit code 137 names no killer
+
+
 def oom_hits(obs: Observations) -> list[s.Hit]:
-    """Where a runtime or the kernel reports running out of memory."""
-    return s.observed(obs, OUT_OF_MEMORY)
+    """Where a runtime or the kernel reports running out of memory. A bare SIGKILL (exit code
+    137) counts only while nothing else visible sent it."""
+    hits = s.observed(obs, OUT_OF_MEMORY)
+    if all(h.pattern.name in _WEAK for h in hits) and s.observed(obs, _OTHER_KILLER):
+        return []
+    return hits
+
+
+def only_sigkill(hits: list[s.Hit]) -> bool:
+    return bool(hits) and all(h.pattern.name in _WEAK for h in hits)
+
+
+def out_of_memory(obs: Observations) -> bool:
+    """Something names memory as the reason the process died (not a bare SIGKILL)."""
+    hits = oom_hits(obs)
+    return bool(hits) and not only_sigkill(hits)
 
 
 def _began_before(deploy: Deploy, memory: s.Shape | None, obs: Observations) -> bool:
@@ -142,8 +170,13 @@ class MemoryLeak:
             )
         return case.finding(
             self,
-            headline="memory leak, the process runs out of memory"
-            + (f" ({oom[0].text})" if oom else ""),
+            headline=(
+                f"the process was killed ({oom[0].text}), possibly for memory: nothing says who "
+                "sent the SIGKILL"
+                if only_sigkill(oom) and not growing
+                else "memory leak, the process runs out of memory"
+                + (f" ({oom[0].text})" if oom else "")
+            ),
             root_cause="".join(story),
             checks=(
                 "Take a heap dump or heap profile before restarting, to find what is retained",

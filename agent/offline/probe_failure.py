@@ -32,6 +32,14 @@ _LISTENS = s.pattern(
 _UNHEALTHY = re.compile(r"statuscode: 5\d\d")
 
 
+def timeouts(obs: Observations) -> list[s.Hit]:
+    """Probes that failed because the container answered too slowly (alive but busy), and the
+    kubelet's kill that followed."""
+    hits = s.observed(obs, PROBES)
+    slow = [h for h in hits if _TIMEOUT.search(h.line)]
+    return slow + [h for h in hits if h.pattern.name == "killed"] if slow else []
+
+
 class ProbeFailure:
     name = "probe_failure"
     category = Category.CRASH_LOOP

@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from agent.offline import probe_failure
 from agent.offline import signals as s
 from agent.offline.model import Case, Finding
 from agent.types import ActionKind, Category, Evidence, IncidentContext, Observations
@@ -94,11 +95,16 @@ class TrafficSpike:
         capacity = s.find(obs.logs, AT_CAPACITY)
         surge = requests is not None and requests.ratio >= 2.0
         capped = s.alert_hit(ctx, _CAPACITY_ALERT)
-        if not (surge or capped or any(h.pattern.weight >= 0.25 for h in capacity)):
+        busy = probe_failure.timeouts(obs)
+        loaded = s.alert_hit(ctx, _ALERT)
+        overloaded = bool(busy) and (surge or loaded is not None)
+        if not (surge or capped or overloaded or any(h.pattern.weight >= 0.25 for h in capacity)):
             return None
         case = Case()
         if requests is not None and surge:
             case.add(0.45 if requests.ratio >= 3 else 0.3, requests.evidence)
+        if overloaded:  # alive but too slow to answer its probe while load is high
+            case.add(0.3, *s.quotes(busy, 2))
         case.add(s.weight(capacity, 0.35), *s.quotes(capacity, 1))
         drivers, driver_evidence = _dominant_evidence(obs.logs)
         case.cite(driver_evidence)
@@ -122,7 +128,13 @@ class TrafficSpike:
         case.add(0.2 if capped else 0.1 if alert else 0.0, alert)
         case.cite(s.quotes(capacity, 3)[2:])
 
-        load = requests.describe() if requests is not None and surge else "load above capacity"
+        load = (
+            requests.describe()
+            if requests is not None and surge
+            else "pods too slow to answer their probes under load"
+            if overloaded
+            else "load above capacity"
+        )
         driver = f" Most of it is {' and '.join(drivers)}." if drivers else ""
         limit = f" Scaling is capped: {capacity[0].quote}." if capacity else ""
         return case.finding(

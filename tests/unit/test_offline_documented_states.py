@@ -4,9 +4,12 @@ workloads of these tests' own making rather than any scenario file."""
 
 from __future__ import annotations
 
+import pytest
+
 from agent.offline import diagnose
 from agent.types import ActionKind, Category, Observations
-from integrations.observability.model import Deploy
+from integrations.observability.model import Deploy, HealthResult
+from tests.unit.test_offline_kubernetes import describe_pod
 from tests.unit.test_offline_rules import assert_quotes_are_exact, cited, incident, series
 
 # ------------------------------------------------------------------------ evictions
@@ -122,3 +125,129 @@ def test_latency_of_the_route_that_got_slow_is_the_evidence_not_the_first_series
     d = diagnose(incident("storefront", "CheckoutLatencyHigh"), obs)
     assert d.category is Category.BAD_DEPLOY
     assert 'route="/checkout"' in cited(d)
+
+
+def test_too_many_connections_and_pool_timeouts_are_exhaustion_not_slow_queries() -> None:
+    # MySQL error 1040 as a Node client prints it, and node-postgres' pool timeout, while the
+    # queries that do run are slow only because they queue for a connection.
+    obs = Observations(
+        logs=[
+            "ERROR api: ER_CON_COUNT_ERROR: too many connections",
+            "ERROR api: Error: timeout exceeded when trying to connect",
+        ],
+        metrics={
+            "db_connections_in_use": series(40, 41, 42, 60, 150, 150, 150, 150),
+            "query_duration_ms": series(9, 9, 10, 300, 9000, 9100, 9050, 9000),
+        },
+    )
+    d = diagnose(incident("api", "APIHighErrorRate"), obs)
+    assert d.category is Category.DB_CONNECTION_EXHAUSTION
+    assert d.proposed_action.action is ActionKind.NONE  # the server is full: a human clears it
+    assert "too many connections" in cited(d)
+
+
+# ------------------------------------------------------------------------ deploys
+
+
+def test_a_release_that_references_a_secret_that_does_not_exist_is_rolled_back() -> None:
+    obs = Observations(
+        logs=['level=error msg="startup check failed" err="secret \\"billing/db-dsn\\" not found"'],
+        deploys=[
+            Deploy(sha="billing:57", message="release 2026.11.04.1", author="ci", minutes_ago=5)
+        ],
+        health=HealthResult(500, "health check failed"),
+    )
+    d = diagnose(incident("billing", "TargetsUnhealthy"), obs)
+    assert d.category is Category.BAD_DEPLOY
+    assert d.proposed_action.action is ActionKind.ROLLBACK
+    assert "billing/db-dsn" in cited(d) and "billing:57" in cited(d)
+
+
+# ------------------------------------------------------------------------ SIGKILL, probes
+
+KILLED_137 = ["Terminated", "Reason:       Error", "Exit Code:    137"]
+
+
+@pytest.mark.parametrize(
+    "obs",
+    [
+        Observations(
+            kubernetes=describe_pod(
+                "ingest-7f6d5c4b3-h2k9p", state=["Running"], last=KILLED_137, restarts=2
+            )
+        ),
+        Observations(logs=["ingest-1 exited with code 137", "ingest-1 exited with code 137"]),
+    ],
+)
+def test_exit_code_137_alone_is_only_a_weak_memory_lead(obs: Observations) -> None:
+    # 137 = 128 + SIGKILL: the OOM killer sends it, and so do the kubelet and `docker kill`.
+    d = diagnose(incident("ingest", "KubePodRestarting"), obs)
+    assert d.category in (Category.MEMORY_LEAK, Category.UNKNOWN, Category.CRASH_LOOP)
+    assert d.confidence < 0.35
+    assert d.proposed_action.action is ActionKind.NONE
+
+
+def test_exit_code_137_after_a_failed_liveness_probe_is_not_a_memory_problem() -> None:
+    # kubelet: "Container X failed liveness probe, will be restarted" and then SIGKILL.
+    events = [
+        "  Warning  Unhealthy  30s (x3 over 50s)  kubelet  Liveness probe failed: HTTP probe "
+        "failed with statuscode: 500",
+        "  Normal   Killing    30s                kubelet  Container app failed liveness probe, "
+        "will be restarted",
+    ]
+    obs = Observations(
+        kubernetes=describe_pod(
+            "ingest-7f6d5c4b3-h2k9p",
+            state=["Running"],
+            last=KILLED_137,
+            restarts=5,
+            events=events,
+        )
+    )
+    d = diagnose(incident("ingest", "KubePodRestarting"), obs)
+    assert d.category is not Category.MEMORY_LEAK
+
+
+PROBE_TIMEOUTS = [
+    "  Warning  Unhealthy  1m (x9 over 6m)  kubelet  Liveness probe failed: Get "
+    '"http://10.1.4.7:8080/healthz": context deadline exceeded (Client.Timeout exceeded while '
+    "awaiting headers)",
+    "  Normal   Killing    1m (x3 over 6m)  kubelet  Container app failed liveness probe, will "
+    "be restarted",
+]
+
+
+def test_probes_timing_out_while_load_is_high_mean_too_few_replicas() -> None:
+    obs = Observations(
+        kubernetes=describe_pod(
+            "search-6b8f7d9c5-2xk4p",
+            state=["Running"],
+            last=KILLED_137,
+            restarts=7,
+            events=PROBE_TIMEOUTS,
+        )
+    )
+    ctx = incident(
+        "search",
+        "PodRestartsHigh",
+        annotations={"description": "search pods restart during the evening traffic peak"},
+    )
+    d = diagnose(ctx, obs)
+    assert d.category is Category.TRAFFIC_SPIKE
+    assert d.proposed_action.action is ActionKind.SCALE_UP
+    assert "context deadline exceeded" in cited(d)
+
+
+def test_probes_timing_out_with_no_sign_of_load_are_not_called_a_traffic_spike() -> None:
+    obs = Observations(
+        kubernetes=describe_pod(
+            "search-6b8f7d9c5-2xk4p",
+            state=["Running"],
+            last=KILLED_137,
+            restarts=7,
+            events=PROBE_TIMEOUTS,
+        )
+    )
+    d = diagnose(incident("search", "PodRestartsHigh"), obs)
+    assert d.category is not Category.TRAFFIC_SPIKE
+    assert d.category is not Category.MEMORY_LEAK
