@@ -4,6 +4,8 @@ On PostgreSQL the leader is the replica holding a session-level advisory lock on
 connection: when its process dies the server drops the connection and the lock with it, and
 another replica's next attempt (every `cluster.heartbeat_s`) takes over. A leader that loses
 its connection steps down before trying again. On SQLite (one process) this process leads.
+Scheduled steps run on an APScheduler (3.x) `AsyncIOScheduler`: interval jobs, coalesced, one
+instance at a time, added on election and removed (their running steps cancelled) on loss.
 
 The API other features use:
 
@@ -20,10 +22,15 @@ starts cannot apply it twice, and a step missed while nobody led is done by the 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.app.config import ClusterConfig
 from bot.cluster.pg import connect
@@ -33,6 +40,8 @@ from bot.store import Store
 log = structlog.get_logger(__name__)
 LEADER_LOCK = 0x6F707362_6F74_0002  # pg advisory lock key: the opsbot leader
 Step = Callable[[], Awaitable[object]]
+# APScheduler logs every run at INFO; our steps log what they do themselves.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 class Leadership:
@@ -41,8 +50,13 @@ class Leadership:
         self.is_leader = False
         self._steps: list[tuple[str, float, Step]] = []
         self._watchers: list[Callable[[bool], Awaitable[None]]] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()
         self._conn: asyncpg.Connection | None = None
+        # A step late because the loop was busy still runs (once: coalesced), never twice at once.
+        self._scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
 
     def every(self, name: str, seconds: float, step: Step) -> None:
         """Run `step` every `seconds` while this replica leads (register before `run`)."""
@@ -53,6 +67,7 @@ class Leadership:
 
     async def run(self) -> None:
         """Campaign until cancelled; lead while the lock is held."""
+        self._scheduler.start()
         try:
             if not self.store.is_postgres:
                 await self._set(True)
@@ -64,6 +79,7 @@ class Leadership:
                 await asyncio.sleep(self.cfg.heartbeat_s)
         finally:
             await self._set(False)
+            self._scheduler.shutdown(wait=False)
             await self._disconnect()
 
     async def _hold_lock(self) -> bool:
@@ -95,28 +111,40 @@ class Leadership:
         self.is_leader = leading
         log.info("leader.elected" if leading else "leader.stepped_down", replica=self.replica_id)
         if leading:
-            self._tasks = [
-                asyncio.create_task(self._repeat(name, s, step), name=f"leader:{name}")
-                for name, s, step in self._steps
-            ]
+            for name, seconds, step in self._steps:
+                self._scheduler.add_job(
+                    functools.partial(self._run_step, name, step),
+                    IntervalTrigger(seconds=seconds, timezone=UTC),
+                    id=name,
+                    name=name,
+                    next_run_time=datetime.now(UTC),  # a new leader catches up at once
+                    replace_existing=True,
+                )
         else:
-            for task in self._tasks:
+            self._scheduler.remove_all_jobs()
+            for task in self._running:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._tasks = []
+            await asyncio.gather(*self._running, return_exceptions=True)
         for watcher in self._watchers:
             try:
                 await watcher(leading)
             except Exception:  # one singleton failing to start must not stop the others
                 log.exception("leader.watcher_failed", leading=leading)
 
+    async def _run_step(self, name: str, step: Step) -> None:
+        """The scheduler's job: the step in a task of its own, so stepping down cancels it."""
+        if not self.is_leader:  # fired just as we stepped down
+            return
+        task = asyncio.create_task(self._guarded(name, step), name=f"leader:{name}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        await asyncio.wait({task})
+
     @staticmethod
-    async def _repeat(name: str, seconds: float, step: Step) -> None:
-        while True:
-            try:
-                await step()
-            except StoreUnavailable as exc:
-                log.warning("leader.step_failed", step=name, error=str(exc))
-            except Exception:  # a failing step runs again next time; it must not end the loop
-                log.exception("leader.step_crashed", step=name)
-            await asyncio.sleep(seconds)
+    async def _guarded(name: str, step: Step) -> None:
+        try:
+            await step()
+        except StoreUnavailable as exc:
+            log.warning("leader.step_failed", step=name, error=str(exc))
+        except Exception:  # a failing step runs again next time; it must not end the schedule
+            log.exception("leader.step_crashed", step=name)
