@@ -211,7 +211,7 @@ class DiscordConfig(_Model):
     public_key: str = ""
     guild_id: str = ""
     api_url: str = "https://discord.com/api/v10"
-    gateway: bool = True  # hold the gateway session: true on exactly one replica
+    gateway: bool = True  # hold the gateway session while this replica leads (false: REST only)
 
     @field_validator("public_key")
     @classmethod

@@ -180,8 +180,9 @@ class Runtime:
             task.add_done_callback(self._nudges.discard)
 
     async def start_adapters(self) -> None:
-        """Connect adapters that hold a connection of their own (a socket to the platform).
-        Every platform a route names must have an adapter by now."""
+        """Connect adapters that hold a connection of their own (a socket to the platform);
+        one that only the leader may hold (`lead`) follows the leadership. Every platform a
+        route names must have an adapter by now."""
         problems = route_problems(self.cfg, set(self.adapters))
         if problems:
             raise ConfigError("\n".join(problems))
@@ -189,6 +190,11 @@ class Runtime:
             start = getattr(adapter, "start", None)
             if start is not None:
                 await start()
+            lead = getattr(adapter, "lead", None)  # a connection only one replica may hold
+            if lead is not None:
+                self.leader.on_change(lead)
+                if not self.store.is_postgres:  # one process: it leads from the start
+                    await lead(True)
 
     async def stop_adapters(self) -> None:
         for adapter in self.adapters.values():

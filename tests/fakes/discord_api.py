@@ -153,6 +153,7 @@ class FakeDiscord:
         self.commands: dict[str, list[Json]] = {}  # "global" or a guild id → registered commands
         self.requests: list[tuple[str, str]] = []  # (method, path under /api/v10)
         self.identifies = self.resumes = 0
+        self.connected = 0  # gateway connections open now (Discord allows one session a token)
         self.down = False  # an outage: REST answers 503 and the gateway refuses connections
         self.replay_overlap = 0  # RESUME also re-sends this many events the client had seen
         self._failures: list[_Failure] = []
@@ -602,20 +603,24 @@ class FakeDiscord:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._ws = ws
-        await ws.send_str(
-            json.dumps({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}})
-        )
-        async for frame in ws:
-            if frame.type != WSMsgType.TEXT:
-                continue
-            msg = json.loads(frame.data)
-            op, data = msg.get("op"), msg.get("d")
-            if op == 1:
-                await ws.send_str(json.dumps({"op": 11}))
-            elif op == 2:
-                await self._identify(ws, data)
-            elif op == 6:
-                await self._resume(ws, data)
+        self.connected += 1
+        try:
+            await ws.send_str(
+                json.dumps({"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}})
+            )
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                msg = json.loads(frame.data)
+                op, data = msg.get("op"), msg.get("d")
+                if op == 1:
+                    await ws.send_str(json.dumps({"op": 11}))
+                elif op == 2:
+                    await self._identify(ws, data)
+                elif op == 6:
+                    await self._resume(ws, data)
+        finally:
+            self.connected -= 1
         return ws
 
     async def _identify(self, ws: web.WebSocketResponse, data: Json) -> None:

@@ -37,6 +37,7 @@ def _view(status: str = "triggered") -> RootView:
 async def adapter(fake_discord: FakeDiscord) -> AsyncIterator[DiscordAdapter]:
     running = DiscordAdapter(DiscordConfig(**discord_settings(fake_discord)), _accept)
     await running.start()
+    await running.lead(True)  # the process leads: it holds the gateway
     await fake_discord.wait_ready()
     await running.ready.wait()
     yield running

@@ -4,8 +4,9 @@ slash commands in, over the gateway or signed HTTP interactions.
 Inbound events are translated into `InboundMessage`s and committed by `accept` (once per
 message or interaction id) before Discord is answered: an interaction gets a deferred answer
 within Discord's 3 seconds, the real answer follows through the interaction's webhook. The
-gateway holds one session per bot token, so it runs on one replica. Outbound calls wait in the
-outbox while the gateway is down; Discord's answers become `integrations.errors`.
+gateway holds one session per bot token, so only the leader holds it (`lead`); the other
+replicas send over REST. Outbound calls on the leader wait in the outbox while its gateway is
+down; Discord's answers become `integrations.errors`.
 """
 
 from __future__ import annotations
@@ -229,8 +230,8 @@ def nonce(key: str) -> str:
 
 
 class DiscordAdapter:
-    """The `ChatAdapter` for Discord, plus `mount` (HTTP interactions) and `start`/`stop`
-    (login, command registration and the gateway, in the background)."""
+    """The `ChatAdapter` for Discord, plus `mount` (HTTP interactions), `start`/`stop` (login
+    and command registration, in the background) and `lead` (the gateway, on the leader)."""
 
     platform = PLATFORM
     capabilities = Capabilities(
@@ -252,7 +253,11 @@ class DiscordAdapter:
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
             allowed_mentions=NO_MENTIONS,
         )
-        self.ready = asyncio.Event()  # outbound may go: logged in and the gateway is up
+        # Outbound may go: logged in, and the gateway up if this replica should hold it.
+        self.ready = asyncio.Event()
+        self._logged_in = asyncio.Event()
+        self._leading = False
+        self._gateway: asyncio.Task[None] | None = None
         for handler in (
             self.on_message,
             self.on_interaction,
@@ -278,19 +283,20 @@ class DiscordAdapter:
         await self.on_connect()
 
     async def on_disconnect(self) -> None:
-        self.ready.clear()
+        if self._leading:  # a lost session, not a hand-over: wait for discord.py to resume
+            self.ready.clear()
         log.info("discord.gateway", connected=False)
 
     # ---- connection -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Log in, register the slash commands and hold the gateway, in the background so a
-        Discord outage never blocks start-up (discord.py reconnects and resumes by itself)."""
+        """Log in and register the slash commands in the background, so a Discord outage never
+        blocks start-up; the gateway waits for `lead(True)`."""
         # discord.py reads the REST base (and the gateway, below) from class attributes: one
         # Discord per process, which is all a bot needs.
         discord.http.Route.BASE = self.cfg.api_url.rstrip("/")
-        self._running = asyncio.create_task(self._run(), name="discord-gateway")
+        self._running = asyncio.create_task(self._login(), name="discord-login")
 
-    async def _run(self) -> None:
+    async def _login(self) -> None:
         delay = 1.0
         while True:
             try:
@@ -304,9 +310,35 @@ class DiscordAdapter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
         await self.register_commands()
-        if not self.cfg.gateway:  # another replica holds the session; REST is enough here
-            self.ready.set()
+        self._logged_in.set()
+        if not self._leading:
+            self.ready.set()  # REST is enough on a replica that does not lead
+
+    async def lead(self, leading: bool) -> None:
+        """The leader's singleton (`Leadership.on_change`): hold the gateway session while this
+        replica leads (and `discord.gateway` allows it), close it when it stops leading."""
+        leading = leading and self.cfg.gateway
+        if leading == self._leading:
             return
+        self._leading = leading
+        if leading:
+            self.ready.clear()
+            self._gateway = asyncio.create_task(self._hold_gateway(), name="discord-gateway")
+            return
+        gateway, self._gateway = self._gateway, None
+        if gateway is not None:
+            gateway.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await gateway
+        ws = self.client.ws
+        if ws is not None and ws.open:
+            await ws.close(code=1000)  # ends the session: the next leader identifies anew
+        log.info("discord.gateway", connected=False, handed_over=True)
+        if self._logged_in.is_set():
+            self.ready.set()
+
+    async def _hold_gateway(self) -> None:
+        await self._logged_in.wait()
         try:
             # Ask Discord where the gateway is (discord.py 2.7 would go to the public one).
             _, url, _ = await self.client.http.get_bot_gateway()
@@ -335,10 +367,11 @@ class DiscordAdapter:
 
     async def stop(self) -> None:
         await self.client.close()
-        if self._running is not None:
-            self._running.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._running
+        for task in (self._running, self._gateway):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     # ---- inbound: messages ----------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
