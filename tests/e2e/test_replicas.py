@@ -2,9 +2,10 @@
 
 A replica killed mid-diagnosis and mid-action: the other finishes the diagnosis once and says
 the action's outcome is unknown once; a restarting replica leaves the other's action alone; the
-leader killed: approvals still expire, each once; a console on one replica sees the other's
-events live; replicas starting together migrate once; the database cut off under load: 503s
-meanwhile, nothing acknowledged lost.
+leader killed: approvals still expire and escalation steps still page, each once, and the next
+leader holds the Discord gateway (one session at a time); a console on one replica sees the
+other's events live; replicas starting together migrate once; the
+database cut off for 20 s under load: 503s meanwhile, nothing acknowledged lost.
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.fakes import discord_api
 from tests.fakes.action_servers import RecordingHttp
 from tests.fakes.bot_server import free_port
 from tests.fakes.demo_service import eventually
+from tests.fakes.discord_api import FakeDiscord, discord_settings
 from tests.fakes.openai_server import Fail, FakeOpenAI, Hang, Step, reply
 from tests.fakes.processes import BotProcess, BotProcesses
 from tests.fakes.slack_api import FakeSlack, slack_settings
 
 CHANNEL = "C0OPS"
+RAVI, MEI = "U024BE7LH", "U0MEI0001"
+ESCALATE_AFTER_S = 10
 TAKEOVER_S = 15.0  # the issue's bound for a leader's death
 SETTLE_S = 45.0
-OUTAGE_S = 10.0
+OUTAGE_S = 20.0  # the issue's outage, under load
 FAST_CLUSTER = {"heartbeat_s": 0.5, "dead_after_s": 3, "tick_s": 1}
 LIVE = reply(
     {
@@ -77,6 +82,15 @@ async def say(client: httpx.AsyncClient, bot: BotProcess, incident_id: str, text
 async def settled(client: httpx.AsyncClient, bot: BotProcess) -> bool:
     stats = (await client.get(f"{bot.url}/stats")).json()
     return stats["outbox"] == {"pending": 0, "failed": 0}
+
+
+def pages(fake: FakeSlack, user: str) -> list[str]:
+    """Incident cards the bot sent to a person's direct messages (not replies in their threads)."""
+    return [
+        c.params["text"]
+        for c in fake.calls("chat.postMessage")
+        if c.params["channel"] == user and not c.params.get("thread_ts")
+    ]
 
 
 def is_investigation(body: dict[str, Any]) -> bool:
@@ -173,12 +187,29 @@ async def test_a_replica_killed_mid_diagnosis_and_mid_action(
     assert sum(is_investigation(b) for b in fake_openai.requests) == 2  # A's, then B's
 
 
-async def test_the_leaders_death_hands_approval_expiry_to_the_other_replica(
-    pg_url: str, bot_processes: BotProcesses
+async def test_the_leaders_death_hands_approval_expiry_and_escalation_to_the_other_replica(
+    pg_url: str, bot_processes: BotProcesses, fake_slack: FakeSlack
 ) -> None:
     services = ("checkout", "cart", "search")
     config = base_config(
         pg_url,
+        slack=slack_settings(fake_slack),
+        routes=[{"match": {}, "slack": [CHANNEL]}],
+        people=[
+            {"name": "Ravi Kumar", "aliases": ["ravi"], "slack": RAVI},
+            {"name": "Mei Chen", "aliases": ["mei"], "slack": MEI},
+        ],
+        oncall={
+            "tick_s": 1,
+            "policies": {
+                "all": {
+                    "steps": [  # Ravi at once; Mei once Ravi's step has waited, after the kill
+                        {"notify": ["ravi"], "channels": ["slack"], "wait_s": ESCALATE_AFTER_S},
+                        {"notify": ["mei"], "channels": ["slack"], "wait_s": 3600},
+                    ]
+                }
+            },
+        },
         policy={"approval_timeout_s": 6},
         services={
             name: {
@@ -213,6 +244,10 @@ async def test_the_leaders_death_hands_approval_expiry_to_the_other_replica(
         await eventually(all_pending, SETTLE_S)
         states = [(await incident(client, a, i))["actions"][0]["state"] for i in ids]
         assert states == ["pending_approval"] * 3
+        await eventually(
+            lambda: asyncio.sleep(0, result=len(pages(fake_slack, RAVI)) >= 3), SETTLE_S
+        )
+        assert pages(fake_slack, MEI) == []  # the second step falls due after the kill
         await a.kill()
         killed_at = asyncio.get_running_loop().time()
 
@@ -223,10 +258,11 @@ async def test_the_leaders_death_hands_approval_expiry_to_the_other_replica(
                 m["text"] for m in detail["messages"] if "expired without approval" in m["text"]
             ]
 
-        async def all_expired() -> bool:
-            return all([expired(await incident(client, b, i)) for i in ids])
+        async def all_done() -> bool:
+            details = [await incident(client, b, i) for i in ids]
+            return all(expired(d) for d in details) and len(pages(fake_slack, MEI)) >= 3
 
-        await eventually(all_expired, TAKEOVER_S)
+        await eventually(all_done, TAKEOVER_S)
         took = asyncio.get_running_loop().time() - killed_at
         await eventually(lambda: settled(client, b), SETTLE_S)
         details = [await incident(client, b, i) for i in ids]
@@ -234,6 +270,55 @@ async def test_the_leaders_death_hands_approval_expiry_to_the_other_replica(
     assert took <= TAKEOVER_S
     assert [len(expired(d)) for d in details] == [1, 1, 1]  # no step twice
     assert [d["actions"][0]["state"] for d in details] == ["expired"] * 3
+    assert len(pages(fake_slack, RAVI)) == 3 and len(pages(fake_slack, MEI)) == 3
+    escalated = [[e for e in d["timeline"] if e["kind"] == "escalated"] for d in details]
+    assert [len(steps) for steps in escalated] == [2, 2, 2]
+
+
+async def test_only_the_leader_holds_the_discord_gateway_and_the_next_leader_takes_it(
+    pg_url: str, bot_processes: BotProcesses, fake_discord: FakeDiscord
+) -> None:
+    config = base_config(
+        pg_url,
+        discord=discord_settings(fake_discord),
+        routes=[{"match": {}, "discord": [discord_api.INCIDENTS]}],
+        people=[
+            {
+                "name": "Ravi Kumar",
+                "aliases": ["ravi"],
+                "discord": discord_api.RAVI,
+                "roles": ["responder"],
+            }
+        ],
+    )
+    a = await bot_processes.start("replica-a", config)
+    await bot_processes.ready(a)
+    await fake_discord.wait_ready(TAKEOVER_S)
+    b = await bot_processes.start("replica-b", config)
+    await bot_processes.ready(b)
+    async with httpx.AsyncClient(timeout=10) as client:
+        incident_id = await open_incident(client, b, "gateway-1", "checkout")
+
+        async def posted() -> list[discord_api.DiscordMessage]:
+            return fake_discord.roots(discord_api.INCIDENTS)
+
+        (root,) = await eventually(posted, SETTLE_S)  # over REST, by either replica
+        assert (fake_discord.connected, fake_discord.identifies) == (1, 1)  # A's session only
+
+        await a.kill()
+
+        async def taken_over() -> bool:
+            return (fake_discord.connected, fake_discord.identifies) == (1, 2)
+
+        await eventually(taken_over, TAKEOVER_S)  # B, now the leader, holds a new session
+        await fake_discord.wait_ready()
+        await fake_discord.say(root.id, "ack")  # what people write reaches B
+
+        async def acknowledged() -> bool:
+            return (await incident(client, b, incident_id))["status"] == "acknowledged"
+
+        await eventually(acknowledged, SETTLE_S)
+    assert fake_discord.connected == 1
 
 
 async def test_a_console_on_one_replica_shows_what_another_did_live(
@@ -350,6 +435,7 @@ async def test_a_database_outage_under_load_answers_503_and_loses_nothing(
     acked: list[str] = []
     answers: Counter[int | str] = Counter()
     sending = True
+    loop = asyncio.get_running_loop()
 
     async def sender(client: httpx.AsyncClient, lane: int) -> None:
         n = 0
@@ -381,10 +467,17 @@ async def test_a_database_outage_under_load_answers_503_and_loses_nothing(
         try:
             await eventually(lambda: acked_at_least(20), SETTLE_S)
             await pg_link.cut()
+            cut_at = loop.time()
             before = len(acked)
             await eventually(lambda: readiness(503), TAKEOVER_S)
             await eventually(lambda: asyncio.sleep(0, result=answers[503] >= 10), TAKEOVER_S)
-            await asyncio.sleep(OUTAGE_S)  # hold the outage under load (not an assertion)
+            # Hold the outage under load for the rest of its length (not an assertion), then
+            # check it was an outage to the end: still not ready, still answering 503.
+            await asyncio.sleep(max(0.0, cut_at + OUTAGE_S - loop.time()))
+            late_503s = answers[503]
+            await eventually(lambda: asyncio.sleep(0, result=answers[503] > late_503s), SETTLE_S)
+            assert await readiness(503)
+            down_for = loop.time() - cut_at
             await pg_link.start()
             await eventually(lambda: readiness(200), SETTLE_S)
             await eventually(lambda: acked_at_least(before + 20), SETTLE_S)
@@ -393,6 +486,7 @@ async def test_a_database_outage_under_load_answers_503_and_loses_nothing(
             await asyncio.gather(*senders)
         await eventually(lambda: settled(client, a), SETTLE_S)
 
+    assert down_for >= OUTAGE_S
     assert set(answers) <= {200, 503}, answers
     admin = await asyncpg.connect(pg_url)
     try:
