@@ -3,10 +3,12 @@ concurrent senders; prints throughput and latency, then checks the store lost no
 
     python bench/ingest.py [--count 3000] [--senders 20] [--seed 1] [--profile out.prof]
                            [--storage-url postgresql://postgres@127.0.0.1:5432/opsbot_bench]
-                           [--replicas 2]
+                           [--replicas 2] [--compare]
 
-With --replicas N (PostgreSQL), N `opsbot run` processes share the database and the senders'
-requests alternate between them.
+--storage-url names a PostgreSQL database that must not exist yet: the bench creates it and
+drops it afterwards. With --replicas N, N `opsbot run` processes share it and the senders'
+requests alternate between them. --compare runs SQLite, then PostgreSQL with one replica and
+with --replicas (default 2), and prints the three side by side.
 
 Notifications carry 1-50 alerts; 5% re-send an identical earlier body (must be a duplicate),
 10% resolve every alert of an open group (its incident must resolve). Goal on 2 cores:
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -29,12 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
+from sqlalchemy.engine import make_url
 
 GOAL_RPS = 500.0
 GOAL_P99_MS = 50.0
@@ -42,7 +47,7 @@ RESEND_SHARE = 0.05
 RESOLVE_SHARE = 0.10
 UPDATE_SHARE = 0.30  # of the rest: a later notification of an open group
 MAX_ALERTS = 50
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0  # a loaded machine (or cProfile) starts slowly
 BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 SEVERITIES = ("info", "warning", "high", "critical")
 
@@ -269,6 +274,36 @@ def check_store(deliveries: int, rows: list[tuple[str, str, int]], ledger: Ledge
     return problems
 
 
+@dataclass
+class Result:
+    label: str
+    rps: float
+    p99_ms: float
+    problems: list[str]
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(storage_url: str) -> AsyncIterator[str]:
+    """Create the PostgreSQL database `storage_url` names (it must not exist), drop it after."""
+    url = make_url(storage_url)
+    name = url.database
+    if not name:
+        raise SystemExit(f"--storage-url {storage_url} names no database")
+    admin_url = url.set(drivername="postgresql", database="postgres")
+    admin = await asyncpg.connect(admin_url.render_as_string(hide_password=False))
+    try:
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            raise SystemExit(f"database {name} exists: name a fresh one (or drop it)") from None
+        try:
+            yield storage_url
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def bench(
     count: int,
     senders: int,
@@ -276,7 +311,22 @@ async def bench(
     profile: str | None,
     storage_url: str | None,
     replicas: int = 1,
-) -> int:
+) -> Result:
+    """One run on a fresh store: SQLite in a temporary directory, or a new PostgreSQL database."""
+    if storage_url is None:
+        return await run_bots(count, senders, seed, profile, None, replicas)
+    async with fresh_database(storage_url):
+        return await run_bots(count, senders, seed, profile, storage_url, replicas)
+
+
+async def run_bots(
+    count: int,
+    senders: int,
+    seed: int,
+    profile: str | None,
+    storage_url: str | None,
+    replicas: int,
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="opsbot-bench-") as tmp:
         workdir = Path(tmp)
         urls = [f"http://127.0.0.1:{free_port()}" for _ in range(replicas)]
@@ -308,20 +358,25 @@ async def bench(
                 proc.send_signal(signal.SIGINT if profile else signal.SIGTERM)
             for proc in procs:
                 proc.wait(timeout=60)
-        report(ledger, elapsed, senders, stats, replicas)
+        label = f"{'PostgreSQL' if storage_url else 'SQLite'}, {replicas} replica(s)"
+        rps, p99 = report(ledger, elapsed, senders, stats, label)
         problems = check_store(*await read_store(storage), ledger)
     for problem in problems:
         print(f"LOST OR WRONG: {problem}")
     if not problems:
         print("store check: OK (nothing lost, duplicates ignored, resolutions applied)")
-    return 1 if problems else 0
+    return Result(label, rps, p99, problems)
 
 
-def report(ledger: Ledger, elapsed: float, senders: int, stats: dict, replicas: int) -> None:
+def report(
+    ledger: Ledger, elapsed: float, senders: int, stats: dict, label: str
+) -> tuple[float, float]:
+    """Print one run's figures; returns (notifications/s, p99 ms)."""
     n = len(ledger.latencies_ms)
     q = statistics.quantiles(ledger.latencies_ms, n=100) if n > 1 else [0.0] * 99
     rps = n / elapsed
-    print(f"notifications: {n} from {senders} senders to {replicas} replica(s) in {elapsed:.2f} s")
+    print(f"== {label}")
+    print(f"notifications: {n} from {senders} senders in {elapsed:.2f} s")
     print(f"  opened {len(ledger.opened)} groups, resolved {len(ledger.resolved)}, ", end="")
     print(f"re-sent {ledger.resends} bodies, {ledger.alerts_sent} alerts in all")
     print(f"webhooks/s: {rps:.0f}   alerts/s: {ledger.alerts_sent / elapsed:.0f}")
@@ -331,6 +386,23 @@ def report(ledger: Ledger, elapsed: float, senders: int, stats: dict, replicas: 
     print(f"outbox at the end: {stats['outbox']}")
     verdict = "met" if rps >= GOAL_RPS and q[98] <= GOAL_P99_MS else "MISSED"
     print(f"goal (>= {GOAL_RPS:.0f}/s, p99 <= {GOAL_P99_MS:.0f} ms): {verdict}")
+    return rps, q[98]
+
+
+async def compare(args: argparse.Namespace, profile: str | None) -> list[Result]:
+    """SQLite, PostgreSQL with one replica, PostgreSQL with `args.replicas`, one after another."""
+    runs: list[tuple[str | None, int]] = [(None, 1), (args.storage_url, 1)]
+    runs.append((args.storage_url, max(args.replicas, 2)))
+    results = []
+    for storage_url, replicas in runs:
+        results.append(
+            await bench(args.count, args.senders, args.seed, profile, storage_url, replicas)
+        )
+        print()
+    print(f"{'store':32} {'webhooks/s':>10} {'p99 ms':>8}  store check")
+    for r in results:
+        print(f"{r.label:32} {r.rps:10.0f} {r.p99_ms:8.1f}  {'LOST' if r.problems else 'OK'}")
+    return results
 
 
 def main() -> None:
@@ -341,23 +413,31 @@ def main() -> None:
     parser.add_argument("--profile", help="run the bot under cProfile, write stats to this file")
     parser.add_argument(
         "--storage-url",
-        help="an EMPTY database to use instead of a fresh SQLite file, e.g. "
-        "postgresql://postgres@127.0.0.1:5432/opsbot_bench",
+        help="a PostgreSQL database to create, use and drop instead of a fresh SQLite file, "
+        "e.g. postgresql://postgres@127.0.0.1:5432/opsbot_bench",
     )
     parser.add_argument(
         "--replicas", type=int, default=1, help="opsbot processes sharing a PostgreSQL database"
     )
-    args = parser.parse_args()
-    if args.replicas > 1 and not (args.storage_url or "").startswith("postgresql"):
-        parser.error(
-            "--replicas above 1 needs --storage-url postgresql://... (SQLite is one process)"
-        )
-    profile = str(Path(args.profile).resolve()) if args.profile else None
-    sys.exit(
-        asyncio.run(
-            bench(args.count, args.senders, args.seed, profile, args.storage_url, args.replicas)
-        )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="run SQLite, PostgreSQL with 1 replica and with --replicas (at least 2)",
     )
+    args = parser.parse_args()
+    on_pg = (args.storage_url or "").startswith("postgresql")
+    if (args.replicas > 1 or args.compare) and not on_pg:
+        parser.error("--replicas above 1 and --compare need --storage-url postgresql://...")
+    profile = str(Path(args.profile).resolve()) if args.profile else None
+    if args.compare:
+        results = asyncio.run(compare(args, profile))
+    else:
+        results = [
+            asyncio.run(
+                bench(args.count, args.senders, args.seed, profile, args.storage_url, args.replicas)
+            )
+        ]
+    sys.exit(1 if any(r.problems for r in results) else 0)
 
 
 if __name__ == "__main__":
