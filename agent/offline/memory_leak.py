@@ -91,6 +91,22 @@ _OTHER_KILLER = (
 _WEAK = ("sigkill",)  # a bare SIGKILL or exit code 137 names no killer
 
 
+_FRAME_LINE = re.compile(
+    r"^\s+at [\w$.<>]+\("
+)  # a JVM frame: "  at pkg.Class.method(File.java:48)"
+# Restarted over and over: kubelet's back-off, Flink's job status, systemd's start limit.
+_RESTARTING = re.compile(
+    r"CrashLoopBackOff|Back-off restarting failed container|\bRESTARTING\b|"
+    r"[Rr]estart(ed|ing)? \d+ times|[Ss]tart request repeated too quickly"
+)
+
+
+def _restarting(ctx: IncidentContext, obs: Observations) -> bool:
+    return s.alert_hit(ctx, _RESTARTING) is not None or any(
+        _RESTARTING.search(line) for line in (*obs.kubernetes, *obs.logs)
+    )
+
+
 def oom_hits(obs: Observations) -> list[s.Hit]:
     """Where a runtime or the kernel reports running out of memory. A bare SIGKILL (exit code
     137) counts only while nothing else visible sent it."""
@@ -131,6 +147,7 @@ class MemoryLeak:
         gc = s.find(obs.logs, GC_THRASH)
         hints = s.find(obs.logs, LEAK_HINTS)
         frame = s.frame_near(obs, oom)
+        site = None if frame else _allocation_site(obs, oom)
         deploy = s.recent_deploy(obs)
         if deploy is not None and _began_before(deploy, memory if growing else None, obs):
             deploy = None  # the leak was already growing: the deploy did not start it
@@ -138,7 +155,7 @@ class MemoryLeak:
         case.add(s.weight(oom[:2], 0.55), *s.quotes(oom, 2))
         case.add(s.weight(hints, 0.2), *s.quotes(hints, 1))
         case.add(s.weight(gc, 0.15), *s.quotes(gc, 1))
-        case.cite([frame.evidence] if frame else [])
+        case.cite([frame.evidence] if frame else [site] if site else [])
         if memory is not None and growing:
             case.add(0.3, Evidence(tool="metrics", quote=memory.describe_growth()))
         elif memory is not None and s.saturated(memory, 90):
@@ -153,7 +170,14 @@ class MemoryLeak:
         if deploy is not None:
             case.cite([s.deploy_evidence(deploy)])
 
-        story = ["Memory is retained and never freed until the process hits its limit"]
+        # Already restarting over and over with no growth seen: memory runs out right at start.
+        again = bool(oom) and not (growing or hints) and _restarting(ctx, obs)
+        story = [
+            "It runs out of memory again after every restart, with no slow growth seen: what it "
+            "allocates while starting or for its first work is more than it is given"
+            if again
+            else "Memory is retained and never freed until the process hits its limit"
+        ]
         if memory is not None and growing:
             story.append(f" ({memory.describe_growth()})")
         story.append(
@@ -186,11 +210,25 @@ class MemoryLeak:
             mitigation=(
                 "Roll back the deploy that introduced the leak, then fix it in code"
                 if deploy
+                else "Restarting will not help: it runs out of memory again as soon as it is "
+                "restarted. A human must give it more memory or make it allocate less"
+                if again
                 else "Restart to reclaim memory now (it will come back), then fix the leak; "
                 "raise the memory limit only as a stopgap"
             ),
-            action=ActionKind.ROLLBACK if deploy else self.action,
+            action=ActionKind.ROLLBACK if deploy else ActionKind.NONE if again else self.action,
         )
+
+
+def _allocation_site(obs: Observations, oom: list[s.Hit]) -> Evidence | None:
+    """The stack frame printed right under the out-of-memory error (library code included):
+    what was allocating when memory ran out."""
+    for hit in oom:
+        if hit.tool == "logs" and hit.index + 1 < len(obs.logs):
+            below = obs.logs[hit.index + 1]
+            if _FRAME_LINE.match(below):
+                return Evidence(tool="logs", quote=s.clip(below))
+    return None
 
 
 RULE = MemoryLeak()

@@ -1,7 +1,8 @@
-"""Unschedulable pods: the scheduler reports FailedScheduling ("0/3 nodes are available: 3
-Insufficient memory", "didn't match Pod's node affinity/selector", "untolerated taint",
-"unbound immediate PersistentVolumeClaims"), so the pods stay Pending. The pod spec asks for
-what the cluster cannot give: the rollout is wrong, not the running code."""
+"""Pods that cannot be placed or even created: the scheduler reports FailedScheduling ("0/3 nodes
+are available: 3 Insufficient memory", "didn't match Pod's node affinity/selector",
+"untolerated taint", "unbound immediate PersistentVolumeClaims"), or the ReplicaSet controller
+reports FailedCreate because the pod exceeds a ResourceQuota or LimitRange. The pod spec asks
+for what the cluster cannot give: the rollout is wrong, not the running code."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ _WHY = re.compile(
     r"unbound immediate PersistentVolumeClaims|persistentvolumeclaim \"[\w.-]+\" not found|"
     r"didn't find available persistent volumes to bind|node\(s\) had volume node affinity conflict|"
     r"didn't have free ports for the requested pod ports|Too many pods"
+)
+# The quota and LimitRange admission plugins, as the ReplicaSet controller's FailedCreate quotes them.
+_FORBIDDEN = re.compile(
+    r"exceeded quota: [\w.-]+(?:, requested: \S+)?|"
+    r"maximum (?:cpu|memory|ephemeral-storage) usage per (?:Container|Pod) is \S+|"
+    r"must specify (?:limits|requests)\.(?:cpu|memory)"
 )
 _UNSCHEDULABLE = re.compile(r"FailedScheduling|nodes are available")
 _SPEC_LINE = re.compile(r"^\s*(Node-Selectors|ClaimName|StorageClass):\s+(?!<none>)\S")
@@ -33,9 +40,15 @@ class Unschedulable:
             line for line in kube.lines_of(obs) if _UNSCHEDULABLE.search(line.text)
         ]
         reasons = [(line, m) for line in lines if (m := _WHY.search(line.text))]
+        reasons += [
+            (e.line, m)
+            for e in f.events
+            if e.reason == "FailedCreate" and (m := _FORBIDDEN.search(e.line.text))
+        ]
         if not reasons:
             return None
         line, why = reasons[0]
+        created = why.re is _FORBIDDEN  # refused at admission: no pod exists to schedule
         case = Case()
         case.add(0.55, line.evidence(max(0, why.start() - 80), why.end()))
         requests = [
@@ -51,10 +64,13 @@ class Unschedulable:
         back = kube.rollback_possible(ctx, obs)
         return case.finding(
             self,
-            headline=f"pods cannot be scheduled: {why[0]}",
+            headline=f"pods cannot be {'created' if created else 'scheduled'}: {why[0]}",
             root_cause=(
-                f"The scheduler cannot place the pods ({why[0]}), so they stay Pending: the pod "
-                "spec asks for what no node offers (resource requests, node selector or "
+                f"The namespace's quota or limits refuse the new pods ({why[0]}), so none is "
+                "created: the pod spec asks for more than the namespace allows."
+                if created
+                else f"The scheduler cannot place the pods ({why[0]}), so they stay Pending: the "
+                "pod spec asks for what no node offers (resource requests, node selector or "
                 "affinity, tolerations, a volume claim)."
             ),
             checks=(

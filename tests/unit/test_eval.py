@@ -288,6 +288,15 @@ async def test_the_offline_engine_meets_its_goals_on_the_shared_scenarios(folder
     assert report.evidence_recall >= 0.8
 
 
+async def test_the_offline_engine_meets_its_goals_on_the_held_out_incidents() -> None:
+    # tests/scenarios_holdout/README.md: public incidents the rules were not written from.
+    report = await run_eval(Path(__file__).resolve().parents[1] / "scenarios_holdout")
+    assert report.scenarios >= 15
+    assert report.category_accuracy >= 0.9
+    assert report.action_accuracy >= 0.9
+    assert report.evidence_recall >= 0.8
+
+
 # ------------------------------------------------------------------------------ gather
 
 

@@ -251,3 +251,47 @@ def test_probes_timing_out_with_no_sign_of_load_are_not_called_a_traffic_spike()
     d = diagnose(incident("search", "PodRestartsHigh"), obs)
     assert d.category is not Category.TRAFFIC_SPIKE
     assert d.category is not Category.MEMORY_LEAK
+
+
+# ------------------------------------------------------------------------ admission, start-up OOM
+
+
+def test_a_rollout_whose_pods_exceed_the_namespace_quota_is_rolled_back() -> None:
+    # The ResourceQuota admission plugin, as the ReplicaSet controller's FailedCreate quotes it.
+    obs = Observations(
+        kubernetes=[
+            "  Warning  FailedCreate  30s (x5 over 2m)  replicaset-controller  Error creating: pods "
+            '"reports-7d9c6b5f8-x2k4q" is forbidden: exceeded quota: team-quota, requested: '
+            "requests.cpu=4, used: requests.cpu=2, limited: requests.cpu=5",
+        ],
+        deploys=[
+            Deploy(sha="r-311", message="reports: 4 CPUs per worker", author="li", minutes_ago=3)
+        ],
+    )
+    d = diagnose(incident("reports", "KubeDeploymentReplicasMismatch"), obs)
+    assert d.category is Category.BAD_DEPLOY
+    assert d.proposed_action.action is ActionKind.ROLLBACK
+    assert "exceeded quota: team-quota" in cited(d)
+
+
+def test_a_jvm_out_of_memory_on_every_restart_needs_more_memory_not_a_restart() -> None:
+    obs = Observations(
+        logs=[
+            "java.lang.OutOfMemoryError: Java heap space",
+            "  at org.example.cache.Preloader.<init>(Preloader.java:61)",
+        ]
+    )
+    d = diagnose(incident("catalog-loader", "Job catalog-loader is RESTARTING"), obs)
+    assert d.category is Category.MEMORY_LEAK
+    assert d.proposed_action.action is ActionKind.NONE
+    assert "Preloader.<init>" in cited(d)  # where it was allocating when memory ran out
+
+
+def test_a_jvm_out_of_memory_with_memory_growing_over_hours_is_still_a_leak_to_restart() -> None:
+    obs = Observations(
+        logs=["java.lang.OutOfMemoryError: Java heap space"],
+        metrics={"jvm_heap_used_pct": series(41, 48, 55, 61, 68, 74, 80, 86, 91, 97)},
+    )
+    d = diagnose(incident("catalog-api", "Pod restarted 3 times"), obs)
+    assert d.category is Category.MEMORY_LEAK
+    assert d.proposed_action.action is ActionKind.RESTART
