@@ -579,6 +579,7 @@ class OutboxConfig(_Model):
     per_channel_rate: float = 1.0  # messages per second per destination
     per_channel_burst: int = 3
     update_coalesce_s: float = 2.0
+    people_concurrency: int = 4  # slots kept for people's messages and what they ask for
 
 
 class Config(_Model):

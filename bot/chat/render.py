@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agent.types import Diagnosis
 from bot.app.config import Config
-from bot.chat.messages import Button, RootView
+from bot.chat.messages import Button, Reply, RootView
 from bot.incidents.models import Incident, Status, utcnow
 
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟡", "info": "🔵"}
@@ -96,4 +96,15 @@ def diagnosis_text(d: Diagnosis) -> str:
 def say_hint(d: Diagnosis) -> str:
     return {"restart": "restart it", "scale_up": "scale it up", "rollback": "roll it back"}.get(
         d.action.value, d.action.value
+    )
+
+
+def after_resolution(d: Diagnosis) -> Reply:
+    """A diagnosis that finished after its incident resolved: a summary for the record, with
+    nothing to act on, never shown as if the incident were live."""
+    mark = SOURCE_MARK.get(d.source.value, "")
+    return Reply(
+        f"{mark} Diagnosis ({d.source.value}), finished after the incident resolved: "
+        f"{d.summary}\nRoot cause: {d.root_cause}",
+        "info",
     )

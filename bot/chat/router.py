@@ -19,10 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.app.config import Config
 from bot.chat.adapters.base import ChatAdapter, InboundMessage, ThreadRef
 from bot.chat.messages import Reply, reply_from_json, reply_to_json
-from bot.chat.render import root_view
+from bot.chat.render import after_resolution, root_view
 from bot.errors import NotFound
 from bot.incidents import lifecycle
-from bot.incidents.models import Incident, utcnow
+from bot.incidents.models import Incident, Status, utcnow
 from bot.queue import outbox
 from bot.queue.outbox import Item
 from bot.store import Store
@@ -131,7 +131,10 @@ class Router:
                 await adapter.update_root(thread, root_view(self.cfg, inc))
             # else: no repeat messages; each state change is already a line of its own
             return
-        reply = self._prepared(reply_from_json(item.payload["reply"]), inc)
+        reply = reply_from_json(item.payload["reply"])
+        if reply.diagnosis is not None and inc.status == Status.RESOLVED:
+            reply = after_resolution(reply.diagnosis)
+        reply = self._prepared(reply, inc)
         reply.key = f"outbox-{item.id}"
         message_id = await adapter.reply(thread, reply)
         prompt = _prompted_action(reply) if reply.kind == "approval" else None

@@ -107,7 +107,9 @@ def root_items(
 
 
 def reply_items(inc: Incident, reply: Reply, targets: Iterable[Place]) -> list[dict[str, Any]]:
-    """A reply in the incident's conversation at each of `targets`."""
+    """A reply in the incident's conversation at each of `targets` (a diagnosis goes after
+    other incidents' news)."""
+    priority = outbox.Priority.DIAGNOSIS if reply.kind == "diagnosis" else None
     return [
         outbox.item(
             "reply",
@@ -115,6 +117,7 @@ def reply_items(inc: Incident, reply: Reply, targets: Iterable[Place]) -> list[d
             {"incident_id": inc.id, "reply": reply_to_json(reply)},
             ordering_key=_ordering_key(platform, channel, inc.id),
             incident_id=inc.id,
+            priority=priority,
         )
         for platform, channel in targets
     ]

@@ -3,7 +3,8 @@
 Items are committed with the change that caused them, claimed under a lease by an owner (a
 replica's id; FOR UPDATE SKIP LOCKED on PostgreSQL), delivered in order per `ordering_key`
 (one thread), retried with exponential backoff and jitter, rate-limited per destination, and
-dead-lettered after `max_attempts`. The lease is renewed while the work runs (a diagnosis may
+dead-lettered after `max_attempts`. Due items are claimed by `Priority`; a person's work has a
+lane of its own, so it never waits for a free slot behind background jobs. The lease is renewed while the work runs (a diagnosis may
 outlast it); a crash leaves it to lapse, or its owner's heartbeat to stop, and another replica
 (or this one, restarted) delivers the item.
 """
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import IntEnum
 from typing import Any, Protocol
 
 import structlog
@@ -29,13 +31,35 @@ from bot.chat.adapters import rate_limited
 from bot.errors import StoreUnavailable
 from bot.incidents.models import utcnow
 from bot.queue.budget import Budget, LocalBudget
-from bot.store import Store, background_work, insert_or_ignore
+from bot.store import Store, background_work, foreground_work, insert_or_ignore
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited
 
 log = structlog.get_logger(__name__)
 
 CHAT_KINDS = frozenset({"post_root", "update_root", "reply"})
+
+
+class Priority(IntEnum):
+    """Claim order: lowest first; PEOPLE items also have a lane of their own."""
+
+    PEOPLE = 0  # a person's message or click, and what it asked for
+    NEWS = 1  # a new incident, a change of state, what is said in its thread
+    DIAGNOSIS = 2
+    REST = 3  # tickets, postmortems, ...
+
+
+KIND_PRIORITY = {
+    "inbound": Priority.PEOPLE,
+    "direct": Priority.PEOPLE,
+    "question": Priority.PEOPLE,
+    "action": Priority.PEOPLE,
+    "post_root": Priority.NEWS,
+    "update_root": Priority.NEWS,
+    "reply": Priority.NEWS,
+    "escalate": Priority.NEWS,
+    "diagnose": Priority.DIAGNOSIS,
+}
 
 
 @dataclass(slots=True)
@@ -47,6 +71,7 @@ class Item:
     incident_id: str | None
     payload: dict[str, Any]
     attempts: int
+    priority: int = Priority.REST
 
 
 Handler = Callable[[Item], Awaitable[None]]
@@ -61,8 +86,10 @@ def item(
     incident_id: str | None = None,
     coalesce_key: str | None = None,
     delay_s: float = 0.0,
+    priority: Priority | None = None,
 ) -> dict[str, Any]:
-    """One outbox row; with a `coalesce_key` it is dropped while a pending twin exists."""
+    """One outbox row; with a `coalesce_key` it is dropped while a pending twin exists. Its
+    priority is its kind's unless given."""
     now = utcnow()
     return {
         "kind": kind,
@@ -75,6 +102,9 @@ def item(
         "next_attempt_at": now + timedelta(seconds=delay_s),
         "coalesce_key": coalesce_key,
         "created_at": now,
+        "priority": int(
+            priority if priority is not None else KIND_PRIORITY.get(kind, Priority.REST)
+        ),
     }
 
 
@@ -82,6 +112,9 @@ def enqueue_many(conn: Connection, items: list[dict[str, Any]]) -> None:
     """Queue rows from `item()` in the caller's transaction, in one statement."""
     if items:
         conn.execute(insert_or_ignore(conn.dialect.name, t.outbox), items)
+
+
+PEOPLE_ONLY = t.outbox.c.priority == Priority.PEOPLE
 
 
 class Owners(Protocol):
@@ -151,6 +184,8 @@ class OutboxWorker:
         self.ingesting: Callable[[], bool] = lambda: False  # webhooks waiting to be written
         self._stopping = False
         self._running: set[asyncio.Task[None]] = set()
+        self._people: set[asyncio.Task[None]] = set()  # the people's lane
+        self._background: set[asyncio.Task[None]] = set()
         self._delivered: list[int] = []
         self._marking = asyncio.Lock()
         self._held: set[int] = set()  # claimed items being delivered: their leases are renewed
@@ -189,25 +224,39 @@ class OutboxWorker:
     async def _loop(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            # while webhooks are being written, one item at a time: they get the CPU first,
-            # and the queue still moves (never starved)
-            room = (1 if self.ingesting() else self.concurrency) - len(self._running)
-            try:
-                items = await self._claim(room)
-            except StoreUnavailable as exc:
-                log.warning("outbox.claim_failed", error=str(exc))
-                items = []
-            for item in items:
-                task = asyncio.create_task(self._deliver(item))
-                self._running.add(task)
-                task.add_done_callback(self._done)
-            if items and room > len(items):
+            again = False
+            for lane, room, only in self._lanes():
+                try:
+                    items = await self._claim(room, only)
+                except StoreUnavailable as exc:
+                    log.warning("outbox.claim_failed", error=str(exc))
+                    items = []
+                for item in items:
+                    task = asyncio.create_task(self._deliver(item))
+                    lane.add(task)
+                    self._running.add(task)
+                    task.add_done_callback(self._done)
+                again = again or bool(items and room > len(items))
+            if again:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
 
+    def _lanes(self) -> list[tuple[set[asyncio.Task[None]], int, Any]]:
+        """(its tasks, free slots, which items) per lane: people's work first, in a lane no
+        background job can fill; then everything by priority. While webhooks are being
+        written, the background lane takes one item at a time: they get the CPU first, and
+        the queue still moves (never starved)."""
+        background = 1 if self.ingesting() else self.concurrency
+        return [
+            (self._people, self.cfg.people_concurrency - len(self._people), PEOPLE_ONLY),
+            (self._background, background - len(self._background), None),
+        ]
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        self._people.discard(task)
+        self._background.discard(task)
         self._wake.set()
 
     async def stop(self, drain_s: float = 10.0) -> None:
@@ -261,7 +310,7 @@ class OutboxWorker:
                 ~blocked,
                 true() if only is None else only,
             )
-            .order_by(o.c.id)
+            .order_by(o.c.priority, o.c.id)
             .limit(limit)
         )
         async with self.store.read() as conn:  # nothing due: no write turn taken
@@ -279,12 +328,26 @@ class OutboxWorker:
                 .values(locked_until=lease_until, locked_by=self.worker_id)
             )
         return [
-            Item(r.id, r.kind, r.destination, r.ordering_key, r.incident_id, r.payload, r.attempts)
+            Item(
+                r.id,
+                r.kind,
+                r.destination,
+                r.ordering_key,
+                r.incident_id,
+                r.payload,
+                r.attempts,
+                r.priority,
+            )
             for r in rows
         ]
 
     async def _deliver(self, item: Item) -> None:
-        background_work()  # this task's writes yield to webhooks (each task has its own context)
+        # this task's writes yield to webhooks, unless a person waits for them (each task has
+        # its own context)
+        if item.priority == Priority.PEOPLE:
+            foreground_work()
+        else:
+            background_work()
         self._held.add(item.id)
         try:
             await self._attempt(item)

@@ -43,6 +43,11 @@ def background_work() -> None:
     _BACKGROUND.set(True)
 
 
+def foreground_work() -> None:
+    """Mark the current task's writes as foreground again (a worker task a person waits on)."""
+    _BACKGROUND.set(False)
+
+
 _BUSY_TIMEOUT_MS = 10_000
 MIGRATION_LOCK = 0x6F707362_6F74_0001  # pg advisory lock key: "opsbot" migrations
 

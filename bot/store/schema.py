@@ -166,7 +166,10 @@ outbox = Table(
     Column("coalesce_key", String(300), nullable=True, unique=True),
     Column("created_at", TS, nullable=False),
     Column("done_at", TS, nullable=True),
+    # bot.queue.outbox.Priority: claimed lowest first
+    Column("priority", Integer, nullable=False, server_default="3"),
     Index("ix_outbox_due", "status", "next_attempt_at"),
+    Index("ix_outbox_claim", "status", "priority", "id"),
     Index("ix_outbox_order", "ordering_key", "status", "id"),
     Index("ix_outbox_done", "status", "done_at"),
 )

@@ -263,3 +263,51 @@ async def test_background_worker_delivers_on_wake_and_stops_cleanly(store: Store
     await w.stop()
     await asyncio.wait_for(task, 5)
     assert [r.status for r in await rows(store)] == ["done"]
+
+
+async def test_claims_go_by_priority_then_age(store: Store) -> None:
+    seen: list[str] = []
+
+    async def handler(item: Item) -> None:
+        seen.append(item.kind)
+
+    kinds = ["postmortem", "diagnose", "diagnose", "reply", "inbound", "post_root"]
+    async with store.write() as conn:
+        for n, kind in enumerate(kinds):
+            await outbox.enqueue(conn, kind, kind, {"n": n}, ordering_key=f"k{n}")
+    w = OutboxWorker(store, dict.fromkeys(kinds, handler), OutboxConfig())
+    assert await w.run_once() == len(kinds)  # handlers start in the order of the claim
+    assert seen == ["inbound", "reply", "post_root", "diagnose", "diagnose", "postmortem"]
+
+
+async def test_a_persons_message_is_handled_while_every_background_slot_is_busy(
+    store: Store,
+) -> None:
+    release, handled, both = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    started: list[int] = []
+
+    async def diagnose(item: Item) -> None:
+        started.append(item.payload["n"])
+        if len(started) == 2:
+            both.set()
+        await release.wait()
+
+    async def inbound(item: Item) -> None:
+        handled.set()
+
+    async with store.write() as conn:
+        for n in range(500):
+            await outbox.enqueue(conn, "diagnose", "diagnose", {"n": n}, ordering_key=f"d{n}")
+    w = OutboxWorker(
+        store, {"diagnose": diagnose, "inbound": inbound}, OutboxConfig(lease_s=60), concurrency=2
+    )
+    task = asyncio.create_task(w.run())
+    await asyncio.wait_for(both.wait(), 10)
+    async with store.write() as conn:
+        await outbox.enqueue(conn, "inbound", "router", {"n": -1}, ordering_key="person")
+    w.wake()
+    await asyncio.wait_for(handled.wait(), 10)
+    assert len(started) == 2  # both background slots still held by their diagnoses
+    release.set()
+    await w.stop()
+    task.cancel()
