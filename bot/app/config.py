@@ -580,6 +580,8 @@ class OutboxConfig(_Model):
     per_channel_burst: int = 3
     update_coalesce_s: float = 2.0
     people_concurrency: int = 4  # slots kept for people's messages and what they ask for
+    stall_s: float = 120.0  # /readyz fails when no progress for this long while work is due
+    restart_s: float = 1.0  # pause before the worker is restarted after an unexpected error
 
 
 class Config(_Model):

@@ -8,6 +8,13 @@ ALERTS_RECEIVED = Counter("opsbot_alerts_received_total", "Alerts received", ["s
 WEBHOOKS = Counter("opsbot_webhooks_total", "Webhook deliveries", ["source", "outcome"])
 INCIDENTS = Gauge("opsbot_incidents", "Incidents by status", ["status"])
 QUEUE_DEPTH = Gauge("opsbot_outbox_pending", "Outbound items waiting for delivery")
+OUTBOX_LAG = Gauge("opsbot_outbox_lag_seconds", "How long the oldest due outbound item has waited")
+OUTBOX_LAST_SUCCESS = Gauge(
+    "opsbot_outbox_last_success_timestamp_seconds", "When the outbox last delivered an item"
+)
+OUTBOX_RESTARTS = Counter(
+    "opsbot_outbox_worker_restarts_total", "Outbox worker restarts after an unexpected error"
+)
 DELIVERY_FAILURES = Counter(
     "opsbot_delivery_failures_total", "Failed delivery attempts of outbound items", ["kind"]
 )

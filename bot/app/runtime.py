@@ -40,6 +40,7 @@ from bot.incidents.tickets import TicketDesk, jira_client
 from bot.ingest.writer import IngestWriter
 from bot.queue.budget import Budget, LocalBudget, SharedBudget
 from bot.queue.outbox import CHAT_KINDS, Handler, Item, OutboxWorker
+from bot.queue.outbox import counts as outbox_counts
 from bot.store import Store, background_work
 from bot.store import schema as t
 from bot.store.purge import purge
@@ -247,11 +248,7 @@ class Runtime:
         while True:
             with contextlib.suppress(Exception):  # metrics must never take the bot down
                 async with self.store.read() as conn:
-                    pending = await conn.scalar(
-                        select(func.count())
-                        .select_from(t.outbox)
-                        .where(t.outbox.c.status == "pending")
-                    )
+                    queue = await outbox_counts(conn)
                     rows = (
                         await conn.execute(
                             select(t.incidents.c.status, func.count()).group_by(
@@ -260,7 +257,8 @@ class Runtime:
                         )
                     ).all()
                 await self.chaos.get()  # another replica may have flipped it
-                metrics.QUEUE_DEPTH.set(pending or 0)
+                metrics.QUEUE_DEPTH.set(queue["pending"])
+                metrics.OUTBOX_LAG.set(queue["lag_s"])
                 for status, n in rows:
                     metrics.INCIDENTS.labels(status=status).set(n)
             await asyncio.sleep(5)

@@ -29,8 +29,9 @@ from bot.app import metrics
 from bot.app.config import OutboxConfig
 from bot.chat.adapters import rate_limited
 from bot.errors import StoreUnavailable
-from bot.incidents.models import utcnow
+from bot.incidents.models import aware, utcnow
 from bot.queue.budget import Budget, LocalBudget
+from bot.queue.health import WorkerHealth
 from bot.store import Store, background_work, foreground_work, insert_or_ignore
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited
@@ -189,15 +190,26 @@ class OutboxWorker:
         self._delivered: list[int] = []
         self._marking = asyncio.Lock()
         self._held: set[int] = set()  # claimed items being delivered: their leases are renewed
+        self.health = WorkerHealth()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
+        """Claim and deliver until stopped; any unexpected error restarts the loop after
+        `restart_s` (logged, counted, and reported by /readyz meanwhile). Items it held are
+        claimed again once their leases lapse: nothing is lost, and each is done once."""
         background_work()
         renewer = asyncio.create_task(self._renew_leases(), name="outbox-lease-renewal")
         try:
-            await self._loop()
+            while not self._stopping:
+                try:
+                    await self._loop()
+                except Exception:
+                    log.exception("outbox.worker_crashed")
+                    self.health.crashed()
+                    await asyncio.sleep(self.cfg.restart_s)
+                    self.health.restarted()
         finally:
             renewer.cancel()
 
@@ -218,7 +230,7 @@ class OutboxWorker:
                         )
                         .values(locked_until=utcnow() + timedelta(seconds=self.cfg.lease_s))
                     )
-            except StoreUnavailable as exc:
+            except Exception as exc:  # renewals go on; a lapsed lease is safe anyway
                 log.warning("outbox.renew_failed", error=str(exc))
 
     async def _loop(self) -> None:
@@ -315,6 +327,7 @@ class OutboxWorker:
         )
         async with self.store.read() as conn:  # nothing due: no write turn taken
             if (await conn.execute(query.with_only_columns(o.c.id).limit(1))).first() is None:
+                self.health.progressed()  # looked, and nothing waits on this worker
                 return []
         async with self.store.write() as conn:
             query = query.with_for_update(skip_locked=True, of=o)
@@ -355,6 +368,10 @@ class OutboxWorker:
             # our store failed, not the destination: no attempt is counted; the lease lapses
             # and the item is claimed again once the store is back
             log.warning("outbox.store_unavailable", item=item.id, kind=item.kind, error=str(exc))
+        except Exception:
+            # the worker's own bookkeeping failed: the item's lease lapses, and it is claimed
+            # again (its handler is idempotent)
+            log.exception("outbox.delivery_crashed", item=item.id, kind=item.kind)
         finally:
             self._held.discard(item.id)
 
@@ -393,6 +410,7 @@ class OutboxWorker:
             await self._reschedule(item, delay, count_attempt=True, error=str(exc))
             return
         await self._mark_done(item.id)
+        self.health.delivered()
 
     async def _mark_done(self, item_id: int) -> None:
         """Mark delivered items done, many in one write: whoever holds the turn writes every
@@ -422,6 +440,7 @@ class OutboxWorker:
             values["last_error"] = error[:2000]
         async with self.store.write() as conn:
             await conn.execute(update(t.outbox).where(t.outbox.c.id == item.id).values(**values))
+        self.health.progressed()
 
     async def _dead(self, item: Item, error: str, attempts: int | None = None) -> None:
         log.error("outbox.dead", item=item.id, kind=item.kind, dest=item.destination, error=error)
@@ -439,13 +458,30 @@ class OutboxWorker:
                     done_at=utcnow(),
                 )
             )
+        self.health.progressed()
         if self.on_dead is not None:
             await self.on_dead(item, error)
 
 
-async def counts(conn: AsyncConnection) -> dict[str, int]:
-    rows = (
-        await conn.execute(select(t.outbox.c.status, func.count()).group_by(t.outbox.c.status))
-    ).all()
+async def counts(conn: AsyncConnection) -> dict[str, Any]:
+    """Pending and dead items; `due`: pending ones whose time has come, and `lag_s`: how long
+    the oldest of those has waited past its time (the worker's lag)."""
+    o = t.outbox.c
+    rows = (await conn.execute(select(o.status, func.count()).group_by(o.status))).all()
     by = {r[0]: r[1] for r in rows}
-    return {"pending": by.get("pending", 0), "failed": by.get("dead", 0)}
+    now = utcnow()
+    due, oldest = (
+        await conn.execute(
+            select(func.count(), func.min(o.next_attempt_at)).where(
+                o.status == "pending", o.next_attempt_at <= now
+            )
+        )
+    ).one()
+    since = aware(oldest)
+    lag = (now - since).total_seconds() if since is not None else 0.0
+    return {
+        "pending": by.get("pending", 0),
+        "failed": by.get("dead", 0),
+        "due": int(due),
+        "lag_s": round(max(lag, 0.0), 1),
+    }

@@ -55,7 +55,7 @@ async def test_lifecycle_and_conversation_on_postgresql(pg_url: str) -> None:
     assert said[0].startswith("⚪ Diagnosis (offline")
     assert "▶️ Restarting checkout (asked by @console)." in said
     assert stats["diagnoses"]["offline"] == 1
-    assert stats["outbox"] == {"pending": 0, "failed": 0}
+    assert (stats["outbox"]["pending"], stats["outbox"]["failed"]) == (0, 0)
 
 
 async def test_concurrent_deliveries_never_fail_or_double_count(pg_url: str) -> None:

@@ -81,7 +81,7 @@ async def say(client: httpx.AsyncClient, bot: BotProcess, incident_id: str, text
 
 async def settled(client: httpx.AsyncClient, bot: BotProcess) -> bool:
     stats = (await client.get(f"{bot.url}/stats")).json()
-    return stats["outbox"] == {"pending": 0, "failed": 0}
+    return (stats["outbox"]["pending"], stats["outbox"]["failed"]) == (0, 0)
 
 
 def pages(fake: FakeSlack, user: str) -> list[str]:

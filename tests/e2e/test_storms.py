@@ -148,3 +148,57 @@ async def test_a_diagnosis_finished_after_the_resolution_is_a_summary_in_the_thr
         assert "finished after the incident resolved" in late
         assert "Proposed action" not in late and "Check first" not in late
         assert "Resolved" in fake_slack.messages[(CHANNEL, root.ts)].text
+
+
+async def test_a_worker_crash_mid_batch_restarts_it_loses_nothing_and_doubles_nothing(
+    bot_config: Callable[..., Config],
+) -> None:
+    cfg = bot_config(outbox={"restart_s": 0.5, "stall_s": 60})
+    async with run_bot(cfg, background_worker=True) as bot:
+        worker = bot.runtime.worker
+        diagnose = bot.runtime.handlers["diagnose"]
+        failed: list[int] = []
+
+        async def diagnose_failing_once(item: outbox.Item) -> None:
+            if not failed:
+                failed.append(item.id)
+                raise RuntimeError("a bug in a handler")
+            await diagnose(item)
+
+        crashing = True
+
+        def ingesting() -> bool:
+            if crashing:
+                raise RuntimeError("a bug in the worker's loop")
+            return False
+
+        bot.runtime.handlers["diagnose"] = diagnose_failing_once
+        worker.ingesting = ingesting
+        ids = [await fire(bot, group(i)) for i in range(5)]
+
+        async def not_ready() -> str | None:
+            resp = await bot.client.get("/readyz")
+            return resp.json()["error"] if resp.status_code == 503 else None
+
+        assert "restarting" in await until(not_ready, 30, "/readyz failing")
+        crashing = False
+
+        async def all_diagnosed() -> bool:
+            found = [(await bot.client.get(f"/api/incidents/{i}")).json() for i in ids]
+            return all(inc["diagnoses"] for inc in found)
+
+        await until(all_diagnosed, 60, "every incident diagnosed")
+        await until(lambda: _pending_is(bot, 0), 60, "the outbox drained")
+        assert (await bot.client.get("/readyz")).status_code == 200
+        for incident_id in ids:
+            detail = (await bot.client.get(f"/api/incidents/{incident_id}")).json()
+            assert len(detail["diagnoses"]) == 1  # the failed attempt was retried once
+        stats = (await bot.client.get("/stats")).json()["outbox"]
+        assert stats["worker_restarts"] >= 1 and stats["worker_running"]
+        assert stats["last_success_at"] is not None and failed
+        metrics = (await bot.client.get("/metrics")).text
+        assert "opsbot_outbox_worker_restarts_total" in metrics
+
+
+async def _pending_is(bot: RunningBot, n: int) -> bool:
+    return (await bot.client.get("/stats")).json()["outbox"]["pending"] == n

@@ -16,6 +16,7 @@ from bot.app.config import OutboxConfig
 from bot.incidents.models import aware, utcnow
 from bot.queue import outbox
 from bot.queue.budget import TokenBucket
+from bot.queue.health import WorkerHealth
 from bot.queue.outbox import Item, OutboxWorker
 from bot.store import Store
 from bot.store import schema as t
@@ -141,7 +142,7 @@ async def test_dead_letter_after_max_attempts_unblocks_the_thread(store: Store) 
     assert sink.calls == [1, 1, 1, 2]
     assert second.status == "done"
     async with store.read() as conn:
-        assert await outbox.counts(conn) == {"pending": 0, "failed": 1}
+        assert await outbox.counts(conn) == {"pending": 0, "failed": 1, "due": 0, "lag_s": 0.0}
 
 
 async def test_permanent_errors_and_unknown_kinds_are_dead_at_once(store: Store) -> None:
@@ -311,3 +312,18 @@ async def test_a_persons_message_is_handled_while_every_background_slot_is_busy(
     release.set()
     await w.stop()
     task.cancel()
+
+
+def test_worker_health_reports_a_stall_only_while_work_is_due() -> None:
+    now = [0.0]
+    health = WorkerHealth(clock=lambda: now[0])
+    now[0] = 500.0
+    assert health.problem(stall_s=120, due=0) is None  # idle is not stalled
+    assert "no progress for 500 s with 3 item(s) due" in str(health.problem(120, due=3))
+    health.progressed()
+    now[0] += 60
+    assert health.problem(120, due=3) is None
+    health.crashed()
+    assert "restarting" in str(health.problem(120, due=0))
+    health.restarted()
+    assert health.problem(120, due=3) is None and health.restarts == 1

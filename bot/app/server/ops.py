@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.app import stats
 from bot.errors import StoreUnavailable
+from bot.queue import outbox
 
 router = APIRouter()
 
@@ -20,12 +21,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> dict[str, Any]:
-    """Ready while the store answers; says which replica this is and whether it leads."""
+    """Ready while the store answers and the outbox worker moves the queue; says which
+    replica this is and whether it leads."""
     rt = request.app.state.runtime
     try:
-        await rt.store.ping()
+        async with rt.store.read() as conn:
+            due = (await outbox.counts(conn))["due"]
     except StoreUnavailable as exc:
         raise HTTPException(503, f"store unreachable: {exc}") from exc
+    problem = rt.worker.health.problem(rt.cfg.outbox.stall_s, due)
+    if problem is not None:
+        raise HTTPException(503, problem)
     return {"status": "ready", "replica": rt.replica.id, "leader": rt.leader.is_leader}
 
 
@@ -36,5 +42,8 @@ async def prometheus_metrics() -> Response:
 
 @router.get("/stats")
 async def get_stats(request: Request) -> dict[str, Any]:
-    async with request.app.state.runtime.store.read() as conn:
-        return await stats.compute(conn)
+    rt = request.app.state.runtime
+    async with rt.store.read() as conn:
+        data = await stats.compute(conn)
+    data["outbox"].update(rt.worker.health.report())
+    return data
