@@ -16,9 +16,17 @@ from bot.store import schema as t
 
 
 class Budget(Protocol):
-    """Per-destination rate: `take` returns 0 when a message may go now, else the wait."""
+    """Per-destination rate: `take` returns 0 when a message may go now, else the wait;
+    `hold` keeps a destination closed for `seconds` (the platform said 429, Retry-After)."""
 
     async def take(self, key: str) -> float: ...
+
+    async def hold(self, key: str, seconds: float) -> None: ...
+
+
+def held_tokens(rate: float, seconds: float) -> float:
+    """A bucket level from which the next token is `seconds` away."""
+    return 1.0 - rate * seconds
 
 
 class TokenBucket:
@@ -39,6 +47,13 @@ class TokenBucket:
         self._state[key] = (tokens, now)
         return (1 - tokens) / self.rate
 
+    def hold(self, key: str, seconds: float) -> None:
+        """No token for `seconds` from now (a lower level already set is kept)."""
+        now = self.clock()
+        tokens, last = self._state.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        self._state[key] = (min(tokens, held_tokens(self.rate, seconds)), now)
+
 
 class LocalBudget:
     """The budget of a single process (SQLite): a token bucket in memory."""
@@ -48,6 +63,9 @@ class LocalBudget:
 
     async def take(self, key: str) -> float:
         return self.bucket.take(key)
+
+    async def hold(self, key: str, seconds: float) -> None:
+        self.bucket.hold(key, seconds)
 
 
 class SharedBudget:
@@ -77,3 +95,17 @@ class SharedBudget:
         async with self.store.write() as conn:
             tokens, granted = (await conn.execute(stmt)).one()
         return 0.0 if granted else (1 - tokens) / self.rate
+
+    async def hold(self, key: str, seconds: float) -> None:
+        now, b = self.clock(), t.rate_budgets
+        level = held_tokens(self.rate, seconds)
+        stmt = (
+            pg_insert(b)
+            .values(destination=key, tokens=level, stamp=now, granted=False)
+            .on_conflict_do_update(
+                index_elements=[b.c.destination],
+                set_={"tokens": level, "stamp": now, "granted": False},
+            )
+        )
+        async with self.store.write() as conn:
+            await conn.execute(stmt)

@@ -389,6 +389,8 @@ class OutboxWorker:
             await handler(item)
         except RateLimited as exc:
             log.info("outbox.rate_limited", item=item.id, retry_after=exc.retry_after)
+            if rate_limited(item.destination):  # the whole channel waits, not only this item
+                await self.budget.hold(item.destination, exc.retry_after)
             await self._reschedule(item, exc.retry_after, count_attempt=False, error=str(exc))
             return
         except PermanentError as exc:

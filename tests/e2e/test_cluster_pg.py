@@ -33,6 +33,21 @@ async def test_two_replicas_draw_one_rate_budget_per_destination(pg_url: str) ->
     assert refilled == 0.0
 
 
+async def test_a_429_holds_the_destination_for_every_replica(pg_url: str) -> None:
+    store = await Store.open(pg_url)
+    now = [1000.0]
+    try:
+        a, b = (SharedBudget(store, rate=1.0, burst=3, clock=lambda: now[0]) for _ in range(2))
+        await a.hold("slack:C1", 20)  # A was told Retry-After: 20
+        held = await b.take("slack:C1")
+        other = await b.take("slack:C2")
+        now[0] += 20
+        after = await b.take("slack:C1")
+    finally:
+        await store.close()
+    assert held == 20.0 and other == 0.0 and after == 0.0
+
+
 async def test_one_leader_at_a_time_and_another_takes_over_when_it_goes(pg_url: str) -> None:
     store = await Store.open(pg_url)
     ran: list[str] = []

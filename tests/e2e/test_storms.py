@@ -4,7 +4,8 @@ of new incidents in one channel as one digest message (the real bot, the fake Sl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -69,11 +70,11 @@ async def fire(bot: RunningBot, body: dict[str, Any]) -> str:
     return incident_id
 
 
-async def until(check: Callable[[], Awaitable[Any]], timeout_s: float, what: str) -> Any:
-    """Poll `check` until it is truthy (the bot's own worker runs meanwhile)."""
+async def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll `check` (plain or async) until it is truthy; the bot's own worker runs meanwhile."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while not (value := await check()):
+    while not (value := await _result(check())):
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
@@ -202,3 +203,39 @@ async def test_a_worker_crash_mid_batch_restarts_it_loses_nothing_and_doubles_no
 
 async def _pending_is(bot: RunningBot, n: int) -> bool:
     return (await bot.client.get("/stats")).json()["outbox"]["pending"] == n
+
+
+async def test_a_429_on_one_channel_does_not_hold_back_another(
+    bot_config: Callable[..., Config], fake_slack: FakeSlack
+) -> None:
+    held, free = "C0HELD", "C0FREE"
+    cfg = bot_config(
+        slack=slack_settings(fake_slack),
+        routes=[
+            {"match": {"severity": "critical"}, "slack": [held]},
+            {"match": {}, "slack": [free]},
+        ],
+    )
+    fake_slack.fail_next(1000, status=429, retry_after=60, channel=held)
+    async with run_bot(cfg, background_worker=True) as bot:
+        for i in range(6):  # even: critical, in the held channel; odd: warning, in the free one
+            await fire(bot, group(i))
+
+        def roots(channel: str) -> list[str]:
+            return [
+                m.text
+                for m in fake_slack.messages.values()
+                if m.channel == channel and m.thread_ts is None
+            ]
+
+        await until(lambda: len(roots(free)) == 3, 30, "the free channel's three roots")
+        assert roots(held) == []
+        await fire(bot, group(6))  # critical: news for the held channel while it waits
+        await fire(bot, group(7))
+        await until(lambda: len(roots(free)) == 4, 30, "the free channel's fourth root")
+        refused = [c for c in fake_slack.calls() if c.params.get("channel") == held]
+        assert 1 <= len(refused) <= 3  # what was in flight; then it waits out its Retry-After
+
+
+async def _result(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value

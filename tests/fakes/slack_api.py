@@ -57,6 +57,14 @@ class _Failure:
     error: str
     retry_after: float | None
     method: str | None
+    channel: str | None
+
+    def matches(self, method: str, params: Json) -> bool:
+        return (
+            self.remaining > 0
+            and self.method in (None, method)
+            and self.channel in (None, params.get("channel"))
+        )
 
     def response(self) -> web.Response:
         headers = {"Retry-After": f"{self.retry_after:g}"} if self.retry_after is not None else {}
@@ -133,14 +141,15 @@ class FakeSlack:
         retry_after: float | None = None,
         error: str = "",
         method: str | None = None,
+        channel: str | None = None,
     ) -> None:
-        """Answer the next `n` calls (to `method` only, if given) with a failure: 429
-        `ratelimited` (with `Retry-After`, default 1 s), a 5xx outage, or, with status 200,
-        Slack's `{"ok": false, "error": error}`."""
+        """Answer the next `n` calls (to `method`, about `channel`, if given) with a failure:
+        429 `ratelimited` (with `Retry-After`, default 1 s), a 5xx outage, or, with status
+        200, Slack's `{"ok": false, "error": error}`."""
         if status == 429 and retry_after is None:
             retry_after = 1.0
         error = error or ("ratelimited" if status == 429 else "internal_error")
-        self._failures.append(_Failure(n, status, error, retry_after, method))
+        self._failures.append(_Failure(n, status, error, retry_after, method, channel))
 
     def hold(self, method: str) -> Hold:
         """Keep the next call to `method` waiting (its request read, no answer yet)."""
@@ -232,9 +241,7 @@ class FakeSlack:
             hold.arrived.set()
             await hold.released.wait()
         self._calls.append(SlackCall(method, params))
-        failure = next(
-            (f for f in self._failures if f.remaining and f.method in (None, method)), None
-        )
+        failure = next((f for f in self._failures if f.matches(method, params)), None)
         if failure is not None:
             failure.remaining -= 1
             return failure.response()

@@ -327,3 +327,15 @@ def test_worker_health_reports_a_stall_only_while_work_is_due() -> None:
     assert "restarting" in str(health.problem(120, due=0))
     health.restarted()
     assert health.problem(120, due=3) is None and health.restarts == 1
+
+
+def test_a_held_bucket_gives_no_token_until_the_hold_is_over() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=1.0, burst=3, clock=lambda: now[0])
+    bucket.hold("slack:C1", 30)
+    assert bucket.take("slack:C1") == pytest.approx(30)
+    assert bucket.take("slack:C2") == 0.0  # other destinations are not held
+    now[0] += 29.5
+    assert bucket.take("slack:C1") == pytest.approx(0.5)
+    now[0] += 0.5
+    assert bucket.take("slack:C1") == 0.0
