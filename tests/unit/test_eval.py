@@ -34,6 +34,7 @@ from integrations.errors import TransientError
 from integrations.observability.model import HealthResult, Point
 
 SHARED_SCENARIOS = Path(__file__).resolve().parents[3] / "shared" / "scenarios"
+HELD_OUT = Path(__file__).resolve().parents[1] / "scenarios_holdout"
 
 
 def _points(*values: float) -> list[list[float]]:
@@ -290,7 +291,7 @@ async def test_the_offline_engine_meets_its_goals_on_the_shared_scenarios(folder
 
 async def test_the_offline_engine_meets_its_goals_on_the_held_out_incidents() -> None:
     # tests/scenarios_holdout/README.md: public incidents the rules were not written from.
-    report = await run_eval(Path(__file__).resolve().parents[1] / "scenarios_holdout")
+    report = await run_eval(HELD_OUT)
     assert report.scenarios >= 15
     assert report.category_accuracy >= 0.9
     assert report.action_accuracy >= 0.9
