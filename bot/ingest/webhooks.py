@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 import structlog
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from bot.app import metrics
 from bot.app.runtime import Runtime
@@ -56,7 +57,7 @@ def _parse(source: str, parser: Callable[[Any], T], data: Any) -> T:
 
 async def persist(
     rt: Runtime, source: str, idem_key: str, body: bytes, alerts: list[Alert]
-) -> dict[str, Any]:
+) -> JSONResponse:
     """Record the delivery once, apply its alerts and queue what follows, through the
     group-commit writer: the answer comes after the COMMIT that holds it. A repeat of a
     stored delivery (a sender's retry, even one racing the first) is a duplicate."""
@@ -69,19 +70,27 @@ async def persist(
         raise HTTPException(503, "conflicting concurrent deliveries, retry") from exc
     if result is None:
         metrics.WEBHOOKS.labels(source=source, outcome="duplicate").inc()
-        return {"status": "duplicate", "incidents": []}
+        return JSONResponse({"status": "duplicate", "incidents": []})
     metrics.WEBHOOKS.labels(source=source, outcome="accepted").inc()
     metrics.ALERTS_RECEIVED.labels(source=source).inc(len(alerts))
-    for iid in result.incident_ids:
-        log.info("incident.updated", incident=iid, source=source)
-    return {
-        "status": "ok",
-        "incidents": result.incident_ids,
-        "opened": len(result.opened),
-        "updated": len(result.updated),
-        "resolved": len(result.resolved),
-        "reopened": len(result.reopened),
-    }
+    # state changes only: a storm's re-notifications of open incidents would drown them
+    for change, ids in (
+        ("opened", result.opened),
+        ("resolved", result.resolved),
+        ("reopened", result.reopened),
+    ):
+        for iid in ids:
+            log.info(f"incident.{change}", incident=iid, source=source)
+    return JSONResponse(
+        {
+            "status": "ok",
+            "incidents": result.incident_ids,
+            "opened": len(result.opened),
+            "updated": len(result.updated),
+            "resolved": len(result.resolved),
+            "reopened": len(result.reopened),
+        }
+    )
 
 
 def _digest(body: bytes) -> str:
@@ -99,26 +108,26 @@ def _delivery_key(body: bytes, alerts: list[Alert]) -> str:
 
 async def _parse_and_persist(
     request: Request, source: str, parser: Callable[[Any], list[Alert]]
-) -> dict[str, Any]:
+) -> JSONResponse:
     rt, body, data = await _intake(request, source, JSON_TYPES)
     alerts = _parse(source, parser, data)
     return await persist(rt, source, _delivery_key(body, alerts), body, alerts)
 
 
 @router.post("/webhooks/alertmanager")
-async def alertmanager_webhook(request: Request) -> dict[str, Any]:
+async def alertmanager_webhook(request: Request) -> JSONResponse:
     return await _parse_and_persist(request, "alertmanager", alertmanager.parse)
 
 
 @router.post("/webhooks/generic")
-async def generic_webhook(request: Request) -> dict[str, Any]:
+async def generic_webhook(request: Request) -> JSONResponse:
     """The contract's shape, any named sender's body (recognised by its shape), or any JSON
     object with something that reads as a title."""
     return await _parse_and_persist(request, "generic", sources.parse_any)
 
 
 @router.post("/webhooks/custom/{name}")
-async def custom_webhook(request: Request, name: str) -> dict[str, Any]:
+async def custom_webhook(request: Request, name: str) -> JSONResponse:
     """Any JSON, mapped by `webhooks.mappings.<name>` in the configuration."""
     rt = _runtime(request)
     check_token(request, rt.cfg.webhooks.token)
@@ -129,7 +138,7 @@ async def custom_webhook(request: Request, name: str) -> dict[str, Any]:
 
 
 @router.post("/webhooks/sns")
-async def sns_webhook(request: Request) -> dict[str, Any]:
+async def sns_webhook(request: Request) -> JSONResponse:
     rt, body, data = await _intake(request, "sns", SNS_TYPES)
     env = _parse("sns", sns.parse_envelope, data)
     try:
@@ -149,16 +158,16 @@ async def sns_webhook(request: Request) -> dict[str, Any]:
             )
         await _confirm(env.SubscribeURL or "")
         log.info("sns.subscribed", topic=env.TopicArn)
-        return {"status": "confirmed", "topic": env.TopicArn}
+        return JSONResponse({"status": "confirmed", "topic": env.TopicArn})
     if env.Type == "UnsubscribeConfirmation":
         log.warning("sns.unsubscribed", topic=env.TopicArn)
-        return {"status": "unsubscribed", "topic": env.TopicArn}
+        return JSONResponse({"status": "unsubscribed", "topic": env.TopicArn})
     alerts = _parse("sns", sns.parse_alarm, env)
     return await persist(rt, "sns", env.MessageId, body, alerts)
 
 
 @router.post("/webhooks/{source}")
-async def named_webhook(request: Request, source: str) -> dict[str, Any]:
+async def named_webhook(request: Request, source: str) -> JSONResponse:
     """A sender's own documented body: /webhooks/grafana, /webhooks/azure, ..."""
     check_token(request, _runtime(request).cfg.webhooks.token)
     parser = sources.NAMED.get(source)

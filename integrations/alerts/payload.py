@@ -76,6 +76,11 @@ def _from_unix(number: float) -> datetime:
 
 
 def _from_text(text: str) -> datetime:
+    if text[4:5] == "-":  # 2026-11-20T11:00:00Z, what nearly every sender sends: no float() try
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
     try:
         seconds = float(text)
     except ValueError:

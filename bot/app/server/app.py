@@ -73,9 +73,10 @@ class Observe:
                 status = message["status"]
             await send(message)
 
-        request = Request(scope)
+        guard = scope["app"].state.guard
         try:
-            request.app.state.guard.check(request)
+            if guard.guards(scope["path"]):  # a Request costs: build one only to check it
+                guard.check(Request(scope))
         except HTTPException as exc:
             await JSONResponse({"error": exc.detail}, exc.status_code, exc.headers)(
                 scope, receive, observed
@@ -85,7 +86,7 @@ class Observe:
         finally:
             route = scope.get("route")
             metrics.REQUEST_LATENCY.labels(
-                request.method, getattr(route, "path", "unmatched"), str(status)
+                scope["method"], getattr(route, "path", "unmatched"), str(status)
             ).observe(time.perf_counter() - start)
 
 

@@ -45,9 +45,14 @@ class ConsoleGuard:
         self.logins = Logins(cfg)
         self._local_bind = is_loopback(cfg.http.host)
 
+    @staticmethod
+    def guards(path: str) -> bool:
+        """Whether a request to `path` must name its user."""
+        return path.startswith(PROTECTED) and path != LOGIN_PATH
+
     def check(self, request: Request) -> None:
         path = request.url.path
-        if not path.startswith(PROTECTED) or path == LOGIN_PATH:
+        if not self.guards(path):
             return
         user = self._identify(request)
         request.state.user, request.state.via = user.id, user.via
