@@ -49,6 +49,7 @@ class AmNotification(BaseModel):
     group_labels: dict[str, str] = Field(default_factory=dict, alias="groupLabels")
     common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
     alerts: list[_AmAlert]
+    title: str | None = None  # Grafana's "[FIRING:1] ..." summary of the notification
 
 
 def matches(body: dict[str, object]) -> bool:
@@ -60,6 +61,11 @@ def matches(body: dict[str, object]) -> bool:
         return False
     labelled = all(isinstance(a, dict) and "labels" in a for a in alerts)
     return labelled and (bool(alerts) or any(key in body for key in _NOTIFICATION_KEYS))
+
+
+def attempted(body: dict[str, object]) -> bool:
+    """A notification, though perhaps a malformed one: its errors are Alertmanager's."""
+    return "alerts" in body and any(key in body for key in _NOTIFICATION_KEYS)
 
 
 def parse(body: object) -> list[Alert]:
@@ -81,7 +87,7 @@ def _lone_alert(body: dict[str, object]) -> bool:
 def parse_notification(note: AmNotification, source: str) -> list[Alert]:
     """The alerts of a validated notification, in its order."""
     group_key = note.group_key or _derived_group_key(note)
-    return [_to_alert(source, group_key, alert, note.status) for alert in note.alerts]
+    return [_to_alert(source, group_key, alert, note) for alert in note.alerts]
 
 
 def label_fingerprint(labels: dict[str, str]) -> str:
@@ -105,21 +111,28 @@ def _derived_group_key(note: AmNotification) -> str:
     return f"{{}}:{{{pairs}}}"
 
 
-def _to_alert(source: str, group_key: str, alert: _AmAlert, default: Status) -> Alert:
-    labels = alert.labels
-    status = alert.status or default
+def _to_alert(source: str, group_key: str, alert: _AmAlert, note: AmNotification) -> Alert:
+    labels = dict(alert.labels)
+    status = alert.status or note.status
     raw_severity = labels.get("severity")
     level = severity.level(raw_severity)
+    # Grafana puts the rule's name in the group's labels only, when the alert's are its own.
+    name = labels.get("alertname") or normalize.first_text(
+        note.common_labels.get("alertname"), note.group_labels.get("alertname")
+    )
+    if name:
+        labels.setdefault("alertname", name)
     return Alert(
         source=source,
         group_key=group_key,
-        fingerprint=alert.fingerprint or label_fingerprint(labels),
+        fingerprint=alert.fingerprint or label_fingerprint(alert.labels),
         status=AlertStatus(status),
         # kubernetes-mixin's older rules say it in `message` rather than `summary`
         title=normalize.title(
-            labels.get("alertname"),
+            name,
             alert.annotations.get("summary") or alert.annotations.get("message"),
         )
+        or normalize.untagged(note.title or "")
         or "unnamed alert",
         severity=level,
         starts_at=alert.starts_at,

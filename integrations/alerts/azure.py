@@ -1,16 +1,27 @@
-"""Parse Azure Monitor action-group webhooks: the common alert schema, the newer metric-alert
-schema (`AzureMonitorMetricAlert`) and the classic metric alert (`status` + `context`)."""
+"""Parse Azure Monitor action-group webhooks: the common alert schema, and without it the
+metric-alert schema (`AzureMonitorMetricAlert`), the classic metric alert (`status` +
+`context`), activity-log and service-health alerts (`Microsoft.Insights/activityLogs`) and
+log alerts V1 (`AlertRuleName`, `SearchQuery`, ...)."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize, severity
 from integrations.alerts.model import Alert
-from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
+from integrations.alerts.payload import (
+    OptionalUtcDatetime,
+    UtcDatetime,
+    parse_optional_timestamp,
+    validate,
+)
 
 SOURCE = "azure"
 COMMON_SCHEMA = "azuremonitorcommonalertschema"
+ACTIVITY_SCHEMA = "microsoft.insights/activitylogs"
 
 _FIRING = frozenset({"fired", "activated", "active"})
 
@@ -68,12 +79,56 @@ class _MetricEnvelope(BaseModel):
     data: _Metric
 
 
+class _ActivityLog(BaseModel):
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+
+    operation_name: str = Field(alias="operationName")
+    event_data_id: str | None = Field(default=None, alias="eventDataId")
+    correlation_id: str | None = Field(default=None, alias="correlationId")
+    event_timestamp: OptionalUtcDatetime = Field(default=None, alias="eventTimestamp")
+    event_source: str | None = Field(default=None, alias="eventSource")
+    level: str | None = None
+    description: str | None = None
+    resource_id: str | None = Field(default=None, alias="resourceId")
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class _ActivityContext(BaseModel):
+    activity_log: _ActivityLog = Field(alias="activityLog")
+
+
+class _ActivityData(BaseModel):
+    status: str
+    context: _ActivityContext
+
+
+class _ActivityEnvelope(BaseModel):
+    data: _ActivityData
+
+
+class _LogAlertV1(BaseModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    rule: str = Field(alias="AlertRuleName")
+    description: str | None = Field(default=None, alias="Description")
+    severity: str | None = Field(default=None, alias="Severity")
+    query: str | None = Field(default=None, alias="SearchQuery")
+    result_count: str | None = Field(default=None, alias="ResultCount")
+    interval_end: str | None = Field(default=None, alias="SearchIntervalEndtimeUtc")
+    workspace_id: str | None = Field(default=None, alias="WorkspaceId")
+    resource_id: str | None = Field(default=None, alias="ResourceId")
+    link: str | None = Field(default=None, alias="LinkToSearchResults")
+    alert_type: str | None = Field(default=None, alias="AlertType")
+
+
 def matches(body: dict[str, object]) -> bool:
     schema = str(body.get("schemaId") or "").lower()
     data = body.get("data")
     if schema == COMMON_SCHEMA or (isinstance(data, dict) and "essentials" in data):
         return True
-    if schema == "azuremonitormetricalert":
+    if schema in ("azuremonitormetricalert", ACTIVITY_SCHEMA):
+        return True
+    if "AlertRuleName" in body and ("SearchQuery" in body or "WorkspaceId" in body):
         return True
     context = body.get("context")
     return isinstance(context, dict) and "status" in body and "resourceId" in context
@@ -84,8 +139,13 @@ def parse(body: object) -> list[Alert]:
         data = body.get("data")
         if isinstance(data, dict) and "essentials" in data:
             return [_common(validate(_Common, body).data.essentials)]
-        if isinstance(data, dict) and "context" in data:
+        context = data.get("context") if isinstance(data, dict) else None
+        if isinstance(context, dict) and "activityLog" in context:
+            return [_activity(validate(_ActivityEnvelope, body).data)]
+        if context is not None:
             return [_metric(validate(_MetricEnvelope, body).data)]
+        if "AlertRuleName" in body:
+            return [_log_v1(validate(_LogAlertV1, body))]
     return [_metric(validate(_Metric, body))]
 
 
@@ -137,6 +197,67 @@ def _metric(alert: _Metric) -> Alert:
         annotations={"description": c.description},
         url=c.portal_link,
     )
+
+
+def _activity(data: _ActivityData) -> Alert:
+    """An activity-log event, or a service-health notice (its `trackingId` names the issue
+    through its updates; its `stage` says when it is over)."""
+    log = data.context.activity_log
+    props = log.properties
+    tracking = normalize.first_text(props.get("trackingId"))
+    name = normalize.first_text(props.get("title"), props.get("defaultLanguageTitle"))
+    name = name or log.operation_name
+    over = {data.status.strip().lower(), str(props.get("stage", "")).strip().lower()}
+    resource = _resource_name([log.resource_id] if log.resource_id else [])
+    return normalize.alert(
+        SOURCE,
+        f"azure:activity:{tracking or log.correlation_id or log.event_data_id or name}",
+        title=normalize.title(name, log.description) or name,
+        resolved="resolved" in over,
+        raw_severity=log.level,
+        at=log.event_timestamp,
+        service=normalize.first_text(props.get("service")) or resource,
+        labels={
+            "alertname": name,
+            "operation": log.operation_name,
+            "event_source": log.event_source,
+            "resource": resource,
+            **_resource_labels(log.resource_id),
+        },
+        annotations={"description": log.description},
+    )
+
+
+def _log_v1(alert: _LogAlertV1) -> Alert:
+    """A log search alert (V1): each notification is one firing of the rule; it does not
+    resolve."""
+    return normalize.alert(
+        SOURCE,
+        f"azure:log:{alert.rule}:{alert.workspace_id or ''}",
+        title=normalize.title(alert.rule, alert.description) or alert.rule,
+        resolved=False,
+        raw_severity=alert.severity,
+        scale=severity.AZURE,
+        at=_loose_time(alert.interval_end),
+        service=_resource_name([alert.resource_id] if alert.resource_id else []),
+        labels={
+            "alertname": alert.rule,
+            "alert_type": alert.alert_type,
+            "result_count": alert.result_count,
+            **_resource_labels(alert.resource_id),
+        },
+        annotations={"description": alert.description, "query": alert.query},
+        url=alert.link,
+    )
+
+
+def _loose_time(value: str | None) -> datetime | None:
+    """A time as Azure's older payloads write it; one that does not read (US-style
+    "3/22/2019 1:51:33 PM") leaves the time of receipt."""
+    try:
+        return parse_optional_timestamp(value)
+    except ValueError:
+        return None
 
 
 def _resource_name(target_ids: list[str]) -> str | None:

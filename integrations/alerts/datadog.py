@@ -1,6 +1,7 @@
 """Parse Datadog's Webhooks integration: the default payload (`id`, `title`, `body`, `date`,
-`last_updated`, `event_type`, `org`) and payloads that add Datadog's `$ALERT_*` variables
-under their lower-case names (`alert_id`, `alert_transition`, `alert_priority`, ...)."""
+`last_updated`, `event_type`, `org`), payloads that add Datadog's `$ALERT_*` variables
+under their lower-case names (`alert_id`, `alert_transition`, `alert_priority`, ...), and
+monitor-shaped bodies (`monitor_id`, `title`, `message`, `query`, `priority`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from integrations.alerts.payload import OptionalUtcDatetime, validate
 SOURCE = "datadog"
 
 _RESOLVED_TRANSITIONS = frozenset({"recovered", "resolved", "ok", "success"})
-# "[Triggered] [P1] ..." / "[Recovered on {host:web-1}] ..." at the start of an event title.
-_TITLE_TAGS = re.compile(r"^(?:\s*\[[^\]]*\]\s*)+")
+# "[Triggered] ..." / "[Recovered on {host:web-1}] ..." at the start of an event title.
 _TRANSITION_IN_TITLE = re.compile(r"^\s*\[(\w[\w -]*?)(?: on [^\]]*)?\]")
 
 
@@ -42,10 +42,14 @@ class _Datadog(BaseModel):
     tags: str | list[str] | None = None
     link: str | None = None
     url: str | None = None
+    monitor_id: str | None = None
+    message: str | None = None
+    priority: str | None = None
+    query: str | None = None
 
 
 def matches(body: dict[str, object]) -> bool:
-    if "alert_transition" in body or "aggreg_key" in body:
+    if "alert_transition" in body or "aggreg_key" in body or "monitor_id" in body:
         return True
     return {"event_type", "title", "body"} <= body.keys() and (
         "last_updated" in body or "org" in body
@@ -59,9 +63,9 @@ def parse(body: object) -> list[Alert]:
     resolved = (transition or "").strip().lower() in _RESOLVED_TRANSITIONS or (
         (dd.alert_type or "").lower() == "success"
     )
-    name = _TITLE_TAGS.sub("", raw_title).strip() or raw_title
+    name = normalize.untagged(raw_title)
     tags = _tags(dd.tags)
-    key = dd.alert_id or dd.aggreg_key or normalize.stable_key(name, dd.hostname)
+    key = dd.alert_id or dd.monitor_id or dd.aggreg_key or normalize.stable_key(name, dd.hostname)
     return [
         normalize.alert(
             SOURCE,
@@ -69,7 +73,7 @@ def parse(body: object) -> list[Alert]:
             title=normalize.title(name) or name,
             resolved=resolved,
             # $ALERT_PRIORITY (P1..P5), else $ALERT_TYPE (error, warning, info, success)
-            raw_severity=dd.alert_priority or dd.alert_type,
+            raw_severity=dd.alert_priority or dd.priority or dd.alert_type,
             at=dd.date or dd.last_updated,
             service=tags.get("service") or dd.hostname,
             labels={
@@ -78,10 +82,11 @@ def parse(body: object) -> list[Alert]:
                 "transition": transition,
                 "host": dd.hostname,
                 "metric": dd.alert_metric,
+                "query": dd.query,
                 "scope": dd.alert_scope,
                 "event_type": dd.event_type,
             },
-            annotations={"message": dd.body},
+            annotations={"message": dd.body or dd.message},
             url=dd.link or dd.url,
         )
     ]

@@ -7,12 +7,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from integrations.alerts import normalize
 from integrations.alerts.model import Alert
-from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
+from integrations.alerts.payload import OptionalUtcDatetime, validate
 
 SOURCE = "gcp"
 
 # Resource labels that name the workload, most specific first.
-_SERVICE_LABELS = ("service_name", "container_name", "function_name", "database_id")
+_SERVICE_LABELS = ("service_name", "container_name", "function_name", "database_id", "host")
 
 
 class _Resource(BaseModel):
@@ -36,7 +36,7 @@ class _Metadata(BaseModel):
 class _Incident(BaseModel):
     incident_id: str
     state: str
-    started_at: UtcDatetime
+    started_at: OptionalUtcDatetime = None  # 0 in some senders' test notifications
     ended_at: OptionalUtcDatetime = None
     policy_name: str | None = None
     condition_name: str | None = None

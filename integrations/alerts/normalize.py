@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
@@ -12,11 +13,14 @@ from integrations.alerts.model import Alert, AlertStatus
 
 TITLE_MAX = 120
 KEY_MAX = 200
+# "[FIRING:1] ..." (Grafana), "[Triggered] [P1] ..." (Datadog): state tags before a title.
+_STATE_TAGS = re.compile(r"^(?:\s*\[[^\]]*\]\s*)+")
 
 # Status words that mean "this alert is over".
 RESOLVED_WORDS = frozenset(
     {"resolved", "resolve", "ok", "closed", "close", "recovered", "recovery", "cleared"}
     | {"clear", "normal", "inactive", "up", "success", "succeeded", "deactivated"}
+    | {"canceled", "cancelled"}
 )
 
 
@@ -75,6 +79,11 @@ def title(name: object, summary: object = None, limit: int = TITLE_MAX) -> str |
     else:
         joined = second or first or ""
     return shorten(joined, limit) or None
+
+
+def untagged(value: str) -> str:
+    """A sender's title without the state tags it starts with (`[FIRING:1] High load`)."""
+    return _STATE_TAGS.sub("", value).strip() or value
 
 
 def shorten(value: str, limit: int = TITLE_MAX) -> str:

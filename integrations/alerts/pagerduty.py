@@ -1,6 +1,8 @@
 """Parse PagerDuty-style bodies: Events API v2 events other tools send to PagerDuty
 (`event_action` trigger / resolve with a `dedup_key`), and PagerDuty's own outgoing webhooks
-(V3 `{"event": {"event_type": "incident.triggered", ...}}`, V1 `{"messages": [...]}`)."""
+(V3 `{"event": {"event_type": "incident.triggered", ...}}`; V1 and V2 `{"messages": [...]}`,
+each message's change in `type` (V1) or `event` (V2), its incident in `data.incident` (V1)
+or `incident` (V2))."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from integrations.errors import PayloadError
 
 SOURCE = "pagerduty"
 
-_WEBHOOK_OPENS = frozenset({"triggered", "trigger", "reopened", "unacknowledged"})
+_WEBHOOK_OPENS = frozenset({"triggered", "trigger", "reopened", "unacknowledged", "unacknowledge"})
 _WEBHOOK_CLOSES = frozenset({"resolved", "resolve"})
 
 
@@ -81,14 +83,16 @@ class _V1Data(_Loose):
     incident: _Incident
 
 
-class _V1Message(_Loose):
-    type: str
+class _Message(_Loose):
+    type: str | None = None
+    event: str | None = None
     created_on: OptionalUtcDatetime = None
-    data: _V1Data
+    data: _V1Data | None = None
+    incident: _Incident | None = None
 
 
-class _V1(_Loose):
-    messages: list[_V1Message]
+class _Messages(_Loose):
+    messages: list[_Message]
 
 
 def matches(body: dict[str, object]) -> bool:
@@ -96,7 +100,8 @@ def matches(body: dict[str, object]) -> bool:
     v3 = isinstance(event, dict) and str(event.get("event_type", "")).startswith("incident.")
     messages = body.get("messages")
     v1 = isinstance(messages, list) and all(
-        isinstance(m, dict) and str(m.get("type", "")).startswith("incident.") for m in messages
+        isinstance(m, dict) and str(m.get("type") or m.get("event") or "").startswith("incident.")
+        for m in messages
     )
     return "event_action" in body or v3 or (v1 and bool(messages))
 
@@ -106,11 +111,7 @@ def parse(body: object) -> list[Alert]:
         v3 = validate(_V3, body).event
         return _incident(v3.data, v3.event_type.removeprefix("incident."), v3.occurred_at)
     if isinstance(body, dict) and "messages" in body:
-        return [
-            alert
-            for m in validate(_V1, body).messages
-            for alert in _incident(m.data.incident, m.type.removeprefix("incident."), m.created_on)
-        ]
+        return [alert for m in validate(_Messages, body).messages for alert in _message(m)]
     return _event(validate(_Event, body))
 
 
@@ -152,6 +153,18 @@ def _event(e: _Event) -> list[Alert]:
             url=e.client_url or next((link.href for link in e.links if link.href), None),
         )
     ]
+
+
+def _message(m: _Message) -> list[Alert]:
+    incident = m.incident or (m.data.incident if m.data else None)
+    change = m.type or m.event
+    if incident is None or change is None:
+        raise PayloadError(
+            "messages: each needs its change (`type` or `event`) and its incident "
+            "(`data.incident` or `incident`)",
+            field="messages",
+        )
+    return _incident(incident, change.removeprefix("incident."), m.created_on)
 
 
 def _incident(i: _Incident, change: str, at: datetime | None) -> list[Alert]:

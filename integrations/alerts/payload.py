@@ -12,8 +12,9 @@ from integrations.errors import PayloadError
 
 M = TypeVar("M", bound=BaseModel)
 
-# Go's zero time.Time: Alertmanager sends it as endsAt while an alert is still firing.
-_GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+# "Not set" as senders write it: Go's zero time.Time (Alertmanager's endsAt while an alert
+# fires) and unix 0 (Cloud Monitoring's ended_at of an open incident).
+_UNSET_TIMES = (datetime(1, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC))
 # Seconds beyond this (the year 5138) are read as milli-, micro-, then nanoseconds.
 _MAX_UNIX = 1e11
 _UNIX_UNITS = (1, 1e3, 1e6, 1e9)
@@ -56,11 +57,11 @@ def parse_timestamp(value: object) -> datetime:
 
 
 def parse_optional_timestamp(value: object) -> datetime | None:
-    """Like `parse_timestamp`, but empty values and Go's zero time mean "not set"."""
+    """Like `parse_timestamp`, but empty values, Go's zero time and unix 0 mean "not set"."""
     if value is None or value == "":
         return None
     parsed = parse_timestamp(value)
-    return None if parsed == _GO_ZERO_TIME else parsed
+    return None if parsed in _UNSET_TIMES else parsed
 
 
 def _from_unix(number: float) -> datetime:

@@ -14,6 +14,9 @@ from integrations.errors import PayloadError
 
 SOURCE = "sentry"
 
+# An issue's `action`: these open or re-open it, these end it; the rest (assigned, ...)
+# change nothing about whether it is firing.
+_ISSUE_OPENS = frozenset({"created", "triggered", "unresolved", "regressed"})
 _ISSUE_OVER = frozenset({"resolved", "ignored", "archived"})
 
 
@@ -100,8 +103,10 @@ def parse(body: object) -> list[Alert]:
         issue = hook.data.event or hook.data.issue
         if issue is None:
             raise PayloadError("data: no event, issue or metric_alert", field="data")
-        over = hook.action.strip().lower() in _ISSUE_OVER
-        return [_issue(issue, over, hook.data.triggered_rule, hook.action)]
+        action = hook.action.strip().lower()
+        if action not in _ISSUE_OPENS | _ISSUE_OVER:
+            return []
+        return [_issue(issue, action in _ISSUE_OVER, hook.data.triggered_rule, hook.action)]
     plugin = validate(_Plugin, body)
     event = plugin.event or _Issue()
     issue = _Issue(

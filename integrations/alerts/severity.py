@@ -3,6 +3,7 @@ warning, info), in this one table; the sender's own word is kept as `source_seve
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from integrations.alerts.model import Severity
@@ -58,9 +59,16 @@ ZABBIX = {**COMMON, **_scale(critical=("4", "5"), warning=("2", "3"), info=("0",
 
 
 def known(raw: object, scale: Scale = COMMON) -> Severity | None:
-    """The level a sender's word or number means on its scale, if the scale knows it."""
+    """The level a sender's word or number means on its scale, if the scale knows it; a
+    word made of several (`ALERT_CRITICALITY_LEVEL_WARNING`) means its last known one."""
     word = _word(raw)
-    return None if word is None else scale.get(word.lower())
+    if word is None:
+        return None
+    found = scale.get(word.lower())
+    if found is None:
+        parts = (scale.get(part) for part in reversed(re.split(r"[^a-z0-9]+", word.lower())))
+        found = next((level for level in parts if level is not None), None)
+    return found
 
 
 def level(raw: object, scale: Scale = COMMON) -> Severity:

@@ -54,8 +54,13 @@ def detect(body: object) -> str | None:
 
 def parse_any(body: object) -> list[Alert]:
     """A sender's body recognised by its shape, else the generic contract (or anything with
-    a title). An SNS delivery is refused: only `/webhooks/sns` checks its signature."""
+    a title). An SNS delivery is refused: only `/webhooks/sns` checks its signature; so is a
+    malformed Alertmanager notification, with Alertmanager's own error."""
     if isinstance(body, dict) and body.keys() >= SNS_KEYS:
         raise PayloadError("an AWS SNS delivery: post it to /webhooks/sns, which verifies it")
     source = detect(body)
-    return NAMED[source](body) if source else generic.parse(body)
+    if source:
+        return NAMED[source](body)
+    if isinstance(body, dict) and alertmanager.attempted(body):
+        return alertmanager.parse(body)  # refused, saying what is wrong with it
+    return generic.parse(body)

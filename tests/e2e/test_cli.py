@@ -100,6 +100,22 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
             "exactly one executor",
         ),
         (GOOD.replace("  - match: {}\n", "  - match: {}\n   oops: [\n"), "line 7", "invalid YAML"),
+        (
+            GOOD.replace(
+                'webhooks: {token: "${OPSBOT_T_TOKEN:-}"}',
+                "webhooks: {mappings: {uptime: {title: '{{ payload.check. }}'}}}",
+            ),
+            "webhooks.mappings.uptime.title",
+            "not a valid template",
+        ),
+        (
+            GOOD.replace(
+                'webhooks: {token: "${OPSBOT_T_TOKEN:-}"}',
+                "webhooks: {mappings: {uptime: {title: '{{ check.name }}'}}}",
+            ),
+            "webhooks.mappings.uptime.title",
+            "uses check",
+        ),
     ],
 )
 def test_check_config_names_file_key_and_problem(
