@@ -127,10 +127,13 @@ def _to_alert(source: str, group_key: str, alert: _AmAlert, note: AmNotification
         group_key=group_key,
         fingerprint=alert.fingerprint or label_fingerprint(alert.labels),
         status=AlertStatus(status),
-        # kubernetes-mixin's older rules say it in `message` rather than `summary`
+        # kubernetes-mixin's older rules say it in `message`, many others only in
+        # `description`
         title=normalize.title(
             name,
-            alert.annotations.get("summary") or alert.annotations.get("message"),
+            normalize.first_text(
+                *(alert.annotations.get(key) for key in ("summary", "message", "description"))
+            ),
         )
         or normalize.untagged(note.title or "")
         or "unnamed alert",

@@ -40,7 +40,10 @@ class Real:
         return (*named, "/webhooks/generic")
 
 
+PROBE = "SyntheticProbeFailed: The synthetic probe of the login page failed three times"
 CASES = [
+    Real("alertmanager/oncall-example.json", PROBE, "warning"),
+    Real("grafana/oncall-grafana-alerting-example.json", PROBE, "warning"),
     Real(
         "alertmanager/alerta-v4-no-fingerprints.json",
         "orders_stalled: No orders for 15 minutes",
