@@ -22,7 +22,7 @@ from enum import IntEnum
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app import metrics
@@ -306,12 +306,14 @@ class OutboxWorker:
                 self.owners.missing_owner(o.c.locked_by),
                 and_(lapsed, or_(mine, self.owners.dead_owner(o.c.locked_by, now))),
             )
-        blocked = exists().where(
-            and_(
-                earlier.c.ordering_key == o.c.ordering_key,
-                earlier.c.status == "pending",
-                earlier.c.id < o.c.id,
-            )
+        # The first pending item of its ordering key. A scalar subquery, not NOT EXISTS: the
+        # planner cannot turn it into a join, so it is one ix_outbox_order lookup per row
+        # even when the table's statistics are stale (a fresh database, a storm), where an
+        # anti-join compared every pending row with every other (seconds a claim).
+        first_of_key = (
+            select(func.min(earlier.c.id))
+            .where(earlier.c.ordering_key == o.c.ordering_key, earlier.c.status == "pending")
+            .scalar_subquery()
         )
         query = (
             select(o)
@@ -319,7 +321,7 @@ class OutboxWorker:
                 o.c.status == "pending",
                 o.c.next_attempt_at <= now,
                 free,
-                ~blocked,
+                o.c.id == first_of_key,
                 true() if only is None else only,
             )
             .order_by(o.c.priority, o.c.id)
