@@ -274,6 +274,48 @@ def check_store(deliveries: int, rows: list[tuple[str, str, int]], ledger: Ledge
     return problems
 
 
+class CpuMeter:
+    """CPU seconds the bots (and the PostgreSQL backends serving the bench's database) spend
+    from now on: on a machine with fewer cores than processes, the cost per notification is
+    what tells one replica from two, not the throughput alone. Linux /proc only."""
+
+    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, pids: list[int], storage_url: str | None) -> None:
+        self.pids = pids
+        self.database = make_url(storage_url).database if storage_url else None
+        self.start = self._read()
+
+    def _ticks(self, pid: int | str) -> int:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0  # gone (a backend that closed) or not Linux
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def _backends(self) -> list[str]:
+        if not self.database:
+            return []
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmd.startswith("postgres:") and f" {self.database} " in cmd:
+                found.append(proc.name)
+        return found
+
+    def _read(self) -> tuple[int, dict[str, int]]:
+        return sum(map(self._ticks, self.pids)), {b: self._ticks(b) for b in self._backends()}
+
+    def spent(self) -> tuple[float, float]:
+        """(opsbot, PostgreSQL) CPU seconds since the meter was made."""
+        bots, backends = self._read()
+        db = sum(t - self.start[1].get(b, 0) for b, t in backends.items())
+        return (bots - self.start[0]) / self.TICK, db / self.TICK
+
+
 @dataclass
 class Result:
     label: str
@@ -346,9 +388,11 @@ async def run_bots(
             )
             clients = [httpx.AsyncClient(base_url=u, timeout=30, limits=limits) for u in urls]
             try:
+                cpu = CpuMeter([p.pid for p in procs], storage_url)
                 started = time.perf_counter()
                 await asyncio.gather(*(sender(clients, ledger, remaining) for _ in range(senders)))
                 elapsed = time.perf_counter() - started
+                cpu_s = cpu.spent()
                 stats = (await clients[0].get("/stats")).json()
             finally:
                 await asyncio.gather(*(c.aclose() for c in clients))
@@ -360,6 +404,11 @@ async def run_bots(
                 proc.wait(timeout=60)
         label = f"{'PostgreSQL' if storage_url else 'SQLite'}, {replicas} replica(s)"
         rps, p99 = report(ledger, elapsed, senders, stats, label)
+        print(
+            f"CPU while sending: opsbot {cpu_s[0]:.1f} s, PostgreSQL {cpu_s[1]:.1f} s "
+            f"({1000 * sum(cpu_s) / max(1, len(ledger.latencies_ms)):.1f} ms per notification; "
+            f"load average {os.getloadavg()[0]:.1f})"
+        )
         problems = check_store(*await read_store(storage), ledger)
     for problem in problems:
         print(f"LOST OR WRONG: {problem}")
