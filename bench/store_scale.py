@@ -49,7 +49,7 @@ def alerts_for(group: int, per: int) -> list[Alert]:
             fingerprint=f"{group:05d}-{k:02d}",
             status=AlertStatus.FIRING,
             title=f"Scale{group:05d}: {service} error ratio above 5%",
-            severity=(Severity.CRITICAL, Severity.WARNING, Severity.HIGH)[group % 3],
+            severity=(Severity.CRITICAL, Severity.WARNING, Severity.INFO)[group % 3],
             starts_at=now,
             service=service,
             labels={"alertname": f"Scale{group:05d}", "service": service, "pod": f"{service}-{k}"},

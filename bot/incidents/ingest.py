@@ -4,6 +4,7 @@ read once for every group in the batch, then written back in a few multi-row sta
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,37 +102,46 @@ def _groups(alerts: list[Alert]) -> dict[str, list[Alert]]:
     return groups
 
 
+def _newest_incidents() -> Any:
+    i = t.incidents
+    newest = (
+        select(i.c.group_key, func.max(i.c.short_id).label("short_id"))
+        .where(i.c.group_key.in_(bindparam("keys", expanding=True)))
+        .group_by(i.c.group_key)
+        .subquery()
+    )
+    return (
+        select(i)
+        .join(newest, and_(i.c.group_key == newest.c.group_key, i.c.short_id == newest.c.short_id))
+        .order_by(i.c.group_key)
+        .with_for_update(of=i)
+    )
+
+
+# Built once: a statement built per batch costs more in Python than the query in SQLite
+_NEWEST = _newest_incidents()
+_ALERTS_OF = select(
+    t.alerts.c.incident_id,
+    t.alerts.c.fingerprint,
+    t.alerts.c.status,
+    t.alerts.c.severity,
+    t.alerts.c.digest,
+).where(t.alerts.c.incident_id.in_(bindparam("ids", expanding=True)))
+
+
 def _latest(conn: Connection, keys: list[str]) -> dict[str, Incident]:
     """Each group's newest incident (the open one, if any), row-locked in group-key order on
     PostgreSQL so two batches touching the same groups cannot deadlock."""
     if not keys:
         return {}
-    i = t.incidents
-    newest = (
-        select(i.c.group_key, func.max(i.c.short_id).label("short_id"))
-        .where(i.c.group_key.in_(keys))
-        .group_by(i.c.group_key)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(i)
-        .join(newest, and_(i.c.group_key == newest.c.group_key, i.c.short_id == newest.c.short_id))
-        .order_by(i.c.group_key)
-        .with_for_update(of=i)
-    ).all()
+    rows = conn.execute(_NEWEST, {"keys": keys}).all()
     return {r.group_key: Incident.from_row(r) for r in rows}
 
 
 def _known(conn: Connection, incident_ids: list[str]) -> dict[str, Known]:
     known: dict[str, Known] = {iid: {} for iid in incident_ids}
     if incident_ids:
-        a = t.alerts
-        rows = conn.execute(
-            select(a.c.incident_id, a.c.fingerprint, a.c.status, a.c.severity, a.c.digest).where(
-                a.c.incident_id.in_(incident_ids)
-            )
-        )
-        for r in rows:
+        for r in conn.execute(_ALERTS_OF, {"ids": incident_ids}):
             known[r.incident_id][r.fingerprint] = (r.status, r.severity, r.digest)
     return known
 
@@ -249,10 +259,7 @@ def _write(conn: Connection, batch: _Batch) -> None:
         new = sorted(batch.opened.values(), key=lambda inc: inc.group_key)
         shorts = lifecycle.short_ids(conn, len(new))
         rows = [lifecycle.incident_row(inc, short) for inc, short in zip(new, shorts, strict=True)]
-        stmt = upsert(conn.dialect.name, t.incidents).on_conflict_do_nothing(
-            index_elements=[t.incidents.c.open_key]
-        )
-        inserted = conn.execute(stmt.returning(t.incidents.c.id), rows).all()
+        inserted = conn.execute(_insert_open(conn.dialect.name), rows).all()
         if len(inserted) != len(rows):
             raise Raced
     if batch.changed:
@@ -268,7 +275,7 @@ def _write(conn: Connection, batch: _Batch) -> None:
             ],
         )
     if batch.alerts:
-        conn.execute(_upsert_alerts(conn), list(batch.alerts.values()))
+        conn.execute(_upsert_alerts(conn.dialect.name), list(batch.alerts.values()))
     if batch.events:
         conn.execute(insert(t.timeline), batch.events)
     outbox.enqueue_many(conn, batch.items)
@@ -281,16 +288,20 @@ def _state(inc: Incident, column: str) -> Any:
     return value.value if isinstance(value, Status) else value
 
 
-_ALERT_UPSERTS: dict[str, Any] = {}
+@functools.cache
+def _upsert_alerts(dialect: str) -> Any:
+    """Insert an incident's alerts or update them by fingerprint."""
+    stmt = upsert(dialect, t.alerts)
+    return stmt.on_conflict_do_update(
+        index_elements=[t.alerts.c.incident_id, t.alerts.c.fingerprint],
+        set_={c: stmt.excluded[c] for c in lifecycle.ALERT_CHANGES},
+    )
 
 
-def _upsert_alerts(conn: Connection) -> Any:
-    """Insert an incident's alerts or update them by fingerprint (built once per dialect)."""
-    dialect = conn.dialect.name
-    if dialect not in _ALERT_UPSERTS:
-        stmt = upsert(dialect, t.alerts)
-        _ALERT_UPSERTS[dialect] = stmt.on_conflict_do_update(
-            index_elements=[t.alerts.c.incident_id, t.alerts.c.fingerprint],
-            set_={c: stmt.excluded[c] for c in lifecycle.ALERT_CHANGES},
-        )
-    return _ALERT_UPSERTS[dialect]
+@functools.cache
+def _insert_open(dialect: str) -> Any:
+    """Insert new incidents, skipping one whose group another transaction opened first."""
+    stmt = upsert(dialect, t.incidents).on_conflict_do_nothing(
+        index_elements=[t.incidents.c.open_key]
+    )
+    return stmt.returning(t.incidents.c.id)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app.config import Config, RouteConfig
@@ -57,14 +57,17 @@ def news_targets(cfg: Config, inc: Incident, threads: Sequence[Place] = ()) -> l
     return out
 
 
+_THREADS_OF = (
+    select(t.threads.c.incident_id, t.threads.c.platform, t.threads.c.channel)
+    .where(t.threads.c.incident_id.in_(bindparam("ids", expanding=True)))
+    .order_by(t.threads.c.id)
+)
+
+
 def thread_places(conn: Connection, incident_ids: Iterable[str]) -> dict[str, list[Place]]:
     """The conversations each incident has a thread in, oldest first."""
     places: dict[str, list[Place]] = {}
-    rows = conn.execute(
-        select(t.threads.c.incident_id, t.threads.c.platform, t.threads.c.channel)
-        .where(t.threads.c.incident_id.in_(list(incident_ids)))
-        .order_by(t.threads.c.id)
-    )
+    rows = conn.execute(_THREADS_OF, {"ids": list(incident_ids)})
     for incident_id, platform, channel in rows.tuples():
         places.setdefault(incident_id, []).append((platform, channel))
     return places
@@ -294,6 +297,7 @@ def fit(alert: Alert) -> Alert:
 
 
 SHORT_ID_SEQUENCE = "incident_short_id_seq"
+_TOP_SHORT_ID = select(func.coalesce(func.max(t.incidents.c.short_id), 0))
 
 
 def short_ids(conn: Connection, n: int) -> list[int]:
@@ -302,7 +306,7 @@ def short_ids(conn: Connection, n: int) -> list[int]:
     if conn.dialect.name == "postgresql":
         series = func.generate_series(1, n).table_valued("n")
         return list(conn.scalars(select(func.nextval(SHORT_ID_SEQUENCE)).select_from(series)))
-    top = conn.scalar(select(func.coalesce(func.max(t.incidents.c.short_id), 0))) or 0
+    top = conn.scalar(_TOP_SHORT_ID) or 0
     return [top + k for k in range(1, n + 1)]
 
 

@@ -4,6 +4,7 @@ are waiting in one transaction (a savepoint each), commits once, and only then a
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -132,7 +133,7 @@ def _apply(
     """Record the deliveries (a repeat of a stored one stops there), apply the new ones."""
     keys = [(d.source, clip_key(d.idem_key, IDEM_KEY_WIDTH)) for d in deliveries]
     recorded = conn.execute(
-        _record(conn),
+        _record(conn.dialect.name),
         [
             {
                 "source": source,
@@ -164,9 +165,10 @@ def _apply(
     return outcomes
 
 
-def _record(conn: Connection) -> Any:
+@functools.cache
+def _record(dialect: str) -> Any:
     d = t.deliveries
-    return insert_or_ignore(conn.dialect.name, d).returning(d.c.id, d.c.source, d.c.idem_key)
+    return insert_or_ignore(dialect, d).returning(d.c.id, d.c.source, d.c.idem_key)
 
 
 _OUTCOME = (

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -269,11 +270,13 @@ def must_rerun(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in _RETRY_SQLSTATES
 
 
+@functools.cache  # statements are immutable (.values() and the like return copies)
 def insert_or_ignore(dialect: str, table: Table) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING for `dialect` (sqlite or postgresql)."""
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(table).on_conflict_do_nothing()
 
 
+@functools.cache
 def upsert(dialect: str, table: Table) -> Any:
     """A dialect INSERT that can take `.on_conflict_do_update(...)` (and `.excluded`)."""
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
