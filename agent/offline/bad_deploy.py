@@ -73,8 +73,9 @@ class BadDeploy:
             case.add(0.25, errors.evidence)
         if latency is not None and regressed:
             case.add(0.2, latency.evidence)
-        if obs.health is not None and not obs.health.healthy and (hits or issues):
-            case.add(0.1, s.health_evidence(obs))
+        config = [h for h in hits if h.pattern in CONFIG_ERRORS]
+        if obs.health is not None and not obs.health.healthy and config:
+            case.add(0.1, s.health_evidence(obs))  # the new config leaves it unable to serve
         if any(deploy.sha in line for line in obs.logs) or (
             obs.health is not None and deploy.sha in obs.health.body
         ):

@@ -89,11 +89,8 @@ _OTHER_KILLER = (
     ),
 )
 _WEAK = ("sigkill",)  # a bare SIGKILL or exit code 137 names no killer
-
-
-_FRAME_LINE = re.compile(
-    r"^\s+at [\w$.<>]+\("
-)  # a JVM frame: "  at pkg.Class.method(File.java:48)"
+# A JVM frame: "  at pkg.Class.method(File.java:48)".
+_FRAME_LINE = re.compile(r"^\s+at [\w$.<>]+\(")
 # Restarted over and over: kubelet's back-off, Flink's job status, systemd's start limit.
 _RESTARTING = re.compile(
     r"CrashLoopBackOff|Back-off restarting failed container|\bRESTARTING\b|"
