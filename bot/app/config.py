@@ -584,6 +584,19 @@ class OutboxConfig(_Model):
     restart_s: float = 1.0  # pause before the worker is restarted after an unexpected error
 
 
+class StormConfig(_Model):
+    """When new incidents for a channel outrun what its budget can post, the channel gets one
+    digest message instead of a root each (see bot/chat/storm.py)."""
+
+    enabled: bool = True
+    # a storm: more new incidents waiting for a channel than its budget posts in this long
+    window_s: float = Field(default=5.0, gt=0)
+    quiet_s: float = Field(default=30.0, ge=0)  # over: no new incident for this long, few open
+    edit_interval_s: float = Field(default=3.0, ge=0)  # the digest is edited at most this often
+    max_edits: int = Field(default=20, ge=1)  # of one message; then it goes on in a new one
+    tick_s: float = Field(default=2.0, gt=0)  # how often the leader looks for storms that ended
+
+
 class Config(_Model):
     http: HttpConfig = Field(default_factory=HttpConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -596,6 +609,7 @@ class Config(_Model):
     jira: JiraConfig = Field(default_factory=JiraConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    storm: StormConfig = Field(default_factory=StormConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     routes: list[RouteConfig] = Field(default_factory=lambda: [RouteConfig()])
     services: dict[str, ServiceConfig] = Field(default_factory=dict)

@@ -72,6 +72,8 @@ class Runtime:
         self.router = Router(cfg, store, self.adapters)
         self.handlers: dict[str, Handler] = {
             "post_root": self.router.deliver,
+            "open_thread": self.router.deliver,
+            "storm_digest": self.router.storms.deliver,
             "update_root": self.router.deliver,
             "reply": self.router.deliver,
             "direct": self.router.deliver_direct,
@@ -108,6 +110,7 @@ class Runtime:
             on_dead=self._on_dead,
         )
         self.router.wake = self.worker.wake
+        self.router.spend = self.worker.spend
         self.escalator = Escalator(cfg, store)
         self.escalator.wake = self.worker.wake
         self.handlers["escalate"] = self.escalator.start
@@ -116,6 +119,8 @@ class Runtime:
         self.leader.every("recover-dead-replicas", cfg.cluster.tick_s, self.recover)
         self.leader.every("expire-approvals", cfg.cluster.tick_s, self._sweep)
         self.leader.every("purge", cfg.storage.retention.purge_every_s, self._purge)
+        self.leader.every("storms", cfg.storm.tick_s, self.router.storms.tick)
+        self.router.storms.bus = self.bus
         if cfg.oncall.policies:
             self.leader.every("escalation", cfg.oncall.tick_s, self.escalator.tick)
         trusted = cfg.webhooks.sns_trusted_cert_file

@@ -139,6 +139,11 @@ class Conversation:
                     msg, None, Reply(f"There is no incident #{intent.incident_ref}.", "error")
                 )
                 return
+        if inc is not None and await self._out_of_storm(msg, inc):
+            if msg.action == "open" or intent.kind == IntentKind.UNKNOWN:
+                return  # "#42", or its button on the digest: the thread opening is the answer
+        elif msg.action == "open":
+            return  # its thread is open already
         log.info(
             "conversation.intent",
             kind=intent.kind.value,
@@ -155,6 +160,15 @@ class Conversation:
             reply = Reply(f"✅ Done: `{msg.text}` (#{inc.short_id}: see its thread).", "info")
         if reply is not None:
             await self.router.answer(msg, inc, reply)
+
+    async def _out_of_storm(self, msg: InboundMessage, inc: Incident) -> bool:
+        """Someone acted on an incident named only in a storm's digest where they said it:
+        its own thread opens there (ahead of background work). True if it does."""
+        async with self.store.write() as conn:
+            opened = await self.router.storms.open_for(conn, inc.id, msg.platform, msg.channel)
+        if opened:
+            self.router.wake()
+        return opened
 
     async def _dispatch(
         self,

@@ -1,8 +1,9 @@
 """The platform-neutral message model: what the bot says, built once as data.
 
-An incident's root (`RootView`) and every message in its conversation (`Reply`: diagnosis,
-approval prompt, action result, ticket, postmortem summary, help, lists and other text) are
-plain data; a renderer per markup dialect turns them into what a platform shows.
+An incident's root (`RootView`), every message in its conversation (`Reply`: diagnosis,
+approval prompt, action result, ticket, postmortem summary, help, lists and other text) and a
+channel's storm digest (`StormDigest`) are plain data; a renderer per markup dialect turns
+them into what a platform shows.
 """
 
 from __future__ import annotations
@@ -93,6 +94,47 @@ class IncidentName:
     @property
     def label(self) -> str:
         return f"#{self.short_id} {self.subject}"
+
+
+@dataclass(frozen=True, slots=True)
+class StormLine:
+    """One incident as a storm digest names it."""
+
+    incident_id: str
+    short_id: int
+    title: str
+    service: str | None
+    severity: str
+    status: str
+
+    @property
+    def resolved(self) -> bool:
+        return self.status == "resolved"
+
+
+@dataclass(slots=True)
+class StormDigest:
+    """One message standing for many new incidents in a channel: how many, over how long,
+    listed by service and severity, edited as they arrive and resolve; a button (or `#42`
+    typed in the channel) opens an incident's own thread."""
+
+    incidents: list[StormLine]  # in the order they arrived
+    seconds: float  # from the first to the latest
+    over: bool = False  # the storm has ended: open incidents have their own threads now
+    part: int = 1  # a storm whose message reached its edit limit goes on in another one
+    buttons: list[Button] = field(default_factory=list)
+
+    @property
+    def headline(self) -> str:
+        n, s = len(self.incidents), max(round(self.seconds), 1)
+        what = "Storm over" if self.over else "Storm"
+        more = f" (part {self.part})" if self.part > 1 else ""
+        return f"⚡ {what}: {n} incident{'s' if n != 1 else ''} in {s} s{more}"
+
+    @property
+    def tally(self) -> str:
+        open_ = sum(not i.resolved for i in self.incidents)
+        return f"{open_} open · {len(self.incidents) - open_} resolved"
 
 
 def reply_to_json(r: Reply) -> dict[str, Any]:

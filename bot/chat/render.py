@@ -3,9 +3,11 @@ text of a diagnosis. Renderers (`bot/chat/renderers/`) turn these into each dial
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from agent.types import Diagnosis
 from bot.app.config import Config
-from bot.chat.messages import Button, Reply, RootView
+from bot.chat.messages import Button, Reply, RootView, StormDigest, StormLine
 from bot.incidents.models import Incident, Status, utcnow
 
 SEVERITY_MARK = {"critical": "🔴", "warning": "🟡", "info": "🔵"}
@@ -108,3 +110,70 @@ def after_resolution(d: Diagnosis) -> Reply:
         f"{d.summary}\nRoot cause: {d.root_cause}",
         "info",
     )
+
+
+STORM_OPEN_HINT = "Type `#42` here (or use a button) to open an incident's thread."
+
+
+def storm_groups(digest: StormDigest) -> list[tuple[str, list[StormLine]]]:
+    """The digest's incidents by service, then severity (most severe first): (heading, lines)."""
+    order = list(SEVERITY_MARK)
+    groups: dict[tuple[str, str], list[StormLine]] = {}
+    for line in digest.incidents:
+        groups.setdefault((line.service or "unknown", line.severity), []).append(line)
+    keys = sorted(groups, key=lambda k: (k[0], order.index(k[1]) if k[1] in order else 9, k[1]))
+    return [
+        (
+            f"{service} · {SEVERITY_MARK.get(sev, '⚪')} {sev} ({len(groups[service, sev])})",
+            groups[service, sev],
+        )
+        for service, sev in keys
+    ]
+
+
+def storm_entry(line: StormLine) -> str:
+    """`#42 Title`, marked when resolved or acknowledged."""
+    mark = "✅ " if line.resolved else ("👀 " if line.status == "acknowledged" else "")
+    return f"{mark}#{line.short_id} {line.title}"
+
+
+def fit(entries: list[str], limit: int, sep: str = "\n", weights: list[int] | None = None) -> str:
+    """As many `entries` as fit `limit` characters, then "… and N more" (N: the entries left
+    out, or the sum of their `weights`: incidents in the groups left out)."""
+    size, shown = -len(sep), 0
+    for entry in entries:
+        size += len(sep) + len(entry)
+        if size > limit:
+            break
+        shown += 1
+    if shown == len(entries):
+        return sep.join(entries)
+    counts = weights or [1] * len(entries)
+    while shown > 0:  # the marker must fit as well
+        text = sep.join([*entries[:shown], f"… and {sum(counts[shown:])} more"])
+        if len(text) <= limit:
+            return text
+        shown -= 1
+    return f"… and {sum(counts)} more"
+
+
+def storm_lines(
+    digest: StormDigest, limit: int, heading: Callable[[str], str], entry: Callable[[str], str]
+) -> tuple[list[str], list[int]]:
+    """One line per group, `heading(text): entry(#1 A) · entry(#2 B)`, each within `limit`;
+    with the number of incidents each stands for."""
+    lines, counts = [], []
+    for title, group in storm_groups(digest):
+        head = f"{heading(title)}: "
+        entries = [entry(storm_entry(line)) for line in group]
+        lines.append(head + fit(entries, max(limit - len(head), 0), " · "))
+        counts.append(len(group))
+    return lines, counts
+
+
+def storm_buttons(lines: list[StormLine], room: int) -> list[Button]:
+    """ "Open #42" for the open incidents, most severe first, as many as a message holds."""
+    order = list(SEVERITY_MARK)
+    open_ = [i for i in lines if not i.resolved]
+    open_.sort(key=lambda i: (order.index(i.severity) if i.severity in order else 9, i.short_id))
+    return [Button("open", f"Open #{i.short_id}", i.incident_id) for i in open_[:room]]

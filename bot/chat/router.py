@@ -16,15 +16,17 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agent.types import Diagnosis
 from bot.app.config import Config
 from bot.chat.adapters.base import ChatAdapter, InboundMessage, ThreadRef
 from bot.chat.messages import Reply, reply_from_json, reply_to_json
-from bot.chat.render import after_resolution, root_view
+from bot.chat.render import after_resolution, diagnosis_text, root_view
+from bot.chat.storm import OPEN, STORM, StormDesk
 from bot.errors import NotFound
 from bot.incidents import lifecycle
 from bot.incidents.models import Incident, Status, utcnow
 from bot.queue import outbox
-from bot.queue.outbox import Item
+from bot.queue.outbox import Item, Priority
 from bot.store import Store
 from bot.store import schema as t
 from integrations.errors import PermanentError, TransientError
@@ -69,11 +71,20 @@ def _answer_place(msg: InboundMessage) -> dict[str, Any] | None:
     return message_to_json(msg)["thread"]
 
 
+async def _unlimited(destination: str) -> None:
+    """No rate budget (a router without an outbox worker)."""
+
+
 class Router:
     def __init__(self, cfg: Config, store: Store, adapters: dict[str, ChatAdapter]) -> None:
         self.cfg, self.store, self.adapters = cfg, store, adapters
         self.on_inbound: InboundHandler | None = None
         self.wake: Wake = lambda: None
+        # takes a message's worth of a destination's rate budget (OutboxWorker.spend)
+        self.spend: Callable[[str], Awaitable[None]] = _unlimited
+        self.storms = StormDesk(cfg, store, adapters)
+        self.storms.wake = lambda: self.wake()
+        self.storms.spend = lambda destination: self.spend(destination)
 
     # ---- outbound -------------------------------------------------------------------------
     def _adapter(self, item: Item) -> tuple[ChatAdapter, str]:
@@ -109,28 +120,39 @@ class Router:
         return reply
 
     async def deliver(self, item: Item) -> None:
-        """Outbox handler for post_root, update_root and reply."""
+        """Outbox handler for post_root, open_thread (out of a storm), update_root and reply."""
         adapter, channel = self._adapter(item)
         incident_id = item.payload["incident_id"]
-        if item.kind == "update_root":
-            # Changes committed from now on queue an edit of their own instead of folding into
-            # this one, which renders the incident as read below, at send time.
-            async with self.store.write() as conn:
-                await outbox.release_coalesce_key(conn, item.id)
+        if item.kind == "post_root" and await self.storms.absorb(item, adapter, channel):
+            return  # named in the channel's storm digest instead
         async with self.store.read() as conn:
             inc = await lifecycle.get(conn, incident_id)
             row = await self._conversation(conn, incident_id, adapter.platform, channel)
-        if item.kind == "post_root":
-            await self._post_root(adapter, channel, inc, row)
+        if item.kind in ("post_root", OPEN):
+            await self._post_root(adapter, channel, inc, row, item.destination)
+            return
+        if row is not None and row.state == STORM:
+            # only named in a storm's digest: a change edits the digest; what is said waits
+            # for the thread (when it opens, its root shows the state, then the diagnosis)
+            if item.kind == "update_root":
+                await self.storms.changed(row.storm_id, item.destination)
             return
         if row is None or row.state != POSTED:
             raise PermanentError(f"no {adapter.platform} conversation for incident #{inc.short_id}")
         thread = ThreadRef(adapter.platform, channel, row.thread_id)
         if item.kind == "update_root":
-            if adapter.capabilities.can_edit:
-                await adapter.update_root(thread, root_view(self.cfg, inc))
-            # else: no repeat messages; each state change is already a line of its own
+            if not adapter.capabilities.can_edit:
+                return  # no repeat messages; each state change is already a line of its own
+            await self.spend(item.destination)
+            # Changes committed from now on queue an edit of their own instead of folding into
+            # this one, which shows the incident as it is read here, at send time.
+            async with self.store.write() as conn:
+                await outbox.release_coalesce_key(conn, item.id)
+            async with self.store.read() as conn:
+                inc = await lifecycle.get(conn, incident_id)
+            await adapter.update_root(thread, root_view(self.cfg, inc))
             return
+        await self.spend(item.destination)
         reply = reply_from_json(item.payload["reply"])
         if reply.diagnosis is not None and inc.status == Status.RESOLVED:
             reply = after_resolution(reply.diagnosis)
@@ -150,15 +172,31 @@ class Router:
             )
 
     async def _post_root(
-        self, adapter: ChatAdapter, channel: str, inc: Incident, row: Row[Any] | None
+        self,
+        adapter: ChatAdapter,
+        channel: str,
+        inc: Incident,
+        row: Row[Any] | None,
+        destination: str,
     ) -> None:
         """Post once: the intent (with its key) is committed before the call, so an attempt
         after a crash between the call and its record finds the root instead of posting again."""
         if row is not None and row.state == POSTED:
             return  # a retry after the record was written
+        await self.spend(destination)
         key = root_key(inc.id, adapter.platform, channel)
         found: ThreadRef | None = None
-        if row is None:
+        from_storm = row is not None and row.state == STORM
+        if row is not None and from_storm:
+            async with self.store.write() as conn:
+                taken = await conn.execute(
+                    update(t.threads)
+                    .where(t.threads.c.id == row.id, t.threads.c.state == STORM)
+                    .values(state=POSTING, post_key=key)
+                )
+            if not taken.rowcount:
+                raise TransientError(f"root of #{inc.short_id} is being posted")
+        elif row is None:
             try:
                 async with self.store.write() as conn:
                     await conn.execute(
@@ -194,6 +232,8 @@ class Router:
                 )
                 .values(thread_id=ref.thread_id, state=POSTED, last_sent_at=utcnow())
             )
+            if from_storm:  # what was said while it was a line of the digest: its diagnosis
+                await _latest_diagnosis(conn, self.cfg, inc, (adapter.platform, channel))
 
     # ---- inbound --------------------------------------------------------------------------
     async def accept(self, msg: InboundMessage) -> bool:
@@ -338,6 +378,7 @@ class Router:
         ref = ThreadRef(**th) if th else ThreadRef(adapter.platform, channel, "")
         reply = reply_from_json(item.payload["reply"])
         reply.key = f"outbox-{item.id}"
+        await self.spend(item.destination)
         if item.payload.get("incident_id"):
             async with self.store.read() as conn:
                 inc = await lifecycle.get(conn, item.payload["incident_id"])
@@ -346,3 +387,29 @@ class Router:
             if name.ref not in reply.text:  # said outside the incident: say which one
                 reply.text = f"{name.label}: {reply.text}"
         await adapter.reply(ref, reply)
+
+
+async def _latest_diagnosis(
+    conn: AsyncConnection, cfg: Config, inc: Incident, place: lifecycle.Place
+) -> None:
+    """Say an incident's latest diagnosis in a thread that opened after it was made."""
+    o, d = t.outbox.c, t.diagnoses.c
+    key = lifecycle.conversation_key(place[0], place[1], inc.id)
+    coming = await conn.scalar(
+        select(o.id).where(
+            o.ordering_key == key,
+            o.kind == "reply",
+            o.priority == Priority.DIAGNOSIS,
+            o.status == "pending",
+        )
+    )
+    if coming is not None:
+        return  # a diagnosis on its way to the thread says it
+    payload = await conn.scalar(
+        select(d.payload).where(d.incident_id == inc.id).order_by(d.id.desc()).limit(1)
+    )
+    if payload is None:
+        return  # still to come: it is said in the thread when it is made
+    diagnosis = Diagnosis.model_validate(payload)
+    reply = Reply(diagnosis_text(diagnosis), "diagnosis", diagnosis=diagnosis)
+    await lifecycle.enqueue_reply(conn, cfg, inc, reply, only=place)

@@ -78,7 +78,8 @@ async def conversations(conn: AsyncConnection, cfg: Config, inc: Incident) -> li
     return news_targets(cfg, inc, places.get(inc.id, ()))
 
 
-def _ordering_key(platform: str, channel: str, incident_id: str) -> str:
+def conversation_key(platform: str, channel: str, incident_id: str) -> str:
+    """The ordering key of one incident's conversation at one place: root, edits, replies."""
     return f"{platform}:{channel}:{incident_id}"
 
 
@@ -88,7 +89,7 @@ def root_items(
     """Post the root message (new incident) or edit it (repeat, state change) at `targets`."""
     items = []
     for platform, channel in targets:
-        key = _ordering_key(platform, channel, inc.id)
+        key = conversation_key(platform, channel, inc.id)
         dest, payload = f"{platform}:{channel}", {"incident_id": inc.id}
         if post:
             items.append(
@@ -118,7 +119,7 @@ def reply_items(inc: Incident, reply: Reply, targets: Iterable[Place]) -> list[d
             "reply",
             f"{platform}:{channel}",
             {"incident_id": inc.id, "reply": reply_to_json(reply)},
-            ordering_key=_ordering_key(platform, channel, inc.id),
+            ordering_key=conversation_key(platform, channel, inc.id),
             incident_id=inc.id,
             priority=priority,
         )

@@ -38,7 +38,15 @@ from integrations.errors import PermanentError, RateLimited
 
 log = structlog.get_logger(__name__)
 
-CHAT_KINDS = frozenset({"post_root", "update_root", "reply"})
+CHAT_KINDS = frozenset({"post_root", "update_root", "reply", "open_thread", "storm_digest"})
+
+
+class OverBudget(Exception):
+    """A destination's rate budget is spent: the item waits `wait_s` (not an attempt)."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"rate budget spent for {wait_s:.1f} s")
+        self.wait_s = wait_s
 
 
 class Priority(IntEnum):
@@ -55,7 +63,9 @@ KIND_PRIORITY = {
     "direct": Priority.PEOPLE,
     "question": Priority.PEOPLE,
     "action": Priority.PEOPLE,
+    "open_thread": Priority.PEOPLE,  # out of a storm's digest, because someone acted on it
     "post_root": Priority.NEWS,
+    "storm_digest": Priority.NEWS,
     "update_root": Priority.NEWS,
     "reply": Priority.NEWS,
     "escalate": Priority.NEWS,
@@ -136,6 +146,7 @@ async def enqueue(
     incident_id: str | None = None,
     coalesce_key: str | None = None,
     delay_s: float = 0.0,
+    priority: Priority | None = None,
 ) -> bool:
     """Queue one item in the caller's transaction; False when coalesced into a pending twin."""
     row = item(
@@ -146,6 +157,7 @@ async def enqueue(
         incident_id=incident_id,
         coalesce_key=coalesce_key,
         delay_s=delay_s,
+        priority=priority,
     )
     done = await conn.execute(insert_or_ignore(conn.dialect.name, t.outbox).values(row))
     return bool(done.rowcount)
@@ -194,6 +206,16 @@ class OutboxWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def spend(self, destination: str) -> None:
+        """A handler about to send a message to `destination` takes it from the destination's
+        rate budget first (remote chat channels only): `OverBudget` when it must wait, and
+        the item is tried again then (not counted as an attempt). Handlers that end up
+        sending nothing (a line of a storm's digest) spend nothing."""
+        if rate_limited(destination):
+            wait = await self.budget.take(destination)
+            if wait > 0:
+                raise OverBudget(wait)
 
     async def run(self) -> None:
         """Claim and deliver until stopped; any unexpected error restarts the loop after
@@ -382,13 +404,11 @@ class OutboxWorker:
         if handler is None:
             await self._dead(item, f"no handler for {item.kind!r}")
             return
-        if rate_limited(item.destination):
-            wait = await self.budget.take(item.destination)
-            if wait > 0:
-                await self._reschedule(item, wait, count_attempt=False, error=None)
-                return
         try:
             await handler(item)
+        except OverBudget as exc:
+            await self._reschedule(item, exc.wait_s, count_attempt=False, error=None)
+            return
         except RateLimited as exc:
             log.info("outbox.rate_limited", item=item.id, retry_after=exc.retry_after)
             if rate_limited(item.destination):  # the whole channel waits, not only this item

@@ -296,6 +296,11 @@ function renderStats(stats) {
     stat(stats.user_dropped_count ?? 0, "dropped", {
       alarm: stats.user_dropped_count > 0, title: "requests and alerts that never got an answer in chat",
     }),
+    ...(stats.storms ?? []).map((storm) => stat(`⚡ ${storm.open}/${storm.incidents}`,
+      `storm in ${storm.platform} ${storm.channel}`, {
+        alarm: true,
+        title: `since ${storm.since}: ${storm.incidents} new incidents in one digest message, ${storm.open} open`,
+      })),
   );
   for (const status of STATUSES) {
     document.querySelector(`[data-count="${status}"]`).textContent = incidents[status] || "";
@@ -817,6 +822,7 @@ function connectEvents() {
   source.addEventListener("incident", handle(onIncidentEvent));
   source.addEventListener("message", handle(onMessageEvent));
   source.addEventListener("stats", handle(onStatsEvent));
+  source.addEventListener("storm", refreshStats);
 }
 
 // ---------------------------------------------------------------- keyboard

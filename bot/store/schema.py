@@ -129,8 +129,28 @@ threads = Table(
     # the approval prompt, while it is the last thing said in the conversation
     Column("prompt_action_id", Id, nullable=True),
     Column("prompt_message_id", String(200), nullable=True),
+    Column("storm_id", Id, nullable=True),  # named in this storm's digest
     UniqueConstraint("incident_id", "platform", "channel"),
     Index("ix_threads_conversation", "platform", "channel", "thread_id"),
+    Index("ix_threads_storm", "storm_id"),
+)
+
+# A storm of new incidents in one channel: one digest message (`part` n after the n-1 before
+# it reached their edit limit); `open_key` ("platform:channel") while it lasts, so a channel
+# has one open storm at a time.
+storms = Table(
+    "storms",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("platform", String(16), nullable=False),
+    Column("channel", String(200), nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("last_new_at", TS, nullable=False),
+    Column("ended_at", TS, nullable=True),
+    Column("message_id", String(200), nullable=True),
+    Column("part", Integer, nullable=False, server_default="1"),
+    Column("edits", Integer, nullable=False, server_default="0"),
+    Column("open_key", String(300), nullable=True, unique=True),
 )
 
 messages = Table(

@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
 from bot.app.config import Config
 from bot.incidents import lifecycle
+from bot.incidents.models import utcnow
 from bot.queue import outbox
 from bot.store import schema as t
 from tests.fakes.bot_server import RunningBot, polled, run_bot
 from tests.fakes.slack_api import (
     FakeSlack,
+    SlackMessage,
     SlackSender,
+    block_actions,
     event_callback,
     message_event,
     slack_settings,
@@ -141,11 +146,12 @@ async def test_a_diagnosis_finished_after_the_resolution_is_a_summary_in_the_thr
             roots = [m for m in fake_slack.messages.values() if m.thread_ts is None]
             return [m.text for r in roots for m in fake_slack.thread(CHANNEL, r.ts)]
 
-        await bot.wait_for(polled(lambda: len(replies()) >= 2), timeout_s=30, what="2 replies")
+        def diagnosed() -> list[str]:
+            return [s for s in replies() if "Diagnosis" in s]
+
+        (late,) = await bot.wait_for(polled(diagnosed), timeout_s=30, what="the diagnosis")
         (root,) = [m for m in fake_slack.messages.values() if m.thread_ts is None]
-        said = replies()
-        assert said[0].startswith("✅ Resolved"), said
-        (late,) = [s for s in said if "Diagnosis" in s]
+        assert replies()[0].startswith("✅ Resolved")
         assert "finished after the incident resolved" in late
         assert "Proposed action" not in late and "Check first" not in late
         assert "Resolved" in fake_slack.messages[(CHANNEL, root.ts)].text
@@ -239,3 +245,86 @@ async def test_a_429_on_one_channel_does_not_hold_back_another(
 
 async def _result(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+def top_level(fake: FakeSlack, channel: str = CHANNEL) -> list[SlackMessage]:
+    """The channel's own messages (roots and digests), oldest first."""
+    return sorted(
+        (m for m in fake.messages.values() if m.channel == channel and m.thread_ts is None),
+        key=lambda m: m.ts,
+    )
+
+
+def shown(m: SlackMessage) -> str:
+    return m.text + json.dumps(m.blocks)
+
+
+async def test_a_storm_is_one_digest_that_opens_threads_when_acted_on_and_when_it_ends(
+    bot_config: Callable[..., Config], fake_slack: FakeSlack
+) -> None:
+    cfg = slack_config(
+        bot_config,
+        fake_slack,
+        outbox={"per_channel_rate": 1.0, "per_channel_burst": 3},
+        storm={"window_s": 5, "quiet_s": 30, "edit_interval_s": 0},
+    )
+    assert cfg.storm.enabled
+    async with run_bot(cfg) as bot:
+        desk = bot.runtime.router.storms
+        assert desk.threshold == 8  # 3 at once, then 1 a second for 5 s
+        now = [utcnow()]
+        desk.clock = lambda: now[0]
+
+        # a few incidents: a root each, no storm
+        for i in range(3):
+            await fire(bot, group(i))
+        await bot.wait_for(polled(lambda: len(top_level(fake_slack)) == 3), 30, what="3 roots")
+
+        # more new incidents than the channel posts in 5 s: one digest names them all
+        ids = {i: await fire(bot, group(i)) for i in range(3, 23)}
+        await bot.wait_for(polled(lambda: len(top_level(fake_slack)) == 4), 30, what="a digest")
+        await bot.settle()
+        digest = top_level(fake_slack)[-1]
+        assert "Storm: 20 incidents" in digest.text
+        assert all(f"Storm{i:03d}" in shown(digest) for i in range(3, 23))
+        assert len(top_level(fake_slack)) == 4  # no root of their own
+        stats = (await bot.client.get("/stats")).json()
+        assert [(s["channel"], s["incidents"]) for s in stats["storms"]] == [(CHANNEL, 20)]
+
+        # acting on the digest opens the incident's own thread: its button, or "#N" typed
+        opened = ids[3]
+        short = (await bot.client.get(f"/api/incidents/{ids[4]}")).json()["short_id"]
+        click = block_actions("open", opened, channel=CHANNEL, message_ts=digest.ts)
+        assert (await SlackSender(bot.client).interactive(click)).status_code == 200
+        typed = message_event(f"#{short}", channel=CHANNEL, ts="1700000099.000002")
+        assert (await SlackSender(bot.client).event(event_callback(typed))).status_code == 200
+        await bot.wait_for(polled(lambda: len(top_level(fake_slack)) == 6), 30, what="2 threads")
+        roots = top_level(fake_slack)[-2:]
+        assert {"Storm003" in r.text or "Storm004" in r.text for r in roots} == {True}
+
+        # resolved ones show resolved in the digest (an edit, not a new message)
+        for i in range(5, 17):
+            await fire(bot, group(i, "resolved"))
+        await bot.settle()
+        await bot.wait_for(
+            polled(lambda: "12 resolved" in fake_slack.messages[(CHANNEL, digest.ts)].text),
+            30,
+            what="the digest showing 12 resolved",
+        )
+        assert len(top_level(fake_slack)) == 6
+
+        # quiet for 30 s, and few enough open: over; each one still open gets its thread
+        now[0] += timedelta(seconds=31)
+        await desk.tick()
+        await bot.wait_for(
+            polled(lambda: "Storm over" in fake_slack.messages[(CHANNEL, digest.ts)].text),
+            30,
+            what="the digest saying the storm is over",
+        )
+        await bot.wait_for(polled(lambda: len(top_level(fake_slack)) == 12), 30, what="6 roots")
+        named = " ".join(shown(m) for m in top_level(fake_slack))
+        assert all(f"Storm{i:03d}" in named for i in range(23))
+        rooted = [m for m in top_level(fake_slack) if m.ts != digest.ts]
+        assert len(rooted) == len({m.text for m in rooted}) == 11  # nobody got two roots
+        assert fake_slack.messages[(CHANNEL, digest.ts)].edits <= cfg.storm.max_edits
+        assert (await bot.client.get("/stats")).json()["storms"] == []

@@ -124,6 +124,7 @@ async def test_stats_has_the_contract_shape(bot: RunningBot, sample_am: dict) ->
             "worker_running": True,
         },
         "messages": {"sent": 0, "delivered": 0, "read": 0, "failed": 0, "undelivered": 0},
+        "storms": [],
     }
     assert (await bot.client.post("/webhooks/alertmanager", json=sample_am)).status_code == 200
     queued = (await bot.client.get("/stats")).json()

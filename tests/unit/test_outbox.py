@@ -205,9 +205,16 @@ def test_token_bucket_with_a_controlled_clock() -> None:
     assert [bucket.take("slack:C1") for _ in range(4)][-1] == pytest.approx(0.5)  # burst cap
 
 
-async def test_worker_rate_limits_chat_destinations_but_not_the_console(store: Store) -> None:
+async def test_sending_spends_the_budget_of_chat_destinations_not_the_consoles(
+    store: Store,
+) -> None:
     sink = Sink()
-    w = worker(store, sink, per_channel_rate=0.5, per_channel_burst=2)
+
+    async def send(item: Item) -> None:
+        await w.spend(item.destination)
+        await sink(item)
+
+    w = worker(store, send, per_channel_rate=0.5, per_channel_burst=2)
     for n in (1, 2, 3):
         await put(store, n, thread=f"slack-{n}", destination="slack:C1")
     for n in (4, 5, 6):

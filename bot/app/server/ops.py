@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.app import stats
+from bot.chat import storm
 from bot.errors import StoreUnavailable
 from bot.queue import outbox
 
@@ -45,5 +46,6 @@ async def get_stats(request: Request) -> dict[str, Any]:
     rt = request.app.state.runtime
     async with rt.store.read() as conn:
         data = await stats.compute(conn)
+        data["storms"] = await storm.current(conn)  # channels showing one digest for many
     data["outbox"].update(rt.worker.health.report())
     return data

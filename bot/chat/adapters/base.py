@@ -20,7 +20,8 @@ Conversations. An incident lives on a platform in a conversation, a `ThreadRef`:
 Adding a platform (Discord, WhatsApp, …) touches nothing else in the chat layer:
 
 1. Protocol: write `bot/chat/adapters/<platform>.py` with a class that implements
-   `ChatAdapter` below: `post_root`, `find_root`, `update_root`, `reply`, `permalink`, and
+   `ChatAdapter` below: `post_root`, `find_root`, `update_root`, `reply`, `permalink`,
+   `post_digest` and `update_digest` (a storm's one message in a channel), and
    optionally `start()`/`stop()` (a connection of its own) and `mount(app)` (an HTTP route on
    the bot's FastAPI app for the platform's callbacks). Inbound, turn each person's message,
    click or command into an `InboundMessage` and `await accept(msg)`, which commits it before
@@ -51,7 +52,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.chat.messages import Button, Reply, RootView
+from bot.chat.messages import Button, Reply, RootView, StormDigest
 
 __all__ = [
     "Button",
@@ -60,6 +61,7 @@ __all__ = [
     "InboundMessage",
     "Reply",
     "RootView",
+    "StormDigest",
     "ThreadRef",
 ]
 
@@ -141,4 +143,13 @@ class ChatAdapter(Protocol):
 
     async def permalink(self, thread: ThreadRef) -> str | None:
         """A URL that opens the conversation, when the platform has one."""
+        ...
+
+    async def post_digest(self, channel: str, digest: StormDigest, key: str) -> str:
+        """Post a storm digest in the channel itself (no thread); returns its message id.
+        `key` is its idempotency key, as for `post_root`."""
+        ...
+
+    async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
+        """Edit a storm digest in place (only called when `capabilities.can_edit`)."""
         ...

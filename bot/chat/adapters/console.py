@@ -7,7 +7,14 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.adapters.base import (
+    Capabilities,
+    InboundMessage,
+    Reply,
+    RootView,
+    StormDigest,
+    ThreadRef,
+)
 from bot.chat.events import EventBus
 from bot.chat.renderers import console_json
 from bot.incidents.models import iso, utcnow
@@ -63,6 +70,13 @@ class ConsoleAdapter:
 
     async def update_root(self, thread: ThreadRef, view: RootView) -> None:
         self.bus.publish("incident", console_json.root(view, self.capabilities))
+
+    async def post_digest(self, channel: str, digest: StormDigest, key: str) -> str:
+        self.bus.publish("storm", {"key": key, **console_json.storm(digest, self.capabilities)})
+        return key
+
+    async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
+        await self.post_digest(channel, digest, message_id)
 
     async def reply(self, thread: ThreadRef, message: Reply) -> str:
         data = console_json.reply(message, self.capabilities)

@@ -30,7 +30,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from bot.app.config import DiscordConfig
-from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.adapters.base import (
+    Capabilities,
+    InboundMessage,
+    Reply,
+    RootView,
+    StormDigest,
+    ThreadRef,
+)
 from bot.chat.renderers import discord_embeds
 from bot.chat.renderers.discord_embeds import (
     NO_MENTIONS,
@@ -521,6 +528,20 @@ class DiscordAdapter:
     async def update_root(self, thread: ThreadRef, view: RootView) -> None:
         rendered = discord_embeds.root(view, self.capabilities)
         message = self._channel(thread.channel).get_partial_message(int(thread.thread_id))
+        await self._call(message.edit(**rendered.kwargs(), allowed_mentions=NO_MENTIONS))
+
+    async def post_digest(self, channel: str, digest: StormDigest, key: str) -> str:
+        rendered = discord_embeds.storm(digest, self.capabilities)
+        sent = await self._call(
+            self._channel(channel).send(
+                **rendered.kwargs(), nonce=nonce(key), allowed_mentions=NO_MENTIONS
+            )
+        )
+        return str(sent.id)
+
+    async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
+        rendered = discord_embeds.storm(digest, self.capabilities)
+        message = self._channel(channel).get_partial_message(int(message_id))
         await self._call(message.edit(**rendered.kwargs(), allowed_mentions=NO_MENTIONS))
 
     async def find_root(self, channel: str, key: str) -> ThreadRef | None:

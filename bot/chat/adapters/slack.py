@@ -28,7 +28,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.app.config import SlackConfig
-from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.adapters.base import (
+    Capabilities,
+    InboundMessage,
+    Reply,
+    RootView,
+    StormDigest,
+    ThreadRef,
+)
 from bot.chat.renderers import block_kit
 from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 
@@ -48,8 +55,10 @@ TRANSIENT_ERRORS = frozenset(
 HUMAN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
 # A root carries its idempotency key as message metadata, found again in the channel's history.
 ROOT_EVENT = "opsbot_incident_root"
+STORM_EVENT = "opsbot_storm_digest"
 HISTORY_SCAN = 200  # messages back: a lost answer is found in the minutes after it was lost
 
+INCIDENT_REF = re.compile(r"\s*#\d+\b")
 _USER = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _CHANNEL = re.compile(r"<#([CG][A-Z0-9]+)(?:\|([^>]*))?>")
 _SPECIAL = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
@@ -85,7 +94,9 @@ def from_message_event(event: Json, bot_user_id: str | None) -> InboundMessage |
     thread_ts = event.get("thread_ts")
     in_our_thread = thread_ts is not None and event.get("parent_user_id") in (None, bot_user_id)
     direct = event.get("channel_type") == "im"  # a DM to the bot: every message is for it
-    if not (mentioned or in_our_thread or direct):
+    # "#42" said in the channel: an incident named in a storm's digest is asked for
+    names_incident = thread_ts is None and INCIDENT_REF.match(raw) is not None
+    if not (mentioned or in_our_thread or direct or names_incident):
         return None  # channel chatter and other people's threads
     channel = event["channel"]
     return InboundMessage(
@@ -295,6 +306,26 @@ class SlackAdapter:
             )
         )
         return str(resp["ts"])
+
+    async def post_digest(self, channel: str, digest: StormDigest, key: str) -> str:
+        text, blocks = block_kit.storm(digest, self.capabilities)
+        resp = await self._call(
+            self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                metadata={"event_type": STORM_EVENT, "event_payload": {"key": key}},
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        )
+        return str(resp["ts"])
+
+    async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
+        text, blocks = block_kit.storm(digest, self.capabilities)
+        await self._call(
+            self.client.chat_update(channel=channel, ts=message_id, text=text, blocks=blocks)
+        )
 
     async def permalink(self, thread: ThreadRef) -> str | None:
         resp = await self._call(

@@ -30,7 +30,14 @@ from twilio.rest import Client
 
 from bot.app.config import Config
 from bot.app.server.inbound import check_content_type, read_body
-from bot.chat.adapters.base import Capabilities, InboundMessage, Reply, RootView, ThreadRef
+from bot.chat.adapters.base import (
+    Capabilities,
+    InboundMessage,
+    Reply,
+    RootView,
+    StormDigest,
+    ThreadRef,
+)
 from bot.chat.renderers import whatsapp_text
 from bot.incidents import delivery
 from bot.incidents.delivery import DeliveryStatus
@@ -335,6 +342,13 @@ class WhatsAppAdapter:
         inc = await self._incident(thread)
         sid = await self._send(thread.channel, text, inc, page=message.kind in PAGES)
         return sid or ""
+
+    async def post_digest(self, channel: str, digest: StormDigest, key: str) -> str:
+        text = whatsapp_text.storm(digest, self.capabilities)
+        return await self._send(channel, text, None, page=True, key=key) or ""
+
+    async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
+        raise PermanentError("WhatsApp cannot edit a message")  # capabilities.can_edit is False
 
     async def permalink(self, thread: ThreadRef) -> str | None:
         return None

@@ -11,8 +11,16 @@ from typing import Any, cast
 
 from agent.types import Diagnosis
 from bot.chat.adapters.base import Capabilities
-from bot.chat.messages import Button, Reply, RootView
-from bot.chat.render import SEVERITY_MARK, SOURCE_MARK, diagnosis_text, minutes, say_hint
+from bot.chat.messages import Button, Reply, RootView, StormDigest
+from bot.chat.render import (
+    SEVERITY_MARK,
+    SOURCE_MARK,
+    STORM_OPEN_HINT,
+    diagnosis_text,
+    minutes,
+    say_hint,
+    storm_lines,
+)
 from bot.chat.renderers import named, rows, text_choices
 from bot.chat.text import cut
 from bot.incidents.models import aware
@@ -21,6 +29,7 @@ Block = dict[str, Any]
 
 # Slack's documented limits (https://api.slack.com/reference/block-kit/blocks).
 HEADER_MAX, SECTION_MAX, FIELD_MAX, BUTTON_LABEL_MAX = 150, 3000, 2000, 75
+BLOCKS_MAX = 50
 EVIDENCE_SHOWN, EVIDENCE_QUOTE_MAX = 5, 300
 RESOLVED_MARK = "✅"
 
@@ -176,3 +185,21 @@ def reply(message: Reply, caps: Capabilities) -> tuple[str, list[Block] | None]:
             return text, None
         blocks = [_section(text)]
     return text, blocks + _actions(message.buttons, "reply", caps)
+
+
+def storm(digest: StormDigest, caps: Capabilities) -> tuple[str, list[Block]]:
+    """(notification text, blocks) of a storm digest: headline, tally, one section per service
+    and severity (as many as Slack's 50 blocks allow, then "… and N more"), open buttons."""
+    actions = _actions(digest.buttons, "storm", caps)
+    lines, counts = storm_lines(digest, SECTION_MAX, lambda h: f"*{escape(h)}*", escape)
+    room = BLOCKS_MAX - 2 - len(actions)
+    if len(lines) > room:
+        lines = [*lines[: room - 1], f"… and {sum(counts[room - 1 :])} more"]
+    tally = f"{digest.tally} · {STORM_OPEN_HINT}" if not digest.over else digest.tally
+    blocks: list[Block] = [
+        {"type": "header", "text": _plain(digest.headline)},
+        {"type": "context", "elements": [_mrkdwn(escape(tally))]},
+        *(_section(line) for line in lines),
+    ]
+    text = escape(f"{digest.headline} · {digest.tally}")
+    return text, blocks + actions

@@ -17,8 +17,16 @@ import discord
 from agent.types import Diagnosis
 from bot.chat import escape
 from bot.chat.adapters.base import Capabilities
-from bot.chat.messages import Button, Reply, RootView
-from bot.chat.render import SEVERITY_MARK, SOURCE_MARK, minutes, say_hint
+from bot.chat.messages import Button, Reply, RootView, StormDigest
+from bot.chat.render import (
+    SEVERITY_MARK,
+    SOURCE_MARK,
+    STORM_OPEN_HINT,
+    fit,
+    minutes,
+    say_hint,
+    storm_lines,
+)
 from bot.chat.renderers import named, rows, text_choices
 from bot.chat.text import cut, neutralise
 from bot.incidents.models import aware
@@ -177,3 +185,16 @@ def confirm_prompt(label: str, action_id: str, value: str, caps: Capabilities) -
     )
     text = f"**{safe(label)}**: are you sure? (Discord has no confirmation dialog.)"
     return Rendered(text, None, view)
+
+
+def storm(digest: StormDigest, caps: Capabilities) -> Rendered:
+    """A storm digest as an embed: headline, tally, a line per service and severity (cut to
+    the embed's description with "… and N more"), open buttons."""
+    lines, counts = storm_lines(digest, DESCRIPTION_MAX, lambda h: f"**{safe(h)}**", safe)
+    embed = discord.Embed(
+        title=cut(digest.headline, TITLE_MAX),
+        description=fit(lines, DESCRIPTION_MAX, "\n", counts),
+        colour=RESOLVED_COLOUR if digest.over else SEVERITY_COLOUR["warning"],
+    )
+    embed.set_footer(text=digest.tally if digest.over else f"{digest.tally} · {STORM_OPEN_HINT}")
+    return Rendered(None, embed, components(digest.buttons, caps))

@@ -7,8 +7,8 @@ and buttons that do not fit are offered as what to type ("approve #42").
 from __future__ import annotations
 
 from bot.chat.adapters.base import Capabilities
-from bot.chat.messages import Reply, RootView
-from bot.chat.render import SEVERITY_MARK, diagnosis_text
+from bot.chat.messages import Reply, RootView, StormDigest
+from bot.chat.render import SEVERITY_MARK, STORM_OPEN_HINT, diagnosis_text, fit, storm_lines
 from bot.chat.renderers import named, text_choices
 from bot.chat.text import cut, neutralise
 
@@ -39,3 +39,14 @@ def reply(message: Reply, caps: Capabilities) -> str:
         body += f"\n{message.link[0]}: {message.link[1]}"
     choices = text_choices(message.buttons, caps, message.incident)
     return _finish(named(body, message, caps), caps, message.more_url, choices)
+
+
+def storm(digest: StormDigest, caps: Capabilities) -> str:
+    """Headline and tally, then a line per service and severity, within the platform's length
+    ("… and N more" for what does not fit)."""
+    head = f"{digest.headline}\n{digest.tally}"
+    if not digest.over:
+        head += f"\n{STORM_OPEN_HINT}"
+    room = max(caps.max_length - len(head) - 1, 0)
+    lines, counts = storm_lines(digest, room, str, neutralise)
+    return f"{head}\n{fit(lines, room, chr(10), counts)}"

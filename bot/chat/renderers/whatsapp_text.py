@@ -8,7 +8,7 @@ message: WhatsApp cannot edit the page). Everything else is the plain-text diale
 from __future__ import annotations
 
 from bot.chat.adapters.base import Capabilities
-from bot.chat.messages import Reply, RootView
+from bot.chat.messages import Reply, RootView, StormDigest
 from bot.chat.render import SEVERITY_MARK
 from bot.chat.renderers import plain_text
 from bot.chat.text import cut, neutralise
@@ -56,3 +56,7 @@ def short(message: Reply) -> Reply:
 
 def reply(message: Reply, caps: Capabilities) -> str:
     return plain_text.reply(short(message), caps)
+
+
+def storm(digest: StormDigest, caps: Capabilities) -> str:
+    return plain_text.storm(digest, caps)

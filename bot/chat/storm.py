@@ -1,0 +1,364 @@
+"""Storms: when new incidents for a channel outrun what its budget can post, the channel gets
+one digest message naming them all, edited as they arrive and resolve, instead of a root each.
+
+A root about to be posted (`post_root`) at a rate-limited channel that can edit its messages
+is absorbed when the channel has a storm, or starts one when more new incidents wait for it
+than its budget posts in `storm.window_s`: every root waiting there becomes a line in the
+storm's digest (a `threads` row in state `storm`). Changes to those incidents edit the digest
+(coalesced, at most every `storm.edit_interval_s`, at most `storm.max_edits` times per message,
+then it goes on in a new message). An incident's own thread opens when a person acts on it (a
+button on the digest, `#42` in the channel, any command naming it) or when the storm ends (no
+new incident for `storm.quiet_s`, and no more open than the channel posts at once) while it
+is still open; its latest diagnosis follows its root there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bot.app.config import Config
+from bot.chat.adapters import rate_limited
+from bot.chat.adapters.base import ChatAdapter
+from bot.chat.events import EventBus
+from bot.chat.messages import StormDigest, StormLine
+from bot.chat.render import storm_buttons
+from bot.chat.renderers import console_json
+from bot.incidents import lifecycle
+from bot.incidents.models import aware, iso, utcnow
+from bot.queue import outbox
+from bot.queue.outbox import Item, Priority
+from bot.store import Store, insert_or_ignore
+from bot.store import schema as t
+
+log = structlog.get_logger(__name__)
+
+STORM = "storm"  # a threads row whose incident is named in a storm's digest, without a root
+DIGEST = "storm_digest"  # the outbox kind that posts or edits a digest
+OPEN = "open_thread"  # the outbox kind that opens an incident's own thread out of a storm
+
+
+class StormDesk:
+    """Storm state per channel: absorbing roots, the digest, opening threads, ending storms."""
+
+    def __init__(self, cfg: Config, store: Store, adapters: dict[str, ChatAdapter]) -> None:
+        self.cfg, self.store, self.adapters = cfg, store, adapters
+        self.bus: EventBus | None = None  # the console hears of every digest
+        self.wake: Callable[[], None] = lambda: None
+        self.clock: Callable[[], datetime] = utcnow
+        self.spend: Callable[[str], Awaitable[None]] = _unlimited  # the router's
+
+    @property
+    def threshold(self) -> int:
+        """New incidents a channel's budget posts within the storm window."""
+        o = self.cfg.outbox
+        return o.per_channel_burst + int(o.per_channel_rate * self.cfg.storm.window_s)
+
+    def applies(self, adapter: ChatAdapter, channel: str) -> bool:
+        return (
+            self.cfg.storm.enabled
+            and adapter.capabilities.can_edit
+            and rate_limited(f"{adapter.platform}:{channel}")
+        )
+
+    # ---- roots into the digest --------------------------------------------------------------
+    async def absorb(self, item: Item, adapter: ChatAdapter, channel: str) -> bool:
+        """Name `item`'s incident in the channel's storm (starting one if its waiting roots
+        are too many) instead of posting its root: True when it was."""
+        if not self.applies(adapter, channel):
+            return False
+        platform, now = adapter.platform, self.clock()
+        for _ in range(2):  # a second replica may open the same storm at the same moment
+            try:
+                async with self.store.write() as conn:
+                    storm = await _open_storm(conn, platform, channel)
+                    if storm is None:
+                        if await self._waiting(conn, item.destination, now) <= self.threshold:
+                            return False
+                        storm_id = await self._start(conn, platform, channel, now)
+                    else:
+                        storm_id = storm.id
+                    await self._take_waiting_roots(conn, storm_id, item, now)
+                    await self._queue_digest(conn, storm_id, item.destination)
+                break
+            except IntegrityError:
+                continue
+        self.wake()
+        return True
+
+    async def _waiting(self, conn: AsyncConnection, destination: str, now: datetime) -> int:
+        """New incidents for `destination`: roots waiting to be posted, and those posted
+        within the window (what the budget has already spent)."""
+        o, th = t.outbox.c, t.threads.c
+        waiting = await conn.scalar(
+            select(func.count()).where(
+                o.kind == "post_root", o.destination == destination, o.status == "pending"
+            )
+        )
+        platform, _, channel = destination.partition(":")
+        recent = await conn.scalar(
+            select(func.count()).where(
+                th.platform == platform,
+                th.channel == channel,
+                th.created_at >= now - timedelta(seconds=self.cfg.storm.window_s),
+            )
+        )
+        return int(waiting or 0) + int(recent or 0)
+
+    async def _start(
+        self, conn: AsyncConnection, platform: str, channel: str, now: datetime
+    ) -> int:
+        result = await conn.execute(
+            t.storms.insert().values(
+                platform=platform,
+                channel=channel,
+                started_at=now,
+                last_new_at=now,
+                open_key=f"{platform}:{channel}",
+            )
+        )
+        storm_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        log.warning("storm.started", platform=platform, channel=channel, storm=storm_id)
+        return storm_id
+
+    async def _take_waiting_roots(
+        self, conn: AsyncConnection, storm_id: int, item: Item, now: datetime
+    ) -> None:
+        """Every root waiting for the channel (this one too) becomes a line of the digest."""
+        o = t.outbox.c
+        rows = (
+            await conn.execute(
+                select(o.id, o.incident_id).where(
+                    o.kind == "post_root",
+                    o.destination == item.destination,
+                    o.status == "pending",
+                )
+            )
+        ).all()
+        platform, _, channel = item.destination.partition(":")
+        incidents = {r.incident_id for r in rows} | {item.payload["incident_id"]}
+        await conn.execute(
+            insert_or_ignore(conn.dialect.name, t.threads),
+            [
+                {
+                    "incident_id": incident_id,
+                    "platform": platform,
+                    "channel": channel,
+                    "thread_id": None,
+                    "created_at": now,
+                    "state": STORM,
+                    "storm_id": storm_id,
+                }
+                for incident_id in sorted(incidents)
+            ],
+        )
+        ids = [r.id for r in rows if r.id != item.id]
+        if ids:
+            await conn.execute(
+                update(t.outbox)
+                .where(t.outbox.c.id.in_(ids))
+                .values(status="done", done_at=now, locked_until=None)
+            )
+        await conn.execute(
+            update(t.storms).where(t.storms.c.id == storm_id).values(last_new_at=now)
+        )
+
+    async def changed(self, storm_id: int, destination: str) -> None:
+        """An incident of the storm changed: its digest is edited (soon, coalesced)."""
+        async with self.store.write() as conn:
+            await self._queue_digest(conn, storm_id, destination)
+
+    async def _queue_digest(self, conn: AsyncConnection, storm_id: int, destination: str) -> None:
+        posted = await conn.scalar(select(t.storms.c.message_id).where(t.storms.c.id == storm_id))
+        await outbox.enqueue(
+            conn,
+            DIGEST,
+            destination,
+            {"storm_id": storm_id},
+            ordering_key=f"storm:{storm_id}",
+            coalesce_key=f"storm:{storm_id}",
+            delay_s=0 if posted is None else self.cfg.storm.edit_interval_s,
+            priority=Priority.NEWS,
+        )
+
+    # ---- the digest -------------------------------------------------------------------------
+    async def deliver(self, item: Item) -> None:
+        """Outbox handler for the digest: post it, or edit it to show the storm as it is now."""
+        storm_id = int(item.payload["storm_id"])
+        await self.spend(item.destination)
+        async with self.store.write() as conn:
+            await outbox.release_coalesce_key(conn, item.id)  # later changes: another edit
+        async with self.store.read() as conn:
+            storm = (await conn.execute(select(t.storms).where(t.storms.c.id == storm_id))).one()
+            lines = await _lines(conn, storm_id)
+        adapter = self.adapters[storm.platform]
+        caps = adapter.capabilities
+        fresh = storm.message_id is None or storm.edits >= self.cfg.storm.max_edits
+        part = storm.part + (storm.message_id is not None and fresh)
+        over = storm.ended_at is not None
+        digest = StormDigest(
+            lines,
+            (
+                (aware(storm.last_new_at) or utcnow()) - (aware(storm.started_at) or utcnow())
+            ).total_seconds(),
+            over=over,
+            part=part,
+            buttons=[] if over else storm_buttons(lines, caps.buttons_per_message),
+        )
+        if fresh:
+            key = f"storm-{storm_id}-{part}"
+            message_id = await adapter.post_digest(storm.channel, digest, key)
+            values: dict[str, Any] = {"message_id": message_id, "part": part, "edits": 0}
+        else:
+            await adapter.update_digest(storm.channel, storm.message_id, digest)
+            values = {"edits": t.storms.c.edits + 1}
+        async with self.store.write() as conn:
+            await conn.execute(update(t.storms).where(t.storms.c.id == storm_id).values(**values))
+        if self.bus is not None:
+            shown = console_json.storm(digest, caps)
+            self.bus.publish(
+                "storm", {"platform": storm.platform, "channel": storm.channel, **shown}
+            )
+
+    # ---- threads out of the digest ----------------------------------------------------------
+    async def open_for(
+        self, conn: AsyncConnection, incident_id: str, platform: str, channel: str
+    ) -> bool:
+        """A person acted on an incident at `channel`: if it is only named in a storm's
+        digest there, its own thread opens (ahead of background work). True if it will."""
+        row = await _storm_row(conn, incident_id, platform, channel)
+        if row is None:
+            return False
+        await outbox.enqueue(
+            conn,
+            OPEN,
+            f"{platform}:{channel}",
+            {"incident_id": incident_id},
+            ordering_key=lifecycle.conversation_key(platform, channel, incident_id),
+            incident_id=incident_id,
+            coalesce_key=f"open:{platform}:{channel}:{incident_id}",
+            priority=Priority.PEOPLE,
+        )
+        return True
+
+    async def tick(self) -> None:
+        """End the storms that have calmed down: each incident still open gets its thread,
+        and the digest says the storm is over (leader step)."""
+        now = self.clock()
+        quiet = now - timedelta(seconds=self.cfg.storm.quiet_s)
+        s, th, i = t.storms.c, t.threads.c, t.incidents.c
+        async with self.store.write() as conn:
+            calm = (
+                await conn.execute(
+                    select(t.storms).where(s.ended_at.is_(None), s.last_new_at <= quiet)
+                )
+            ).all()
+            for storm in calm:
+                still_open = (
+                    (
+                        await conn.execute(
+                            select(th.incident_id)
+                            .join(t.incidents, i.id == th.incident_id)
+                            .where(
+                                th.storm_id == storm.id, th.state == STORM, i.status != "resolved"
+                            )
+                            .order_by(th.id)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                if len(still_open) > self.threshold:
+                    continue  # a thread each would be a storm again: the digest stays
+                await conn.execute(
+                    update(t.storms).where(s.id == storm.id).values(ended_at=now, open_key=None)
+                )
+                for incident_id in still_open:
+                    await self.open_for(conn, incident_id, storm.platform, storm.channel)
+                await self._queue_digest(conn, storm.id, f"{storm.platform}:{storm.channel}")
+                log.warning(
+                    "storm.over",
+                    platform=storm.platform,
+                    channel=storm.channel,
+                    storm=storm.id,
+                    opened=len(still_open),
+                )
+        if calm:
+            self.wake()
+
+
+async def _unlimited(destination: str) -> None:
+    """No rate budget (a desk without an outbox worker)."""
+
+
+async def _open_storm(conn: AsyncConnection, platform: str, channel: str) -> Row[Any] | None:
+    return (
+        await conn.execute(select(t.storms).where(t.storms.c.open_key == f"{platform}:{channel}"))
+    ).first()
+
+
+async def _storm_row(
+    conn: AsyncConnection, incident_id: str, platform: str, channel: str
+) -> Row[Any] | None:
+    th = t.threads.c
+    return (
+        await conn.execute(
+            select(t.threads).where(
+                th.incident_id == incident_id,
+                th.platform == platform,
+                th.channel == channel,
+                th.state == STORM,
+            )
+        )
+    ).first()
+
+
+async def _lines(conn: AsyncConnection, storm_id: int) -> list[StormLine]:
+    th, i = t.threads.c, t.incidents.c
+    rows = (
+        await conn.execute(
+            select(i.id, i.short_id, i.title, i.service, i.severity, i.status)
+            .join(t.threads, th.incident_id == i.id)
+            .where(th.storm_id == storm_id)
+            .order_by(th.id)
+        )
+    ).all()
+    return [StormLine(r.id, r.short_id, r.title, r.service, r.severity, r.status) for r in rows]
+
+
+async def current(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """The storms going on now, per channel (for /stats and the console)."""
+    s, th, i = t.storms.c, t.threads.c, t.incidents.c
+    rows = (
+        await conn.execute(
+            select(
+                s.platform,
+                s.channel,
+                s.started_at,
+                s.part,
+                func.count(th.id).label("incidents"),
+                func.count(th.id).filter(i.status != "resolved").label("open"),
+            )
+            .join(t.threads, th.storm_id == s.id)
+            .join(t.incidents, i.id == th.incident_id)
+            .where(s.ended_at.is_(None))
+            .group_by(s.id, s.platform, s.channel, s.started_at, s.part)
+        )
+    ).all()
+    return [
+        {
+            "platform": r.platform,
+            "channel": r.channel,
+            "since": iso(r.started_at),
+            "incidents": int(r.incidents),
+            "open": int(r.open),
+            "messages": int(r.part),
+        }
+        for r in rows
+    ]
