@@ -22,6 +22,7 @@ from integrations.alerts.payload import (
 SOURCE = "azure"
 COMMON_SCHEMA = "azuremonitorcommonalertschema"
 ACTIVITY_SCHEMA = "microsoft.insights/activitylogs"
+METRIC_SCHEMA = "azuremonitormetricalert"
 
 _FIRING = frozenset({"fired", "activated", "active"})
 
@@ -126,7 +127,7 @@ def matches(body: dict[str, object]) -> bool:
     data = body.get("data")
     if schema == COMMON_SCHEMA or (isinstance(data, dict) and "essentials" in data):
         return True
-    if schema in ("azuremonitormetricalert", ACTIVITY_SCHEMA):
+    if schema in (METRIC_SCHEMA, ACTIVITY_SCHEMA):
         return True
     if "AlertRuleName" in body and ("SearchQuery" in body or "WorkspaceId" in body):
         return True
@@ -136,13 +137,14 @@ def matches(body: dict[str, object]) -> bool:
 
 def parse(body: object) -> list[Alert]:
     if isinstance(body, dict):
+        schema = str(body.get("schemaId") or "").lower()
         data = body.get("data")
-        if isinstance(data, dict) and "essentials" in data:
-            return [_common(validate(_Common, body).data.essentials)]
         context = data.get("context") if isinstance(data, dict) else None
-        if isinstance(context, dict) and "activityLog" in context:
+        if schema == COMMON_SCHEMA or (isinstance(data, dict) and "essentials" in data):
+            return [_common(validate(_Common, body).data.essentials)]
+        if schema == ACTIVITY_SCHEMA or (isinstance(context, dict) and "activityLog" in context):
             return [_activity(validate(_ActivityEnvelope, body).data)]
-        if context is not None:
+        if schema == METRIC_SCHEMA or context is not None:
             return [_metric(validate(_MetricEnvelope, body).data)]
         if "AlertRuleName" in body:
             return [_log_v1(validate(_LogAlertV1, body))]

@@ -287,3 +287,51 @@ def test_one_alert_posted_on_its_own_is_a_notification_of_one() -> None:
     assert parsed.group_key == '{}:{alertname="KubeJobCompletion"}'
     [via_grafana] = sources.NAMED["grafana"](alert)
     assert via_grafana.title == parsed.title
+
+
+@pytest.mark.parametrize(
+    ("sender", "doc", "field"),
+    [
+        ("pagerduty", {"messages": [{"event": "incident.trigger"}]}, "messages"),
+        ("zabbix", {"hostname": "db-1", "status": "PROBLEM"}, "event_id"),
+        ("azure", {"schemaId": "Microsoft.Insights/activityLogs", "data": {"status": "x"}}, "data"),
+    ],
+)
+def test_a_senders_body_missing_what_identifies_the_alert_is_refused_naming_it(
+    sender: str, doc: dict, field: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        sources.NAMED[sender](doc)
+    assert field in str(caught.value)
+
+
+def test_zabbix_problem_and_ok_of_one_trigger_group_though_their_event_ids_differ() -> None:
+    link = "https://zabbix.example.org/tr_events.php?triggerid=7&eventid={}"
+    problem = {"trigger": "Disk full", "hostname": "db-1", "status": "PROBLEM"}
+    [fired] = sources.NAMED["zabbix"]({**problem, "link": link.format(100)})
+    [ok] = sources.NAMED["zabbix"]({**problem, "status": "OK", "link": link.format(101)})
+    assert fired.group_key == ok.group_key == "zabbix:trigger-7:db-1"
+    assert (fired.status, ok.status) == (AlertStatus.FIRING, AlertStatus.RESOLVED)
+
+
+def test_a_malformed_alertmanager_body_at_generic_gets_alertmanagers_own_error() -> None:
+    with pytest.raises(PayloadError, match="alerts"):
+        sources.parse_any({"receiver": "x", "groupLabels": {"alertname": "A"}, "alerts": {}})
+
+
+@pytest.mark.parametrize(
+    ("doc", "title"),
+    [
+        ({"AlertName": "disk_full", "Description": "db-1 at 99%"}, "disk_full: db-1 at 99%"),
+        ({"stream": {"title": "Payment errors"}, "count": 3}, "Payment errors"),
+        ({"eventName": "probe failed", "criticality": "LEVEL_CRITICAL"}, "probe failed"),
+    ],
+)
+def test_generic_finds_titles_in_any_spelling_and_one_object_down(doc: dict, title: str) -> None:
+    [alert] = sources.parse_any(doc)
+    assert alert.title == title
+
+
+def test_a_severity_inside_a_longer_word_counts() -> None:
+    assert severity.level("ALERT_CRITICALITY_LEVEL_WARNING") is Severity.WARNING
+    assert severity.level("LEVEL_CRITICAL") is Severity.CRITICAL
