@@ -159,7 +159,8 @@ class Runtime:
         started = [i for r in results for i in (*r.opened, *r.reopened)]
         if started and self.cfg.oncall.policies:
             await self.worker.run_now("escalate", started)
-        self.worker.wake()
+        if any(r.queued for r in results):  # a storm's repeats queue nothing: no claim to try
+            self.worker.wake()
 
     def add_adapter(self, adapter: ChatAdapter) -> None:
         """Use `adapter` for its platform (replacing a built one); `mount(app)`, if it has one,

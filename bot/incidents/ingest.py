@@ -30,6 +30,7 @@ class IngestResult:
     resolved: list[str] = field(default_factory=list)
     reopened: list[str] = field(default_factory=list)
     ignored: int = 0
+    queued: int = 0  # outbox items it added (a repeat of what is stored adds none)
 
     @property
     def incident_ids(self) -> list[str]:
@@ -79,9 +80,10 @@ def apply_alert_sets(
     batch = _Batch(cfg, now, latest, _known(conn, ids), lifecycle.thread_places(conn, ids))
     results = []
     for groups in grouped:
-        result = IngestResult()
+        result, before = IngestResult(), len(batch.items)
         for key, group in groups.items():
             _apply_group(batch, key, group, result)
+        result.queued = len(batch.items) - before
         results.append(result)
     _write(conn, batch)
     return results
