@@ -61,8 +61,6 @@ def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | No
     """Run the HTTP server and everything behind it until SIGTERM/SIGINT."""
     # uvicorn re-raises SIGTERM after its graceful shutdown: exit 0 through `finally` blocks
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    import uvicorn
-
     from bot.app.runtime import Runtime
     from bot.app.server.app import BotServer, create_app, server_config
 
@@ -78,10 +76,17 @@ def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | No
         )
         await server.serve()
 
-    # uvicorn's own choice (loop="auto"): uvloop where installed, as uvicorn[standard] does
-    loop_factory = uvicorn.Config(app=None, loop="auto").get_loop_factory()
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(main())
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where installed (uvicorn[standard] brings it), as uvicorn's loop="auto" picks."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 @app.command()
