@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, Field
 
@@ -50,6 +51,7 @@ class AmNotification(BaseModel):
     common_labels: dict[str, str] = Field(default_factory=dict, alias="commonLabels")
     alerts: list[_AmAlert]
     title: str | None = None  # Grafana's "[FIRING:1] ..." summary of the notification
+    external_url: str | None = Field(default=None, alias="externalURL")
 
 
 def matches(body: dict[str, object]) -> bool:
@@ -143,8 +145,16 @@ def _to_alert(source: str, group_key: str, alert: _AmAlert, note: AmNotification
         service=service_from_labels(labels),
         labels={**labels, **severity.labels(raw_severity, level)},
         annotations=dict(alert.annotations),
-        generator_url=alert.generator_url or None,
+        generator_url=_absolute(alert.generator_url, note.external_url),
     )
+
+
+def _absolute(url: str | None, base: str | None) -> str | None:
+    """A link people can open: Grafana 12's test alerts send `?orgId=1`, relative to the
+    notification's `externalURL`; without a base a relative link is dropped."""
+    if not url or urlsplit(url).scheme:
+        return url or None
+    return urljoin(base, url) if base and urlsplit(base).scheme else None
 
 
 def _ends_at(alert: _AmAlert, status: Status) -> datetime | None:

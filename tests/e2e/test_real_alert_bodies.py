@@ -44,6 +44,7 @@ PROBE = "SyntheticProbeFailed: The synthetic probe of the login page failed thre
 CASES = [
     Real("alertmanager/oncall-example.json", PROBE, "warning"),
     Real("grafana/oncall-grafana-alerting-example.json", PROBE, "warning"),
+    Real("grafana/keep-v12-test-alert.json", "ContactPointCheck: Contact point check", "warning"),
     Real(
         "alertmanager/alerta-v4-no-fingerprints.json",
         "orders_stalled: No orders for 15 minutes",

@@ -335,3 +335,21 @@ def test_generic_finds_titles_in_any_spelling_and_one_object_down(doc: dict, tit
 def test_a_severity_inside_a_longer_word_counts() -> None:
     assert severity.level("ALERT_CRITICALITY_LEVEL_WARNING") is Severity.WARNING
     assert severity.level("LEVEL_CRITICAL") is Severity.CRITICAL
+
+
+@pytest.mark.parametrize(
+    ("link", "base", "expected"),
+    [
+        ("?orgId=1", "https://grafana.example.org/", "https://grafana.example.org/?orgId=1"),
+        ("?orgId=1", "", None),
+        ("https://prom:9090/graph", "https://am/", "https://prom:9090/graph"),
+        ("", "https://am/", None),
+    ],
+)
+def test_a_relative_generator_link_is_made_absolute_from_external_url(
+    link: str, base: str, expected: str | None
+) -> None:
+    note = {**_note(), "externalURL": base}
+    note["alerts"][0]["generatorURL"] = link
+    [alert] = alertmanager.parse(note)
+    assert alert.generator_url == expected
