@@ -77,6 +77,8 @@ class StormDesk:
         for _ in range(2):  # a second replica may open the same storm at the same moment
             try:
                 async with self.store.write() as conn:
+                    if await _being_posted(conn, item, platform, channel):
+                        return False  # its root was attempted already: it is seen through
                     storm = await _open_storm(conn, platform, channel)
                     if storm is None:
                         if await self._waiting(conn, item.destination, now) <= self.threshold:
@@ -142,6 +144,20 @@ class StormDesk:
             )
         ).all()
         platform, _, channel = item.destination.partition(":")
+        th = t.threads.c
+        attempted = set(
+            (
+                await conn.execute(
+                    select(th.incident_id).where(
+                        th.platform == platform,
+                        th.channel == channel,
+                        th.incident_id.in_([r.incident_id for r in rows]),
+                        th.state != STORM,
+                    )
+                )
+            ).scalars()
+        )
+        rows = [r for r in rows if r.incident_id not in attempted]
         incidents = {r.incident_id for r in rows} | {item.payload["incident_id"]}
         await conn.execute(
             insert_or_ignore(conn.dialect.name, t.threads),
@@ -295,6 +311,18 @@ class StormDesk:
 
 async def _unlimited(destination: str) -> None:
     """No rate budget (a desk without an outbox worker)."""
+
+
+async def _being_posted(conn: AsyncConnection, item: Item, platform: str, channel: str) -> bool:
+    th = t.threads.c
+    state = await conn.scalar(
+        select(th.state).where(
+            th.incident_id == item.payload["incident_id"],
+            th.platform == platform,
+            th.channel == channel,
+        )
+    )
+    return state is not None and state != STORM
 
 
 async def _open_storm(conn: AsyncConnection, platform: str, channel: str) -> Row[Any] | None:

@@ -465,6 +465,8 @@ class OutboxWorker:
         async with self.store.write() as conn:
             await conn.execute(update(t.outbox).where(t.outbox.c.id == item.id).values(**values))
         self.health.progressed()
+        if delay_s < self.cfg.lease_s:  # look again when it is due, not a poll later
+            asyncio.get_running_loop().call_later(delay_s, self.wake)
 
     async def _dead(self, item: Item, error: str, attempts: int | None = None) -> None:
         log.error("outbox.dead", item=item.id, kind=item.kind, dest=item.destination, error=error)
