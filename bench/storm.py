@@ -246,7 +246,7 @@ async def ack_bench(args: argparse.Namespace) -> int:
                 errors = await send_all(client, bodies, args.senders)
                 listing = (
                     await client.get("/api/incidents", params={"status": "triggered"})
-                ).json()
+                ).json()["incidents"]
                 targets = [inc["id"] for inc in listing[: args.acks]]
                 took: list[float] = []
                 for inc_id in targets:
