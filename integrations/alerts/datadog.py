@@ -9,7 +9,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
-from integrations.alerts import normalize
+from integrations.alerts import normalize, severity
 from integrations.alerts.model import Alert
 from integrations.alerts.payload import OptionalUtcDatetime, validate
 
@@ -49,15 +49,16 @@ class _Datadog(BaseModel):
 
 
 def matches(body: dict[str, object]) -> bool:
-    if "alert_transition" in body or "aggreg_key" in body or "monitor_id" in body:
+    fields = _variables(body)
+    if "alert_transition" in fields or "aggreg_key" in fields or "monitor_id" in fields:
         return True
-    return {"event_type", "title", "body"} <= body.keys() and (
-        "last_updated" in body or "org" in body
+    return {"event_type", "title", "body"} <= fields.keys() and (
+        "last_updated" in fields or "org" in fields
     )
 
 
 def parse(body: object) -> list[Alert]:
-    dd = validate(_Datadog, body)
+    dd = validate(_Datadog, _variables(body) if isinstance(body, dict) else body)
     raw_title = dd.alert_title or dd.title or dd.event_type or "Datadog event"
     transition = dd.alert_transition or _transition_from_title(dd.title)
     resolved = (transition or "").strip().lower() in _RESOLVED_TRANSITIONS or (
@@ -72,8 +73,7 @@ def parse(body: object) -> list[Alert]:
             f"datadog:{key}:{dd.alert_scope or ''}",
             title=normalize.title(name) or name,
             resolved=resolved,
-            # $ALERT_PRIORITY (P1..P5), else $ALERT_TYPE (error, warning, info, success)
-            raw_severity=dd.alert_priority or dd.priority or dd.alert_type,
+            raw_severity=_raw_severity(dd),
             at=dd.date or dd.last_updated,
             service=tags.get("service") or dd.hostname,
             labels={
@@ -90,6 +90,26 @@ def parse(body: object) -> list[Alert]:
             url=dd.link or dd.url,
         )
     ]
+
+
+def _raw_severity(dd: _Datadog) -> str | None:
+    """$ALERT_PRIORITY (P1..P5), a monitor's `priority`, else $ALERT_TYPE (error, warning,
+    info, success); the event's $PRIORITY ("normal", "low") says nothing of severity."""
+    priority = dd.priority if severity.known(dd.priority) else None
+    return dd.alert_priority or priority or dd.alert_type
+
+
+def _variables(body: dict[str, object]) -> dict[str, object]:
+    """The body with Datadog's variables as the payload template names them: `ALERT_ID` as
+    `alert_id`, also when grouped one object down (`"metadata": {"ALERT_ID": "$ALERT_ID"}`)."""
+    found: dict[str, object] = {}
+    for value in body.values():
+        if isinstance(value, dict):
+            found.update(
+                {k.lower(): v for k, v in value.items() if isinstance(k, str) and k.isupper()}
+            )
+    found.update({k.lower() if k.isupper() else k: v for k, v in body.items()})
+    return found
 
 
 def _transition_from_title(title: str | None) -> str | None:

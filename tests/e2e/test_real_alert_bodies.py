@@ -84,6 +84,13 @@ CASES = [
     Real("datadog/keep-monitor-p2.json", "Checkout latency high", "critical", "checkout"),
     Real("datadog/keep-monitor-numeric-priority.json", "Low disk space", "info"),
     Real(
+        "datadog/stackpulse-metadata-triggered.json",
+        "Cart pods restarting",
+        "critical",
+        "cart",
+        resolve="datadog/stackpulse-metadata-recovered.json",
+    ),
+    Real(
         "gcp/agilicus-uptime-open.json",
         "shop - frontend - uptime: An uptime check on Uptime Check URL labels "
         "{host=shop.example.org} is failing.",

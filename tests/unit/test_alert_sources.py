@@ -353,3 +353,14 @@ def test_a_relative_generator_link_is_made_absolute_from_external_url(
     note["alerts"][0]["generatorURL"] = link
     [alert] = alertmanager.parse(note)
     assert alert.generator_url == expected
+
+
+def test_datadog_variables_under_their_own_names_one_object_down() -> None:
+    doc = {
+        "title": "[Triggered] Cart pods restarting",
+        "id": "1",
+        "metadata": {"ALERT_ID": "42", "ALERT_TRANSITION": "Triggered", "ALERT_TYPE": "error"},
+    }
+    assert sources.detect(doc) == "datadog"
+    [alert] = sources.parse_any(doc)
+    assert (alert.group_key, alert.severity) == ("datadog:42:", Severity.CRITICAL)
