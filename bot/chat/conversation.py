@@ -164,10 +164,13 @@ class Conversation:
     async def _out_of_storm(self, msg: InboundMessage, inc: Incident) -> bool:
         """Someone acted on an incident named only in a storm's digest where they said it:
         its own thread opens there (ahead of background work). True if it does."""
+        storms = self.router.storms
+        async with self.store.read() as conn:  # most messages are not about a storm's line
+            if not await storms.named_only(conn, inc.id, msg.platform, msg.channel):
+                return False
         async with self.store.write() as conn:
-            opened = await self.router.storms.open_for(conn, inc.id, msg.platform, msg.channel)
-        if opened:
-            self.router.wake()
+            opened = await storms.open_for(conn, inc.id, msg.platform, msg.channel)
+        self.router.wake()
         return opened
 
     async def _dispatch(

@@ -74,15 +74,19 @@ class StormDesk:
         if not self.applies(adapter, channel):
             return False
         platform, now = adapter.platform, self.clock()
-        for _ in range(2):  # a second replica may open the same storm at the same moment
+        async with self.store.read() as conn:  # the common case, no storm: no write turn
+            if await _being_posted(conn, item, platform, channel):
+                return False  # its root was attempted already: it is seen through
+            calm = await _open_storm(conn, platform, channel) is None
+            if calm and await self._waiting(conn, item.destination, now) <= self.threshold:
+                return False
+        for attempt in range(2):  # another replica may open the same storm at the same moment
             try:
                 async with self.store.write() as conn:
                     if await _being_posted(conn, item, platform, channel):
-                        return False  # its root was attempted already: it is seen through
+                        return False
                     storm = await _open_storm(conn, platform, channel)
                     if storm is None:
-                        if await self._waiting(conn, item.destination, now) <= self.threshold:
-                            return False
                         storm_id = await self._start(conn, platform, channel, now)
                     else:
                         storm_id = storm.id
@@ -90,7 +94,8 @@ class StormDesk:
                     await self._queue_digest(conn, storm_id, item.destination)
                 break
             except IntegrityError:
-                continue
+                if attempt:
+                    raise
         self.wake()
         return True
 
@@ -243,6 +248,13 @@ class StormDesk:
             )
 
     # ---- threads out of the digest ----------------------------------------------------------
+    @staticmethod
+    async def named_only(
+        conn: AsyncConnection, incident_id: str, platform: str, channel: str
+    ) -> bool:
+        """Whether the incident is only a line of a storm's digest at `channel`."""
+        return await _storm_row(conn, incident_id, platform, channel) is not None
+
     async def open_for(
         self, conn: AsyncConnection, incident_id: str, platform: str, channel: str
     ) -> bool:
