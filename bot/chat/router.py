@@ -188,28 +188,26 @@ class Router:
         found: ThreadRef | None = None
         from_storm = row is not None and row.state == STORM
         if row is not None and from_storm:
-            async with self.store.write() as conn:
-                taken = await conn.execute(
-                    update(t.threads)
-                    .where(t.threads.c.id == row.id, t.threads.c.state == STORM)
-                    .values(state=POSTING, post_key=key)
-                )
-            if not taken.rowcount:
+            taken = await self.store.execute(
+                update(t.threads)
+                .where(t.threads.c.id == row.id, t.threads.c.state == STORM)
+                .values(state=POSTING, post_key=key)
+            )
+            if not taken:
                 raise TransientError(f"root of #{inc.short_id} is being posted")
         elif row is None:
             try:
-                async with self.store.write() as conn:
-                    await conn.execute(
-                        insert(t.threads).values(
-                            incident_id=inc.id,
-                            platform=adapter.platform,
-                            channel=channel,
-                            thread_id=None,
-                            created_at=utcnow(),
-                            state=POSTING,
-                            post_key=key,
-                        )
+                await self.store.execute(
+                    insert(t.threads).values(
+                        incident_id=inc.id,
+                        platform=adapter.platform,
+                        channel=channel,
+                        thread_id=None,
+                        created_at=utcnow(),
+                        state=POSTING,
+                        post_key=key,
                     )
+                )
             except IntegrityError as exc:  # another worker holds this root's intent
                 raise TransientError(f"root of #{inc.short_id} is being posted") from exc
         else:

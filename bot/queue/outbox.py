@@ -22,7 +22,7 @@ from enum import IntEnum
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Connection, Row, Select, and_, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app import metrics
@@ -353,17 +353,8 @@ class OutboxWorker:
             if (await conn.execute(query.with_only_columns(o.c.id).limit(1))).first() is None:
                 self.health.progressed()  # looked, and nothing waits on this worker
                 return []
-        async with self.store.write() as conn:
-            query = query.with_for_update(skip_locked=True, of=o)
-            rows = (await conn.execute(query)).all()
-            if not rows:
-                return []
-            ids = [r.id for r in rows]
-            await conn.execute(
-                update(o)
-                .where(o.c.id.in_(ids))
-                .values(locked_until=lease_until, locked_by=self.worker_id)
-            )
+        query = query.with_for_update(skip_locked=True, of=o)
+        rows = await self.store.transact(_take, query, lease_until, self.worker_id)
         return [
             Item(
                 r.id,
@@ -444,12 +435,11 @@ class OutboxWorker:
             ids, self._delivered = self._delivered, []
             if not ids:
                 return
-            async with self.store.write() as conn:
-                await conn.execute(
-                    update(t.outbox)
-                    .where(t.outbox.c.id.in_(ids))
-                    .values(status="done", done_at=utcnow(), locked_until=None, coalesce_key=None)
-                )
+            await self.store.execute(
+                update(t.outbox)
+                .where(t.outbox.c.id.in_(ids))
+                .values(status="done", done_at=utcnow(), locked_until=None, coalesce_key=None)
+            )
 
     async def _reschedule(
         self, item: Item, delay_s: float, *, count_attempt: bool, error: str | None
@@ -462,8 +452,7 @@ class OutboxWorker:
             values["attempts"] = item.attempts + 1
         if error:
             values["last_error"] = error[:2000]
-        async with self.store.write() as conn:
-            await conn.execute(update(t.outbox).where(t.outbox.c.id == item.id).values(**values))
+        await self.store.execute(update(t.outbox).where(t.outbox.c.id == item.id).values(**values))
         self.health.progressed()
         if delay_s < self.cfg.lease_s:  # look again when it is due, not a poll later
             asyncio.get_running_loop().call_later(delay_s, self.wake)
@@ -487,6 +476,18 @@ class OutboxWorker:
         self.health.progressed()
         if self.on_dead is not None:
             await self.on_dead(item, error)
+
+
+def _take(conn: Connection, query: Select[Any], until: datetime, owner: str) -> list[Row[Any]]:
+    """Lease the items `query` finds to `owner` (one write transaction, one thread hop)."""
+    rows = conn.execute(query).all()
+    if rows:
+        conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id.in_([r.id for r in rows]))
+            .values(locked_until=until, locked_by=owner)
+        )
+    return list(rows)
 
 
 async def counts(conn: AsyncConnection) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.dml import Insert
 
 from bot.errors import StoreUnavailable
@@ -229,6 +230,12 @@ class Store:
                     raise
         raise AssertionError("unreachable")
 
+    async def execute(self, statement: Executable) -> int:
+        """One statement as its own write transaction, in one thread hop (see `transact`);
+        returns the rows it matched. On SQLite the write slot is held only while it runs, not
+        while the event loop gets round to each step of it."""
+        return await self.transact(_rowcount, statement)
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self._translate(), self.engine.connect() as conn:
@@ -287,6 +294,10 @@ def _run_immediate(
 ) -> T:
     with engine.execution_options(sqlite_immediate=True).begin() as conn:
         return fn(conn, *args, **kwargs)
+
+
+def _rowcount(conn: Connection, statement: Executable) -> int:
+    return int(conn.execute(statement).rowcount)
 
 
 def inserted_id(result: CursorResult[Any]) -> int:
