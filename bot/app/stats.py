@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.incidents import delivery
@@ -31,22 +30,13 @@ def _seconds(conn: AsyncConnection, start: Any, end: Any) -> Any:
 
 
 async def compute(conn: AsyncConnection) -> dict[str, Any]:
-    i = t.incidents
-    to_ack = _seconds(conn, i.c.created_at, i.c.acknowledged_at)
-    to_resolve = _seconds(conn, i.c.created_at, i.c.resolved_at)
-    rows = (
-        await conn.execute(  # one pass over the incidents: counts and both means
-            select(
-                i.c.status,
-                func.count(),
-                func.sum(to_ack),
-                func.count(to_ack),
-                func.sum(to_resolve),
-                func.count(to_resolve),
-            ).group_by(i.c.status)
-        )
-    ).all()
-    by_status = {r[0]: r[1] for r in rows}
+    by_status: dict[str, int] = dict(
+        (
+            await conn.execute(
+                select(t.incidents.c.status, func.count()).group_by(t.incidents.c.status)
+            )
+        ).all()
+    )
     by_source: dict[str, int] = dict(
         (
             await conn.execute(
@@ -54,6 +44,15 @@ async def compute(conn: AsyncConnection) -> dict[str, Any]:
             )
         ).all()
     )
+    i = t.incidents
+    mtta, mttr = (
+        await conn.execute(
+            select(
+                func.avg(_seconds(conn, i.c.created_at, i.c.acknowledged_at)),
+                func.avg(_seconds(conn, i.c.created_at, i.c.resolved_at)),
+            )
+        )
+    ).one()
     dropped = await conn.scalar(select(t.counters.c.value).where(t.counters.c.name == DROPPED))
     return {
         "incidents": {s: by_status.get(s, 0) for s in ("triggered", "acknowledged", "resolved")},
@@ -61,14 +60,8 @@ async def compute(conn: AsyncConnection) -> dict[str, Any]:
             s: by_source.get(s, 0) for s in ("live", "fallback", "cache", "offline", "static")
         },
         "user_dropped_count": int(dropped or 0),
-        "mtta_s": _mean(rows, 2),
-        "mttr_s": _mean(rows, 4),
+        "mtta_s": round(float(mtta), 1) if mtta is not None else None,
+        "mttr_s": round(float(mttr), 1) if mttr is not None else None,
         "outbox": await outbox.counts(conn),
         "messages": await delivery.counts(conn),  # to people, by delivery status (WhatsApp)
     }
-
-
-def _mean(rows: Sequence[Row[Any]], at: int) -> float | None:
-    """The mean over all statuses from each status's sum (`at`) and count (`at + 1`)."""
-    total, n = sum(float(r[at] or 0) for r in rows), sum(r[at + 1] for r in rows)
-    return round(total / n, 1) if n else None

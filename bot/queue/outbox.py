@@ -494,23 +494,21 @@ async def counts(conn: AsyncConnection) -> dict[str, Any]:
     """Pending and dead items; `due`: pending ones whose time has come, and `lag_s`: how long
     the oldest of those has waited past its time (the worker's lag)."""
     o = t.outbox.c
+    rows = (await conn.execute(select(o.status, func.count()).group_by(o.status))).all()
+    by = {r[0]: r[1] for r in rows}
     now = utcnow()
-    is_due = (o.status == "pending") & (o.next_attempt_at <= now)
-    pending, failed, due, oldest = (
-        await conn.execute(  # one pass over the rows not done
-            select(
-                func.count().filter(o.status == "pending"),
-                func.count().filter(o.status == "dead"),
-                func.count().filter(is_due),
-                func.min(o.next_attempt_at).filter(is_due),
-            ).where(o.status.in_(("pending", "dead")))
+    due, oldest = (
+        await conn.execute(
+            select(func.count(), func.min(o.next_attempt_at)).where(
+                o.status == "pending", o.next_attempt_at <= now
+            )
         )
     ).one()
     since = aware(oldest)
     lag = (now - since).total_seconds() if since is not None else 0.0
     return {
-        "pending": int(pending),
-        "failed": int(failed),
+        "pending": by.get("pending", 0),
+        "failed": by.get("dead", 0),
         "due": int(due),
         "lag_s": round(max(lag, 0.0), 1),
     }
