@@ -27,6 +27,7 @@ class ProviderSettings:
     model: str = "gpt-4o-mini"
     timeout_s: float = 30.0
     json_mode: bool = True
+    max_tokens: int | None = 2048
 
 
 class ProviderChain:
@@ -64,6 +65,7 @@ class ProviderChain:
                     model=s.model,
                     timeout_s=s.timeout_s,
                     json_mode=s.json_mode,
+                    max_tokens=s.max_tokens,
                 )
                 for s in providers
             ],

@@ -25,10 +25,12 @@ class OpenAIProvider:
         timeout_s: float,
         json_mode: bool = True,
         max_retries: int = 0,
+        max_tokens: int | None = 2048,
     ) -> None:
         self.name = name
         self.model = model
         self._json_mode = json_mode
+        self._max_tokens = max_tokens
         self._timeout_s = timeout_s
         # Local servers take no key, but the client insists on one.
         self._client = openai.AsyncOpenAI(
@@ -53,6 +55,10 @@ class OpenAIProvider:
             extra["tools"] = tools
         if json_mode and self._json_mode:
             extra["response_format"] = {"type": "json_object"}
+        # A small local model can ramble to the end of its context (minutes of tokens); an
+        # answer here is a few hundred tokens, so a cap costs a good model nothing.
+        if self._max_tokens:
+            extra["max_tokens"] = self._max_tokens
         try:
             response = await self._client.chat.completions.create(
                 model=self.model,

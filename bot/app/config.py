@@ -170,6 +170,7 @@ class ProviderConfig(_Model):
     model: str = "gpt-4o-mini"
     timeout_s: float = 30.0
     json_mode: bool = True
+    max_tokens: int | None = Field(default=2048, gt=0)
 
 
 class LlmConfig(_Model):

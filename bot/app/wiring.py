@@ -148,7 +148,9 @@ def provider_chain(llm: LlmConfig) -> ProviderChain | None:
         return None
     return ProviderChain.from_config(
         [
-            ProviderSettings(p.name, p.base_url, p.api_key, p.model, p.timeout_s, p.json_mode)
+            ProviderSettings(
+                p.name, p.base_url, p.api_key, p.model, p.timeout_s, p.json_mode, p.max_tokens
+            )
             for p in llm.providers
         ],
         breaker_failures=llm.breaker_failures,

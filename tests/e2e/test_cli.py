@@ -275,7 +275,7 @@ def test_hash_password_makes_a_hash_the_config_accepts(tmp_path: Path) -> None:
 
 
 def test_eval_llm_runs_the_pipeline_as_configured(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
-    """`opsbot eval --llm` uses llm.max_tool_rounds (and the timeout) from the config, as
+    """`opsbot eval --llm` uses llm.max_tool_rounds, the timeout and max_tokens from the config, as
     `opsbot run` does; a model that never answers properly ends in the offline diagnosis."""
     scenarios = tmp_path / "scenarios"
     scenarios.mkdir()
@@ -296,7 +296,7 @@ def test_eval_llm_runs_the_pipeline_as_configured(tmp_path: Path, fake_openai: F
     config.write_text(
         "llm:\n"
         f"  providers: [{{name: local, base_url: '{fake_openai.base_url}', api_key: k, "
-        "model: tiny}]\n"
+        "model: tiny, max_tokens: 300}]\n"
         "  max_tool_rounds: 1\n"
         "  investigation_timeout_s: 600\n"
     )
@@ -309,6 +309,8 @@ def test_eval_llm_runs_the_pipeline_as_configured(tmp_path: Path, fake_openai: F
     assert (result["source"], result["category"]) == ("offline", "memory_leak")
     # One tool round, the final ask, one repair: the default (4 rounds) would send 6.
     assert len(fake_openai.requests) == 3
+    # the provider's cap on each answer reaches the endpoint, so a rambling model stops
+    assert {r.get("max_tokens") for r in fake_openai.requests} == {300}
 
 
 @pytest.mark.parametrize("command", ["check-config", "run"])
