@@ -18,13 +18,14 @@ from pydantic import BaseModel, Field, ValidationError
 from agent import offline
 from agent.errors import AgentError
 from agent.gather import gather
+from agent.pipeline import DiagnosisPipeline, PipelineResult
 from agent.sources import Sources
 from agent.types import ActionKind, Category, Diagnosis, IncidentContext
 from integrations.alerts import Alert, alertmanager, generic, sns
 from integrations.errors import PayloadError
 from integrations.observability.model import Deploy, ErrorIssue, HealthResult, Point
 
-Pipeline = Callable[[IncidentContext, Sources], Awaitable[Diagnosis]]
+Pipeline = Callable[[IncidentContext, Sources], Awaitable[Diagnosis | PipelineResult]]
 EVAL_ACTIONS = [ActionKind.RESTART, ActionKind.SCALE_UP, ActionKind.ROLLBACK]
 
 
@@ -88,6 +89,8 @@ class ScenarioResult(BaseModel):
     latency_ms: int
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # why a layer did not answer ("llm: answer set aside (...)"), when the pipeline says
+    notes: list[str] = Field(default_factory=list)
 
 
 class EvalReport(BaseModel):
@@ -192,6 +195,22 @@ async def offline_pipeline(ctx: IncidentContext, sources: Sources) -> Diagnosis:
     return diagnosis.model_copy(update={"latency_ms": _ms_since(started)})
 
 
+def llm_pipeline(pipeline: DiagnosisPipeline) -> Pipeline:
+    """The configured pipeline, reporting every token its model spent on a scenario (an answer
+    set aside for the offline one included) and why a layer did not answer."""
+
+    async def diagnose(ctx: IncidentContext, sources: Sources) -> PipelineResult:
+        chain = pipeline.chain
+        before = chain.usage if chain else None
+        result = await pipeline.run(ctx, sources)
+        if chain is not None and before is not None:
+            spent = chain.usage - before
+            result.diagnosis = result.diagnosis.model_copy(update={"tokens": spent})
+        return result
+
+    return diagnose
+
+
 def _ms_since(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
@@ -216,8 +235,11 @@ async def _score(path: Path, diagnose: Pipeline) -> ScenarioResult:
     except PayloadError as exc:
         raise ScenarioError(f"{path}: payload: {exc}") from exc
     started = time.perf_counter()
-    d = await diagnose(ctx, scenario_sources(s))
+    answer = await diagnose(ctx, scenario_sources(s))
     latency = _ms_since(started)
+    d, notes = (
+        (answer.diagnosis, answer.notes) if isinstance(answer, PipelineResult) else (answer, [])
+    )
     recall, missing = evidence_recall(d, s.expect.evidence_keywords)
     return ScenarioResult(
         id=s.id,
@@ -234,6 +256,7 @@ async def _score(path: Path, diagnose: Pipeline) -> ScenarioResult:
         latency_ms=latency,
         prompt_tokens=d.tokens.prompt,
         completion_tokens=d.tokens.completion,
+        notes=notes,
     )
 
 

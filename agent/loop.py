@@ -80,10 +80,7 @@ class Transcript:
     model: str = ""
 
     def add(self, completion: Completion) -> None:
-        self.tokens = TokenUsage(
-            prompt=self.tokens.prompt + completion.usage.prompt,
-            completion=self.tokens.completion + completion.usage.completion,
-        )
+        self.tokens = self.tokens + completion.usage
         self.providers.append(completion.provider)
         self.model = completion.model or self.model
 

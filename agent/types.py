@@ -55,6 +55,16 @@ class TokenUsage(BaseModel):
     prompt: int = 0
     completion: int = 0
 
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            prompt=self.prompt + other.prompt, completion=self.completion + other.completion
+        )
+
+    def __sub__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            prompt=self.prompt - other.prompt, completion=self.completion - other.completion
+        )
+
 
 class Diagnosis(BaseModel):
     """The agent's answer about an incident (CONTRACT.md)."""

@@ -13,6 +13,7 @@ from agent.errors import ProviderError
 from agent.llm.base import ChatProvider, Completion, Message
 from agent.llm.breaker import CircuitBreaker
 from agent.llm.openai_provider import OpenAIProvider
+from agent.types import TokenUsage
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,8 @@ class ProviderChain:
     ) -> None:
         self.providers = list(providers)
         self.chaos = False
+        # every token any provider answered with, an answer later set aside included
+        self.usage = TokenUsage()
         self._breakers = {
             p.name: CircuitBreaker(breaker_failures, breaker_cooldown_s, clock)
             for p in self.providers
@@ -111,6 +114,7 @@ class ProviderChain:
                 continue
             breaker.record_success()
             completion.provider = provider.name
+            self.usage = self.usage + completion.usage
             return completion
         raise ProviderError(
             "all providers failed: " + ("; ".join(reasons) or "no providers configured")

@@ -240,7 +240,14 @@ def eval_scenarios(
     config: ConfigOpt = None,
 ) -> None:
     """Replay scenario files through the diagnosis pipeline and score them."""
-    from agent.eval import ScenarioError, format_report, offline_pipeline, run_eval
+    from agent.eval import (
+        Pipeline,
+        ScenarioError,
+        format_report,
+        llm_pipeline,
+        offline_pipeline,
+        run_eval,
+    )
     from agent.pipeline import DiagnosisPipeline
     from bot.app.wiring import pipeline_settings, provider_chain
 
@@ -248,7 +255,7 @@ def eval_scenarios(
         typer.echo(f"error: {directory} is not a directory", err=True)
         raise typer.Exit(2)
     logs.setup("WARNING")
-    diagnose = offline_pipeline
+    diagnose: Pipeline = offline_pipeline
     if llm:
         cfg = _load(config)
         chain = provider_chain(cfg.llm)
@@ -257,7 +264,7 @@ def eval_scenarios(
                 "error: --llm needs llm.providers in the config (or OPENAI_API_KEY)", err=True
             )
             raise typer.Exit(2)
-        diagnose = DiagnosisPipeline(chain, None, pipeline_settings(cfg)).diagnose
+        diagnose = llm_pipeline(DiagnosisPipeline(chain, None, pipeline_settings(cfg)))
     try:
         report = asyncio.run(run_eval(directory, diagnose))
     except ScenarioError as exc:

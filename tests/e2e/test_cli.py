@@ -307,6 +307,9 @@ def test_eval_llm_runs_the_pipeline_as_configured(tmp_path: Path, fake_openai: F
     assert done.returncode == 0, done.stderr
     [result] = json.loads(done.stdout)["results"]
     assert (result["source"], result["category"]) == ("offline", "memory_leak")
+    # what the model cost is reported though its answers were set aside, and why they were
+    assert result["prompt_tokens"] > 0
+    assert any(note.startswith("llm:") for note in result["notes"])
     # One tool round, the final ask, one repair: the default (4 rounds) would send 6.
     assert len(fake_openai.requests) == 3
     # the provider's cap on each answer reaches the endpoint, so a rambling model stops
