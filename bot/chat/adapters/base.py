@@ -49,6 +49,7 @@ Adding a platform (Discord, WhatsApp, …) touches nothing else in the chat laye
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -112,6 +113,10 @@ class InboundMessage:
     # Where the platform wants this command's answer (Discord: the interaction's webhook),
     # in the adapter's own words: its answers go there, as the thread id of a direct reply.
     respond_to: str | None = None
+
+
+# What an adapter hands each inbound message to; False when it was seen before (a retry).
+Accept = Callable[[InboundMessage], Awaitable[bool]]
 
 
 class ChatAdapter(Protocol):

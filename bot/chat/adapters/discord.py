@@ -17,7 +17,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, Literal, TypeVar
 
 import aiohttp
@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 
 from bot.app.config import DiscordConfig
 from bot.chat.adapters.base import (
+    Accept,
     Capabilities,
     InboundMessage,
     Reply,
@@ -57,7 +58,6 @@ from integrations.errors import (
 
 log = structlog.get_logger(__name__)
 
-Accept = Callable[[InboundMessage], Awaitable[bool]]
 Json = dict[str, Any]
 T = TypeVar("T")
 

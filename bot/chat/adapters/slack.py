@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import aiohttp
@@ -29,6 +29,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.app.config import SlackConfig
 from bot.chat.adapters.base import (
+    Accept,
     Capabilities,
     InboundMessage,
     Reply,
@@ -41,7 +42,6 @@ from integrations.errors import IntegrationError, PermanentError, RateLimited, T
 
 log = structlog.get_logger(__name__)
 
-Accept = Callable[[InboundMessage], Awaitable[bool]]
 Json = dict[str, Any]
 
 PLATFORM = "slack"

@@ -31,6 +31,7 @@ from twilio.rest import Client
 from bot.app.config import Config
 from bot.app.server.inbound import check_content_type, read_body
 from bot.chat.adapters.base import (
+    Accept,
     Capabilities,
     InboundMessage,
     Reply,
@@ -49,7 +50,6 @@ from integrations.errors import IntegrationError, PermanentError, RateLimited, T
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-Accept = Callable[[InboundMessage], Awaitable[bool]]
 OnStatus = Callable[[DeliveryStatus], Awaitable[None]]
 
 PLATFORM = "whatsapp"
