@@ -215,18 +215,20 @@ PROBE_TIMEOUTS = [
     "  Normal   Killing    1m (x3 over 6m)  kubelet  Container app failed liveness probe, will "
     "be restarted",
 ]
+# a pod whose liveness probe times out and kubelet kills it (exit 137), restarted 7 times
+PROBE_KILLED_POD = Observations(
+    kubernetes=describe_pod(
+        "search-6b8f7d9c5-2xk4p",
+        state=["Running"],
+        last=KILLED_137,
+        restarts=7,
+        events=PROBE_TIMEOUTS,
+    )
+)
 
 
 def test_probes_timing_out_while_load_is_high_mean_too_few_replicas() -> None:
-    obs = Observations(
-        kubernetes=describe_pod(
-            "search-6b8f7d9c5-2xk4p",
-            state=["Running"],
-            last=KILLED_137,
-            restarts=7,
-            events=PROBE_TIMEOUTS,
-        )
-    )
+    obs = PROBE_KILLED_POD
     ctx = incident(
         "search",
         "PodRestartsHigh",
@@ -239,15 +241,7 @@ def test_probes_timing_out_while_load_is_high_mean_too_few_replicas() -> None:
 
 
 def test_probes_timing_out_with_no_sign_of_load_are_not_called_a_traffic_spike() -> None:
-    obs = Observations(
-        kubernetes=describe_pod(
-            "search-6b8f7d9c5-2xk4p",
-            state=["Running"],
-            last=KILLED_137,
-            restarts=7,
-            events=PROBE_TIMEOUTS,
-        )
-    )
+    obs = PROBE_KILLED_POD
     d = diagnose(incident("search", "PodRestartsHigh"), obs)
     assert d.category is not Category.TRAFFIC_SPIKE
     assert d.category is not Category.MEMORY_LEAK
