@@ -4,6 +4,7 @@ postmortem."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import sys
@@ -74,6 +75,11 @@ def serve(cfg: Config, after_start: Callable[[], Coroutine[Any, Any, None]] | No
                 create_app(runtime), cfg.http.host, cfg.http.port, timeout_graceful_shutdown=10
             ),
         )
+        # Everything imported and built so far lives as long as the process: out of the
+        # collector's sight, a full collection no longer walks it (a 100-150 ms pause that
+        # set the p99 of webhook answers under load).
+        gc.collect()
+        gc.freeze()
         await server.serve()
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:

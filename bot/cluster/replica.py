@@ -14,7 +14,7 @@ import asyncio
 import socket
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import ColumnElement, delete, exists, insert, update
@@ -28,6 +28,8 @@ from bot.store import Store
 from bot.store import schema as t
 
 log = structlog.get_logger(__name__)
+
+EVER = datetime(1970, 1, 1, tzinfo=UTC)  # older than any heartbeat
 
 
 class Replica:
@@ -46,12 +48,22 @@ class Replica:
         """SQL: the owner has no heartbeat row (or none is named)."""
         return ~exists().where(t.replicas.c.id == owner)
 
-    def dead_owner(self, owner: KeyedColumnElement[str], now: datetime) -> ColumnElement[bool]:
-        """SQL: the owner is dead (row gone, or silent too long when we may judge that)."""
+    def alive_since(self, now: datetime) -> datetime:
+        """The oldest heartbeat that still shows its owner alive: any at all, until this
+        replica may judge staleness."""
         if not self.judging():
-            return self.missing_owner(owner)
-        fresh = now - timedelta(seconds=self.cfg.dead_after_s)
-        return ~exists().where(t.replicas.c.id == owner, t.replicas.c.seen_at >= fresh)
+            return EVER
+        return now - timedelta(seconds=self.cfg.dead_after_s)
+
+    def dead_owner(
+        self,
+        owner: KeyedColumnElement[str],
+        alive_since: datetime | ColumnElement[datetime] | None = None,
+    ) -> ColumnElement[bool]:
+        """SQL: the owner has no heartbeat row as recent as `alive_since` (by default, the
+        one `alive_since()` gives now; a bound parameter lets a statement built once serve)."""
+        since = self.alive_since(utcnow()) if alive_since is None else alive_since
+        return ~exists().where(t.replicas.c.id == owner, t.replicas.c.seen_at >= since)
 
     async def register(self) -> None:
         """Write this incarnation's heartbeat row; earlier incarnations of this name are dead."""

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -448,7 +448,7 @@ async def run_job(
             )
 
 
-DeadOwner = Callable[[Any, datetime], ColumnElement[bool]]
+DeadOwner = Callable[[Any], ColumnElement[bool]]
 
 
 async def recover(conn: AsyncConnection, cfg: Config, dead_owner: DeadOwner) -> int:
@@ -456,9 +456,7 @@ async def recover(conn: AsyncConnection, cfg: Config, dead_owner: DeadOwner) -> 
     re-run them. Actions of live replicas are theirs to finish."""
     rows = (
         await conn.execute(
-            select(t.actions).where(
-                t.actions.c.state == "running", dead_owner(t.actions.c.owner, utcnow())
-            )
+            select(t.actions).where(t.actions.c.state == "running", dead_owner(t.actions.c.owner))
         )
     ).all()
     told = 0

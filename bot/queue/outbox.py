@@ -22,7 +22,20 @@ from enum import IntEnum
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, Connection, Row, Select, and_, func, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.app import metrics
@@ -133,7 +146,17 @@ class Owners(Protocol):
 
     def missing_owner(self, owner: Any) -> ColumnElement[bool]: ...
 
-    def dead_owner(self, owner: Any, now: datetime) -> ColumnElement[bool]: ...
+    def dead_owner(self, owner: Any, alive_since: Any = None) -> ColumnElement[bool]: ...
+
+    def alive_since(self, now: datetime) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimQuery:
+    """A claim's two statements, built once: is anything due (`probe`), and take it."""
+
+    probe: Select[Any]
+    take: Select[Any]
 
 
 async def enqueue(
@@ -202,6 +225,7 @@ class OutboxWorker:
         self._delivered: list[int] = []
         self._marking = asyncio.Lock()
         self._held: set[int] = set()  # claimed items being delivered: their leases are renewed
+        self._claims: dict[Any, ClaimQuery] = {}
         self.health = WorkerHealth()
 
     def wake(self) -> None:
@@ -315,18 +339,55 @@ class OutboxWorker:
         if limit <= 0:
             return []
         now = utcnow()
-        o, earlier = t.outbox, t.outbox.alias("earlier")
+        if only is None or only is PEOPLE_ONLY:  # a lane's: built once, claimed on every wake
+            query = self._claims.get(only)
+            if query is None:
+                query = self._claims[only] = self._claim_query(only)
+        else:
+            query = self._claim_query(only)
+        params = {
+            "now": now,
+            "held": sorted(self._held),
+            "limit": limit,
+            "alive_since": self.owners.alive_since(now) if self.owners else now,
+        }
+        async with self.store.read() as conn:  # nothing due: no write turn taken
+            if (await conn.execute(query.probe, {**params, "limit": 1})).first() is None:
+                self.health.progressed()  # looked, and nothing waits on this worker
+                return []
         lease_until = now + timedelta(seconds=self.cfg.lease_s)
+        rows = await self.store.transact(_take, query.take, params, lease_until, self.worker_id)
+        return [
+            Item(
+                r.id,
+                r.kind,
+                r.destination,
+                r.ordering_key,
+                r.incident_id,
+                r.payload,
+                r.attempts,
+                r.priority,
+            )
+            for r in rows
+        ]
+
+    def _claim_query(self, only: Any) -> ClaimQuery:
+        """The due items free to take (`only` those, if given), first of their ordering key,
+        by priority then age; bound to `now`, `held`, `alive_since` and `limit`."""
+        o, earlier = t.outbox, t.outbox.alias("earlier")
+        now = bindparam("now", type_=o.c.next_attempt_at.type)
         lapsed = or_(o.c.locked_until.is_(None), o.c.locked_until < now)
         free = lapsed
         if self.owners is not None:
             # A lapsed lease of another live owner is still its (renewals fail in an outage
             # while the work goes on); ours, on an item we no longer work on, is free again.
-            mine = and_(o.c.locked_by == self.worker_id, o.c.id.not_in(sorted(self._held)))
+            held = bindparam("held", expanding=True, type_=o.c.id.type)
+            since = bindparam("alive_since", type_=t.replicas.c.seen_at.type)
+            mine = and_(o.c.locked_by == self.worker_id, o.c.id.not_in(held))
             free = or_(
                 o.c.locked_until.is_(None),
                 self.owners.missing_owner(o.c.locked_by),
-                and_(lapsed, or_(mine, self.owners.dead_owner(o.c.locked_by, now))),
+                and_(lapsed, or_(mine, self.owners.dead_owner(o.c.locked_by, since))),
             )
         # The first pending item of its ordering key. A scalar subquery, not NOT EXISTS: the
         # planner cannot turn it into a join, so it is one ix_outbox_order lookup per row
@@ -347,27 +408,12 @@ class OutboxWorker:
                 true() if only is None else only,
             )
             .order_by(o.c.priority, o.c.id)
-            .limit(limit)
+            .limit(bindparam("limit", type_=Integer))
         )
-        async with self.store.read() as conn:  # nothing due: no write turn taken
-            if (await conn.execute(query.with_only_columns(o.c.id).limit(1))).first() is None:
-                self.health.progressed()  # looked, and nothing waits on this worker
-                return []
-        query = query.with_for_update(skip_locked=True, of=o)
-        rows = await self.store.transact(_take, query, lease_until, self.worker_id)
-        return [
-            Item(
-                r.id,
-                r.kind,
-                r.destination,
-                r.ordering_key,
-                r.incident_id,
-                r.payload,
-                r.attempts,
-                r.priority,
-            )
-            for r in rows
-        ]
+        return ClaimQuery(
+            probe=query.with_only_columns(o.c.id),
+            take=query.with_for_update(skip_locked=True, of=o),
+        )
 
     async def _deliver(self, item: Item) -> None:
         # this task's writes yield to webhooks, unless a person waits for them (each task has
@@ -478,9 +524,11 @@ class OutboxWorker:
             await self.on_dead(item, error)
 
 
-def _take(conn: Connection, query: Select[Any], until: datetime, owner: str) -> list[Row[Any]]:
+def _take(
+    conn: Connection, query: Select[Any], params: dict[str, Any], until: datetime, owner: str
+) -> list[Row[Any]]:
     """Lease the items `query` finds to `owner` (one write transaction, one thread hop)."""
-    rows = conn.execute(query).all()
+    rows = conn.execute(query, params).all()
     if rows:
         conn.execute(
             update(t.outbox)
