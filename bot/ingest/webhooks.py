@@ -34,14 +34,11 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-async def _intake(
-    request: Request, source: str, types: tuple[str, ...]
-) -> tuple[Runtime, bytes, Any]:
+async def _read(request: Request, types: tuple[str, ...]) -> tuple[Runtime, bytes]:
     rt = _runtime(request)
     check_token(request, rt.cfg.webhooks.token)
     check_content_type(request, types)
-    body = await read_body(request, rt.cfg.http.max_body_bytes)
-    return rt, body, parse_json(body)
+    return rt, await read_body(request, rt.cfg.http.max_body_bytes)
 
 
 def _parse(source: str, parser: Callable[[Any], T], data: Any) -> T:
@@ -107,16 +104,25 @@ def _delivery_key(body: bytes, alerts: list[Alert]) -> str:
 
 
 async def _parse_and_persist(
-    request: Request, source: str, parser: Callable[[Any], list[Alert]]
+    request: Request,
+    source: str,
+    parser: Callable[[Any], list[Alert]],
+    exact: Callable[[bytes], list[Alert] | None] = lambda _: None,
 ) -> JSONResponse:
-    rt, body, data = await _intake(request, source, JSON_TYPES)
-    alerts = _parse(source, parser, data)
+    """`exact` may read the sender's own form straight from the bytes; what it declines,
+    `parser` reads from the JSON (and explains, when it cannot)."""
+    rt, body = await _read(request, JSON_TYPES)
+    alerts = exact(body)
+    if alerts is None:
+        alerts = _parse(source, parser, parse_json(body))
     return await persist(rt, source, _delivery_key(body, alerts), body, alerts)
 
 
 @router.post("/webhooks/alertmanager")
 async def alertmanager_webhook(request: Request) -> JSONResponse:
-    return await _parse_and_persist(request, "alertmanager", alertmanager.parse)
+    return await _parse_and_persist(
+        request, "alertmanager", alertmanager.parse, alertmanager.parse_exact
+    )
 
 
 @router.post("/webhooks/generic")
@@ -139,8 +145,8 @@ async def custom_webhook(request: Request, name: str) -> JSONResponse:
 
 @router.post("/webhooks/sns")
 async def sns_webhook(request: Request) -> JSONResponse:
-    rt, body, data = await _intake(request, "sns", SNS_TYPES)
-    env = _parse("sns", sns.parse_envelope, data)
+    rt, body = await _read(request, SNS_TYPES)
+    env = _parse("sns", sns.parse_envelope, parse_json(body))
     try:
         await rt.sns_verifier.verify(env)
     except SignatureError as exc:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import urljoin, urlsplit
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from integrations.alerts import normalize, severity
 from integrations.alerts.model import Alert, AlertStatus, service_from_labels
@@ -73,6 +73,17 @@ def attempted(body: dict[str, object]) -> bool:
 def parse(body: object) -> list[Alert]:
     """Turn one Alertmanager notification into one `Alert` per alert in its group."""
     return parse_notification(validate(AmNotification, as_notification(body)), SOURCE)
+
+
+def parse_exact(body: bytes) -> list[Alert] | None:
+    """A notification exactly as Alertmanager sends it, validated straight from its bytes
+    (pydantic reads the JSON; no dict of it is built first); None for any other body, which
+    `parse` reads leniently or explains."""
+    try:
+        note = AmNotification.model_validate_json(body)
+    except ValidationError:
+        return None
+    return parse_notification(note, SOURCE)
 
 
 def as_notification(body: object) -> object:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
@@ -73,7 +74,12 @@ def is_resolved(status: object) -> bool:
 def title(name: object, summary: object = None, limit: int = TITLE_MAX) -> str | None:
     """The alert's name first, then its summary (`thing_dead: No things for over 10 minutes`),
     the summary's first line only, cut at a word to `limit` characters."""
-    first, second = text(name), _first_line(summary)
+    return _title(text(name), text(summary), limit)
+
+
+@functools.lru_cache(maxsize=4096)  # a group's alerts mostly share their name and summary
+def _title(first: str | None, summary: str | None, limit: int) -> str | None:
+    second = _first_line(summary)
     if first and second and first.lower() not in second.lower():
         joined = f"{first}: {second}"
     else:
