@@ -160,7 +160,7 @@ class Runtime:
         if started and self.cfg.oncall.policies:
             await self.worker.run_now("escalate", started)
         if any(r.queued for r in results):  # a storm's repeats queue nothing: no claim to try
-            self.worker.wake()
+            self.worker.wake(people=False)
 
     def add_adapter(self, adapter: ChatAdapter) -> None:
         """Use `adapter` for its platform (replacing a built one); `mount(app)`, if it has one,

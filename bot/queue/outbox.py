@@ -12,7 +12,6 @@ outlast it); a crash leaves it to lapse, or its owner's heartbeat to stop, and a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -226,9 +225,13 @@ class OutboxWorker:
         self._marking = asyncio.Lock()
         self._held: set[int] = set()  # claimed items being delivered: their leases are renewed
         self._claims: dict[Any, ClaimQuery] = {}
+        self._look_people = True  # the people's lane may have due items
         self.health = WorkerHealth()
 
-    def wake(self) -> None:
+    def wake(self, *, people: bool = True) -> None:
+        """Look for due items now. `people=False` when only background work can be new (a
+        webhook's news, a background item finished): the people's lane is not probed."""
+        self._look_people = self._look_people or people
         self._wake.set()
 
     async def spend(self, destination: str) -> None:
@@ -284,6 +287,10 @@ class OutboxWorker:
             self._wake.clear()
             again = False
             for lane, room, only in self._lanes():
+                if only is PEOPLE_ONLY:
+                    if not self._look_people:
+                        continue
+                    self._look_people = False  # a wake while claiming sets it again
                 try:
                     items = await self._claim(room, only)
                 except StoreUnavailable as exc:
@@ -294,11 +301,15 @@ class OutboxWorker:
                     lane.add(task)
                     self._running.add(task)
                     task.add_done_callback(self._done)
+                if only is PEOPLE_ONLY and items:
+                    self._look_people = True  # more may wait behind them
                 again = again or bool(items and room > len(items))
             if again:
                 continue
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            except TimeoutError:
+                self._look_people = True  # what fell due meanwhile, in every lane
 
     def _lanes(self) -> list[tuple[set[asyncio.Task[None]], int, Any]]:
         """(its tasks, free slots, which items) per lane: people's work first, in a lane no
@@ -313,9 +324,10 @@ class OutboxWorker:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
+        people = task in self._people
         self._people.discard(task)
         self._background.discard(task)
-        self._wake.set()
+        self.wake(people=people)  # a slot is free in its lane
 
     async def stop(self, drain_s: float = 10.0) -> None:
         self._stopping = True
