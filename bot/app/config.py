@@ -572,17 +572,53 @@ class PolicyConfig(_Model):
     )
 
 
+class RateConfig(_Model):
+    """A destination's posting budget: `rate` messages a second, in bursts of up to `burst`."""
+
+    rate: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+# Each platform's documented limit per destination. Discord: 5 messages per 5 s in a channel.
+# WhatsApp (Meta's pair rate, error 131056): about one message every 6 s to one number.
+# Slack (chat.postMessage: about 1 a second per channel, short bursts) is per_channel_*.
+RATE_PLATFORMS = ("slack", "discord", "whatsapp")
+PLATFORM_RATES = {
+    "discord": RateConfig(rate=1.0, burst=5),
+    "whatsapp": RateConfig(rate=1 / 6, burst=3),
+}
+
+
 class OutboxConfig(_Model):
     max_attempts: int = 8
     base_backoff_s: float = 1.0
     max_backoff_s: float = 300.0
     lease_s: float = 30.0  # renewed every third of it while the work runs
-    per_channel_rate: float = 1.0  # messages per second per destination
-    per_channel_burst: int = 3
+    # messages per second per destination (a channel), for Slack and any platform not in `rates`
+    per_channel_rate: float = Field(default=1.0, gt=0)
+    per_channel_burst: int = Field(default=3, ge=1)
+    # per platform, over per_channel_* (Slack) and the documented limits in PLATFORM_RATES
+    rates: dict[str, RateConfig] = Field(default_factory=lambda: dict(PLATFORM_RATES))
     update_coalesce_s: float = 2.0
     people_concurrency: int = 4  # slots kept for people's messages and what they ask for
     stall_s: float = 120.0  # /readyz fails when no progress for this long while work is due
     restart_s: float = 1.0  # pause before the worker is restarted after an unexpected error
+
+    @field_validator("rates")
+    @classmethod
+    def _with_documented(cls, rates: dict[str, RateConfig]) -> dict[str, RateConfig]:
+        unknown = sorted(set(rates) - set(RATE_PLATFORMS))
+        if unknown:
+            raise ValueError(
+                f"no chat platform {', '.join(unknown)}; rates are set for "
+                + ", ".join(RATE_PLATFORMS)
+            )
+        return {**PLATFORM_RATES, **rates}  # a platform not named keeps its documented limit
+
+    def limits(self, destination: str) -> tuple[float, int]:
+        """(rate, burst) of an outbox destination ("platform:channel")."""
+        own = self.rates.get(destination.split(":", 1)[0])
+        return (own.rate, own.burst) if own else (self.per_channel_rate, self.per_channel_burst)
 
 
 class StormConfig(_Model):

@@ -140,10 +140,9 @@ class Runtime:
 
     def _budget(self) -> Budget:
         """Replicas share one budget per destination in the database; one process keeps its own."""
-        rate, burst = self.cfg.outbox.per_channel_rate, self.cfg.outbox.per_channel_burst
         if self.store.is_postgres:
-            return SharedBudget(self.store, rate, burst)
-        return LocalBudget(rate, burst)
+            return SharedBudget(self.store, self.cfg.outbox.limits)
+        return LocalBudget(self.cfg.outbox.limits)
 
     def scrub(self, text: str) -> str:
         return self.outbound.redact(text)

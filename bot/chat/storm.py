@@ -54,11 +54,10 @@ class StormDesk:
         self.clock: Callable[[], datetime] = utcnow
         self.spend: Callable[[str], Awaitable[None]] = _unlimited  # the router's
 
-    @property
-    def threshold(self) -> int:
-        """New incidents a channel's budget posts within the storm window."""
-        o = self.cfg.outbox
-        return o.per_channel_burst + int(o.per_channel_rate * self.cfg.storm.window_s)
+    def threshold(self, destination: str) -> int:
+        """New incidents a destination's budget (its platform's) posts in the storm window."""
+        rate, burst = self.cfg.outbox.limits(destination)
+        return burst + int(rate * self.cfg.storm.window_s)
 
     def applies(self, adapter: ChatAdapter, channel: str) -> bool:
         return (
@@ -78,7 +77,9 @@ class StormDesk:
             if await _being_posted(conn, item, platform, channel):
                 return False  # its root was attempted already: it is seen through
             calm = await _open_storm(conn, platform, channel) is None
-            if calm and await self._waiting(conn, item.destination, now) <= self.threshold:
+            if calm and await self._waiting(conn, item.destination, now) <= self.threshold(
+                item.destination
+            ):
                 return False
         for attempt in range(2):  # another replica may open the same storm at the same moment
             try:
@@ -302,7 +303,7 @@ class StormDesk:
                     .scalars()
                     .all()
                 )
-                if len(still_open) > self.threshold:
+                if len(still_open) > self.threshold(f"{storm.platform}:{storm.channel}"):
                     continue  # a thread each would be a storm again: the digest stays
                 await conn.execute(
                     update(t.storms).where(s.id == storm.id).values(ended_at=now, open_key=None)

@@ -1,6 +1,7 @@
-"""Per-destination rate budgets for chat messages: a token bucket in memory for one process
-(SQLite), and one row per destination in the database that every replica draws from
-(PostgreSQL), so two replicas together post at the platform's rate, not twice it."""
+"""Per-destination rate budgets for chat messages, each at its platform's limit: a token bucket
+in memory for one process (SQLite), and one row per destination in the database that every
+replica draws from (PostgreSQL), so two replicas together post at the platform's rate, not
+twice it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from bot.store import Store
 from bot.store import schema as t
+
+Limits = Callable[[str], tuple[float, int]]  # a destination's (rate per second, burst)
+
+
+def flat(rate: float, burst: int) -> Limits:
+    """The same limits for every destination."""
+    return lambda _: (rate, burst)
 
 
 class Budget(Protocol):
@@ -30,36 +38,40 @@ def held_tokens(rate: float, seconds: float) -> float:
 
 
 class TokenBucket:
-    """Per-destination rate limit: `rate` tokens a second, up to `burst`."""
+    """Per-destination rate limit: each destination's `rate` tokens a second, up to its
+    `burst`."""
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
-        self.rate, self.burst, self.clock = rate, burst, clock
+    def __init__(self, limits: Limits, clock: Callable[[], float] = time.monotonic):
+        self.limits, self.clock = limits, clock
         self._state: dict[str, tuple[float, float]] = {}
 
     def take(self, key: str) -> float:
         """Take a token; returns 0 if granted, else the seconds to wait for one."""
-        now = self.clock()
-        tokens, last = self._state.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        rate, _ = self.limits(key)
+        tokens, now = self._level(key)
         if tokens >= 1:
             self._state[key] = (tokens - 1, now)
             return 0.0
         self._state[key] = (tokens, now)
-        return (1 - tokens) / self.rate
+        return (1 - tokens) / rate
 
     def hold(self, key: str, seconds: float) -> None:
         """No token for `seconds` from now (a lower level already set is kept)."""
+        tokens, now = self._level(key)
+        self._state[key] = (min(tokens, held_tokens(self.limits(key)[0], seconds)), now)
+
+    def _level(self, key: str) -> tuple[float, float]:
+        rate, burst = self.limits(key)
         now = self.clock()
-        tokens, last = self._state.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        self._state[key] = (min(tokens, held_tokens(self.rate, seconds)), now)
+        tokens, last = self._state.get(key, (float(burst), now))
+        return min(float(burst), tokens + (now - last) * rate), now
 
 
 class LocalBudget:
     """The budget of a single process (SQLite): a token bucket in memory."""
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.bucket = TokenBucket(rate, burst)
+    def __init__(self, limits: Limits) -> None:
+        self.bucket = TokenBucket(limits)
 
     async def take(self, key: str) -> float:
         return self.bucket.take(key)
@@ -72,18 +84,16 @@ class SharedBudget:
     """A token bucket per destination in `rate_budgets`, taken in one atomic upsert."""
 
     def __init__(
-        self, store: Store, rate: float, burst: int, clock: Callable[[], float] = time.time
+        self, store: Store, limits: Limits, clock: Callable[[], float] = time.time
     ) -> None:
-        self.store, self.rate, self.burst, self.clock = store, rate, burst, clock
+        self.store, self.limits, self.clock = store, limits, clock
 
     async def take(self, key: str) -> float:
-        now = self.clock()
+        now, (rate, burst) = self.clock(), self.limits(key)
         b = t.rate_budgets
-        first = pg_insert(b).values(
-            destination=key, tokens=self.burst - 1.0, stamp=now, granted=True
-        )
-        refilled = b.c.tokens + (literal(now) - b.c.stamp) * self.rate
-        refilled = case((refilled > self.burst, float(self.burst)), else_=refilled)
+        first = pg_insert(b).values(destination=key, tokens=burst - 1.0, stamp=now, granted=True)
+        refilled = b.c.tokens + (literal(now) - b.c.stamp) * rate
+        refilled = case((refilled > burst, float(burst)), else_=refilled)
         stmt = first.on_conflict_do_update(
             index_elements=[b.c.destination],
             set_={
@@ -94,11 +104,11 @@ class SharedBudget:
         ).returning(b.c.tokens, b.c.granted)
         async with self.store.write() as conn:
             tokens, granted = (await conn.execute(stmt)).one()
-        return 0.0 if granted else (1 - tokens) / self.rate
+        return 0.0 if granted else (1 - tokens) / rate
 
     async def hold(self, key: str, seconds: float) -> None:
         now, b = self.clock(), t.rate_budgets
-        level = held_tokens(self.rate, seconds)
+        level = held_tokens(self.limits(key)[0], seconds)
         stmt = (
             pg_insert(b)
             .values(destination=key, tokens=level, stamp=now, granted=False)

@@ -214,7 +214,7 @@ class OutboxWorker:
         self.worker_id = owner or uuid.uuid4().hex[:12]
         self.owners = owners
         self.concurrency, self.poll_s = concurrency, poll_s
-        self.budget = budget or LocalBudget(cfg.per_channel_rate, cfg.per_channel_burst)
+        self.budget = budget or LocalBudget(cfg.limits)
         self._wake = asyncio.Event()
         self.ingesting: Callable[[], bool] = lambda: False  # webhooks waiting to be written
         self._stopping = False

@@ -7,7 +7,7 @@ import asyncio
 
 from bot.app.config import ClusterConfig
 from bot.cluster.leader import Leadership
-from bot.queue.budget import SharedBudget
+from bot.queue.budget import SharedBudget, flat
 from bot.store import Store
 from tests.fakes.demo_service import eventually
 
@@ -18,7 +18,7 @@ async def test_two_replicas_draw_one_rate_budget_per_destination(pg_url: str) ->
     store = await Store.open(pg_url)
     now = [1000.0]
     try:
-        a, b = (SharedBudget(store, rate=1.0, burst=3, clock=lambda: now[0]) for _ in range(2))
+        a, b = (SharedBudget(store, flat(1.0, 3), clock=lambda: now[0]) for _ in range(2))
         takes = [await (a if i % 2 else b).take("slack:C1") for i in range(4)]
         other = await a.take("slack:C2")
         now[0] += 0.5
@@ -37,7 +37,7 @@ async def test_a_429_holds_the_destination_for_every_replica(pg_url: str) -> Non
     store = await Store.open(pg_url)
     now = [1000.0]
     try:
-        a, b = (SharedBudget(store, rate=1.0, burst=3, clock=lambda: now[0]) for _ in range(2))
+        a, b = (SharedBudget(store, flat(1.0, 3), clock=lambda: now[0]) for _ in range(2))
         await a.hold("slack:C1", 20)  # A was told Retry-After: 20
         held = await b.take("slack:C1")
         other = await b.take("slack:C2")

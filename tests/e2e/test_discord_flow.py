@@ -48,8 +48,7 @@ def _config(bot_config: Callable[..., Config], fake: FakeDiscord, **discord: str
             "base_backoff_s": 0.05,
             "max_backoff_s": 0.2,
             "update_coalesce_s": 0,
-            "per_channel_rate": 1000,
-            "per_channel_burst": 1000,
+            "rates": {"discord": {"rate": 1000, "burst": 1000}},
         },
     )
 

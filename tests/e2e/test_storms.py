@@ -271,7 +271,7 @@ async def test_a_storm_is_one_digest_that_opens_threads_when_acted_on_and_when_i
     assert cfg.storm.enabled
     async with run_bot(cfg) as bot:
         desk = bot.runtime.router.storms
-        assert desk.threshold == 8  # 3 at once, then 1 a second for 5 s
+        assert desk.threshold(f"slack:{CHANNEL}") == 8  # 3 at once, then 1 a second for 5 s
         now = [utcnow()]
         desk.clock = lambda: now[0]
 

@@ -61,7 +61,7 @@ async def whatsapp_bot(
         "outbox": {
             "base_backoff_s": 0.05,
             "max_backoff_s": 0.2,
-            "per_channel_burst": 50,
+            "rates": {"whatsapp": {"rate": 1 / 6, "burst": 50}},
             "update_coalesce_s": 0,  # root updates are due at once (WhatsApp's send nothing)
         },
         **overrides,

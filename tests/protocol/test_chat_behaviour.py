@@ -83,6 +83,7 @@ def _config(bot_config: Callable[..., Config], driver: Driver) -> Config:
             "update_coalesce_s": 0,
             "per_channel_rate": 1000,
             "per_channel_burst": 1000,
+            "rates": {p: {"rate": 1000, "burst": 1000} for p in ("discord", "whatsapp")},
         },
         **driver.settings(),
     )

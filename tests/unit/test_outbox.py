@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select, update
 
 from bot.app.config import OutboxConfig
 from bot.incidents.models import aware, utcnow
 from bot.queue import outbox
-from bot.queue.budget import TokenBucket
+from bot.queue.budget import TokenBucket, flat
 from bot.queue.health import WorkerHealth
 from bot.queue.outbox import Item, OutboxWorker
 from bot.store import Store
@@ -193,7 +194,7 @@ async def test_rate_limited_reschedules_without_counting_an_attempt(store: Store
 
 def test_token_bucket_with_a_controlled_clock() -> None:
     now = [100.0]
-    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])
+    bucket = TokenBucket(flat(2.0, 3), clock=lambda: now[0])
     assert [bucket.take("slack:C1") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.take("slack:C1") == pytest.approx(0.5)
     assert bucket.take("slack:C2") == 0.0  # destinations have buckets of their own
@@ -336,9 +337,37 @@ def test_worker_health_reports_a_stall_only_while_work_is_due() -> None:
     assert health.problem(120, due=3) is None and health.restarts == 1
 
 
+def test_each_platform_posts_at_its_documented_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(OutboxConfig().limits, clock=lambda: now[0])
+    # Slack: about 1 a second per channel, bursts of 3; Discord: 5 per 5 s per channel;
+    # WhatsApp: Meta's pair rate, about 1 message every 6 s to one number
+    for destination, burst, wait in (
+        ("slack:C1", 3, 1.0),
+        ("discord:123", 5, 1.0),
+        ("whatsapp:+15550001", 3, 6.0),
+    ):
+        assert [bucket.take(destination) for _ in range(burst)] == [0.0] * burst
+        assert bucket.take(destination) == pytest.approx(wait)
+    bucket.hold("whatsapp:+15550002", 12)  # a 429's Retry-After, at WhatsApp's rate too
+    now[0] += 11.9
+    assert bucket.take("whatsapp:+15550002") > 0
+    now[0] += 0.1
+    assert bucket.take("whatsapp:+15550002") == 0.0
+
+
+def test_a_platforms_rate_is_configured_without_losing_the_others() -> None:
+    cfg = OutboxConfig.model_validate({"rates": {"discord": {"rate": 2, "burst": 10}}})
+    assert cfg.limits("discord:123") == (2, 10)
+    assert cfg.limits("whatsapp:+15550001") == pytest.approx((1 / 6, 3))
+    assert cfg.limits("slack:C1") == (cfg.per_channel_rate, cfg.per_channel_burst)
+    with pytest.raises(ValidationError, match="rates"):
+        OutboxConfig.model_validate({"rates": {"teams": {"rate": 1, "burst": 1}}})
+
+
 def test_a_held_bucket_gives_no_token_until_the_hold_is_over() -> None:
     now = [0.0]
-    bucket = TokenBucket(rate=1.0, burst=3, clock=lambda: now[0])
+    bucket = TokenBucket(flat(1.0, 3), clock=lambda: now[0])
     bucket.hold("slack:C1", 30)
     assert bucket.take("slack:C1") == pytest.approx(30)
     assert bucket.take("slack:C2") == 0.0  # other destinations are not held
