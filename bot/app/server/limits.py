@@ -13,17 +13,17 @@ _JSON_TYPES = ("application/json", "text/json")
 
 
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"')
 
 
 def json_depth(body: bytes) -> int:
-    """The deepest nesting of objects and arrays in `body`, without parsing it. Escapes, then
-    strings (every other piece between quotes), then all but brackets are dropped in C, so
-    only the brackets are walked."""
+    """The deepest nesting of objects and arrays in `body`, without parsing it. Escapes are
+    dropped, then all but brackets and quotes, then strings (every other piece between
+    quotes), all in C, so only the brackets are walked."""
     if b"\\" in body:
         body = _ESCAPE.sub(b"", body)
     depth = deepest = 0
-    for byte in b"".join(body.split(b'"')[::2]).translate(None, _NOT_BRACKETS):
+    for byte in b"".join(body.translate(None, _NOT_STRUCTURE).split(b'"')[::2]):
         if byte in (0x7B, 0x5B):  # { [
             depth += 1
             deepest = max(deepest, depth)
