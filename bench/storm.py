@@ -1,10 +1,11 @@
 """Storm benchmark: 200 Alertmanager groups fire at once into one Slack channel, then resolve.
 
-    python bench/storm.py [--groups 200] [--rounds 10] [--senders 8] [--alerts 5]
+    python bench/storm.py [--groups 200] [--rounds 10] [--senders 8] [--alerts 5] [--refusals 20]
     python bench/storm.py --ack [--incidents 10000] [--acks 20]
 
 Default mode: `opsbot run` posts to a local fake Slack through the real slack_sdk; the fake answers
-the first 20 calls with 429 Retry-After: 1. Each group gets `--alerts` new alerts per round (10,000
+the first `--refusals` calls (20 by default; 0: a platform that never refuses) with 429
+Retry-After: 1. Each group gets `--alerts` new alerts per round (10,000
 alerts in 2,000 notifications by default), then every group resolves. Measured from the fake's
 side: when each incident is first named in the channel, when the outbox is empty, Slack calls per
 incident, the most edits of one message, incidents given two roots.
@@ -43,17 +44,19 @@ GOAL_VISIBLE_S, GOAL_DRAIN_S, GOAL_CALLS, GOAL_EDITS, GOAL_ACK_P95_S = 10.0, 60.
 
 
 class TimedSlack(FakeSlack):
-    """The fake Slack, stamping each chat call with when it arrived."""
+    """The fake Slack, stamping each chat call it accepted, and every call with its answer."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stamped: list[tuple[float, str, dict]] = []
+        self.answered: list[tuple[float, str, int]] = []
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         response = await super()._api(request)
-        if response.status == 200 and self._calls[-1].method.startswith("chat."):
-            call = self._calls[-1]
-            self.stamped.append((time.monotonic(), call.method, call.params))
+        call, now = self._calls[-1], time.monotonic()
+        self.answered.append((now, call.method, response.status))
+        if response.status == 200 and call.method.startswith("chat."):
+            self.stamped.append((now, call.method, call.params))
         return response
 
 
@@ -144,7 +147,8 @@ def payload_text(params: dict) -> str:
 async def storm(args: argparse.Namespace) -> int:
     slack = TimedSlack()
     await slack.start()
-    slack.fail_next(20, status=429, retry_after=1.0)
+    if args.refusals:
+        slack.fail_next(args.refusals, status=429, retry_after=1.0)
     slack_cfg = (
         f"slack: {{bot_token: {BOT_TOKEN}, signing_secret: {SIGNING_SECRET}, "
         f"api_url: '{slack.api_url}'}}\nroutes: [{{match: {{}}, slack: [{CHANNEL}]}}]\n"
@@ -214,6 +218,7 @@ def report_storm(
         f"{statistics.median(delays) if delays else float('nan'):.1f} s, max {worst:.1f} s"
     )
     print(f"outbox empty {drained - last_sent:.1f} s after the last notification")
+    print(timeline(slack, started, max(named.values(), default=float("nan")), args.timeline))
     print(
         f"Slack chat calls: {calls} ({calls / args.groups:.2f} per incident); "
         f"most edits of one message: {max(edits.values(), default=0)}; "
@@ -230,6 +235,24 @@ def report_storm(
     )
     print("goals: " + ("met" if met else "MISSED"))
     return 0 if met else 1
+
+
+def timeline(slack: TimedSlack, started: float, all_named: float, every_call: bool) -> str:
+    """When Slack was first called, refused (429) and first accepted a chat call, and when the
+    last incident was named: seconds after the first alert was sent."""
+    calls = [(at - started, method, status) for at, method, status in slack.answered]
+    refused = [at for at, _, status in calls if status == 429]
+    accepted = next((at for at, method, status in calls if status == 200 and "chat." in method), 0)
+    lines = [f"  +{at:6.2f} s  {method} {status}" for at, method, status in calls]
+    summary = (
+        f"timeline (s after the first alert): first Slack call +{calls[0][0]:.2f} "
+        f"({calls[0][1]}), {len(refused)} refused (429) "
+        + (f"+{refused[0]:.2f}..+{refused[-1]:.2f}, " if refused else "")
+        + f"first chat call accepted +{accepted:.2f}, all named +{all_named - started:.2f}"
+        if calls
+        else "timeline: no Slack call"
+    )
+    return "\n".join([summary, *lines] if every_call else [summary])
 
 
 async def ack_bench(args: argparse.Namespace) -> int:
@@ -279,6 +302,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--alerts", type=int, default=5, help="new alerts per group per round")
     parser.add_argument("--senders", type=int, default=8)
+    parser.add_argument(
+        "--refusals", type=int, default=20, help="Slack calls answered 429 Retry-After: 1 first"
+    )
+    parser.add_argument("--timeline", action="store_true", help="list every Slack call")
     parser.add_argument("--ack", action="store_true", help="measure ack under a backlog instead")
     parser.add_argument("--incidents", type=int, default=10000)
     parser.add_argument("--acks", type=int, default=20)

@@ -10,6 +10,8 @@ IntegrationError
 
 from __future__ import annotations
 
+import time
+
 
 class IntegrationError(Exception):
     """Root of every error an integration raises."""
@@ -32,11 +34,16 @@ class TransientError(IntegrationError):
 
 
 class RateLimited(TransientError):
-    """The remote answered 429; retry after `retry_after` seconds."""
+    """The remote answered 429; retry after `retry_after` seconds (from its answer)."""
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.answered_at = time.monotonic()
+
+    def remaining(self) -> float:
+        """What is left of the wait now (time spent since the answer counts)."""
+        return max(0.0, self.retry_after - (time.monotonic() - self.answered_at))
 
 
 class PermanentError(IntegrationError):

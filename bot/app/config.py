@@ -603,6 +603,9 @@ class OutboxConfig(_Model):
     people_concurrency: int = 4  # slots kept for people's messages and what they ask for
     stall_s: float = 120.0  # /readyz fails when no progress for this long while work is due
     restart_s: float = 1.0  # pause before the worker is restarted after an unexpected error
+    # a Retry-After up to this long is waited out by the refused item itself: it keeps its
+    # claim and its place at the head of its destination's line, and no delivery slot
+    wait_in_place_s: float = Field(default=5.0, ge=0)
 
     @field_validator("rates")
     @classmethod

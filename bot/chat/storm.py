@@ -36,6 +36,7 @@ from bot.queue import outbox
 from bot.queue.outbox import Item, Priority
 from bot.store import Store, insert_or_ignore
 from bot.store import schema as t
+from integrations.errors import PermanentError, RateLimited
 
 log = structlog.get_logger(__name__)
 
@@ -91,7 +92,9 @@ class StormDesk:
                         storm_id = await self._start(conn, platform, channel, now)
                     else:
                         storm_id = storm.id
-                    await self._take_waiting_roots(conn, storm_id, item, now)
+                    await self._take_waiting_roots(
+                        conn, storm_id, item.destination, now, item.payload["incident_id"]
+                    )
                     await self._queue_digest(conn, storm_id, item.destination)
                 break
             except IntegrityError:
@@ -136,20 +139,19 @@ class StormDesk:
         return storm_id
 
     async def _take_waiting_roots(
-        self, conn: AsyncConnection, storm_id: int, item: Item, now: datetime
+        self, conn: AsyncConnection, storm_id: int, destination: str, now: datetime, *also: str
     ) -> None:
-        """Every root waiting for the channel (this one too) becomes a line of the digest."""
+        """Every root waiting for the channel (and `also`'s incidents) becomes a line of the
+        digest: the storm's newest news."""
         o = t.outbox.c
         rows = (
             await conn.execute(
                 select(o.id, o.incident_id).where(
-                    o.kind == "post_root",
-                    o.destination == item.destination,
-                    o.status == "pending",
+                    o.kind == "post_root", o.destination == destination, o.status == "pending"
                 )
             )
         ).all()
-        platform, _, channel = item.destination.partition(":")
+        platform, _, channel = destination.partition(":")
         th = t.threads.c
         attempted = set(
             (
@@ -164,7 +166,9 @@ class StormDesk:
             ).scalars()
         )
         rows = [r for r in rows if r.incident_id not in attempted]
-        incidents = {r.incident_id for r in rows} | {item.payload["incident_id"]}
+        incidents = {r.incident_id for r in rows} | set(also)
+        if not incidents:
+            return
         await conn.execute(
             insert_or_ignore(conn.dialect.name, t.threads),
             [
@@ -180,11 +184,10 @@ class StormDesk:
                 for incident_id in sorted(incidents)
             ],
         )
-        ids = [r.id for r in rows if r.id != item.id]
-        if ids:
+        if rows:
             await conn.execute(
                 update(t.outbox)
-                .where(t.outbox.c.id.in_(ids))
+                .where(t.outbox.c.id.in_([r.id for r in rows]))
                 .values(status="done", done_at=now, locked_until=None)
             )
         await conn.execute(
@@ -206,23 +209,31 @@ class StormDesk:
             ordering_key=f"storm:{storm_id}",
             coalesce_key=f"storm:{storm_id}",
             delay_s=0 if posted is None else self.cfg.storm.edit_interval_s,
-            priority=Priority.NEWS,
+            priority=Priority.DIGEST,
         )
 
     # ---- the digest -------------------------------------------------------------------------
     async def deliver(self, item: Item) -> None:
-        """Outbox handler for the digest: post it, or edit it to show the storm as it is now."""
+        """Outbox handler for the digest: post it, or edit it to show the storm as it is now,
+        with every root waiting for the channel named in it (not one claim of theirs each)."""
         storm_id = int(item.payload["storm_id"])
         await self.spend(item.destination)
         async with self.store.write() as conn:
             await outbox.release_coalesce_key(conn, item.id)  # later changes: another edit
-        async with self.store.read() as conn:
+            storm = (await conn.execute(select(t.storms).where(t.storms.c.id == storm_id))).one()
+            if storm.ended_at is None:
+                await self._take_waiting_roots(conn, storm_id, item.destination, self.clock())
+            fresh = storm.message_id is None or storm.edits >= self.cfg.storm.max_edits
+            part = storm.part + (storm.message_id is not None and fresh)
+            attempted = fresh and storm.posting_part == part  # its answer may have been lost
+            if fresh and not attempted:  # the intent, before the call: see `attempted`
+                await conn.execute(
+                    update(t.storms).where(t.storms.c.id == storm_id).values(posting_part=part)
+                )
             storm = (await conn.execute(select(t.storms).where(t.storms.c.id == storm_id))).one()
             lines = await _lines(conn, storm_id)
         adapter = self.adapters[storm.platform]
         caps = adapter.capabilities
-        fresh = storm.message_id is None or storm.edits >= self.cfg.storm.max_edits
-        part = storm.part + (storm.message_id is not None and fresh)
         over = storm.ended_at is not None
         digest = StormDigest(
             lines,
@@ -233,13 +244,27 @@ class StormDesk:
             part=part,
             buttons=[] if over else storm_buttons(lines, caps.buttons_per_message),
         )
+        values: dict[str, Any] = {"edits": t.storms.c.edits + 1}
         if fresh:
             key = f"storm-{storm_id}-{part}"
-            message_id = await adapter.post_digest(storm.channel, digest, key)
-            values: dict[str, Any] = {"message_id": message_id, "part": part, "edits": 0}
+            found = await adapter.find_digest(storm.channel, key) if attempted else None
+            if found is None:
+                try:
+                    message_id = await adapter.post_digest(storm.channel, digest, key)
+                except (RateLimited, PermanentError):  # refused: surely not posted
+                    await self.store.execute(
+                        update(t.storms).where(t.storms.c.id == storm_id).values(posting_part=None)
+                    )
+                    raise
+                values["edits"] = 0
+            else:  # posted by an attempt whose answer was lost: shown as it is now
+                log.info("storm.digest_recovered", storm=storm_id, part=part)
+                message_id = found
+                await adapter.update_digest(storm.channel, message_id, digest)
+                values["edits"] = 1
+            values.update(message_id=message_id, part=part, posting_part=None)
         else:
             await adapter.update_digest(storm.channel, storm.message_id, digest)
-            values = {"edits": t.storms.c.edits + 1}
         async with self.store.write() as conn:
             await conn.execute(update(t.storms).where(t.storms.c.id == storm_id).values(**values))
         if self.bus is not None:

@@ -65,9 +65,10 @@ class Priority(IntEnum):
     """Claim order: lowest first; PEOPLE items also have a lane of their own."""
 
     PEOPLE = 0  # a person's message or click, and what it asked for
-    NEWS = 1  # a new incident, a change of state, what is said in its thread
-    DIAGNOSIS = 2
-    REST = 3  # tickets, postmortems, ...
+    DIGEST = 1  # a storm's digest: it names many new incidents at once
+    NEWS = 2  # a new incident, a change of state, what is said in its thread
+    DIAGNOSIS = 3
+    REST = 4  # tickets, postmortems, ...
 
 
 KIND_PRIORITY = {
@@ -77,7 +78,7 @@ KIND_PRIORITY = {
     "action": Priority.PEOPLE,
     "open_thread": Priority.PEOPLE,  # out of a storm's digest, because someone acted on it
     "post_root": Priority.NEWS,
-    "storm_digest": Priority.NEWS,
+    "storm_digest": Priority.DIGEST,
     "update_root": Priority.NEWS,
     "reply": Priority.NEWS,
     "escalate": Priority.NEWS,
@@ -453,37 +454,66 @@ class OutboxWorker:
         if handler is None:
             await self._dead(item, f"no handler for {item.kind!r}")
             return
-        try:
-            await handler(item)
-        except OverBudget as exc:
-            await self._reschedule(item, exc.wait_s, count_attempt=False, error=None)
-            return
-        except RateLimited as exc:
-            log.info("outbox.rate_limited", item=item.id, retry_after=exc.retry_after)
-            if rate_limited(item.destination):  # the whole channel waits, not only this item
-                await self.budget.hold(item.destination, exc.retry_after)
-            await self._reschedule(item, exc.retry_after, count_attempt=False, error=str(exc))
-            return
-        except PermanentError as exc:
-            await self._dead(item, str(exc), item.attempts + 1)
-            return
-        except StoreUnavailable:
-            raise
-        except Exception as exc:  # any failure of a delivery is retried, then dead-lettered
-            attempts = item.attempts + 1
-            metrics.DELIVERY_FAILURES.labels(kind=item.kind).inc()
-            if attempts >= self.cfg.max_attempts:
-                await self._dead(item, f"{type(exc).__name__}: {exc}", attempts)
+        refused = False  # told Retry-After, and waiting it out in place
+        while True:
+            try:
+                await handler(item)
+                break
+            except OverBudget as exc:
+                if refused and exc.wait_s <= self.cfg.wait_in_place_s:
+                    await self._wait_in_place(exc.wait_s)  # still first in its line
+                    continue
+                await self._reschedule(item, exc.wait_s, count_attempt=False, error=None)
                 return
-            delay = min(self.cfg.max_backoff_s, self.cfg.base_backoff_s * 2 ** (attempts - 1))
-            delay *= random.uniform(0.5, 1.0)
-            log.warning(
-                "outbox.retry", item=item.id, kind=item.kind, attempt=attempts, error=str(exc)
-            )
-            await self._reschedule(item, delay, count_attempt=True, error=str(exc))
-            return
+            except RateLimited as exc:
+                log.info("outbox.rate_limited", item=item.id, retry_after=exc.retry_after)
+                if rate_limited(item.destination):  # the whole channel waits, not only this item
+                    await self.budget.hold(item.destination, exc.remaining())
+                if exc.retry_after <= self.cfg.wait_in_place_s:
+                    refused = True
+                    self.health.progressed()
+                    await self._wait_in_place(exc.remaining())
+                    continue
+                await self._reschedule(item, exc.remaining(), count_attempt=False, error=str(exc))
+                return
+            except PermanentError as exc:
+                await self._dead(item, str(exc), item.attempts + 1)
+                return
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # any failure of a delivery is retried, then dead-lettered
+                await self._failed(item, exc)
+                return
         await self._mark_done(item.id)
         self.health.delivered()
+
+    async def _wait_in_place(self, seconds: float) -> None:
+        """Wait out a refusal holding the item's claim (and so its place in its destination's
+        line) but not its delivery slot: its lane takes other work meanwhile. Exactly as long
+        as the platform said, from its answer: no claim and no reschedule to add to it."""
+        task = asyncio.current_task()
+        assert task is not None  # a delivery is a task of its own
+        lanes = [lane for lane in (self._people, self._background) if task in lane]
+        for lane in lanes:
+            lane.discard(task)
+        self._wake.set()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            for lane in lanes:
+                lane.add(task)
+
+    async def _failed(self, item: Item, exc: Exception) -> None:
+        """A delivery failed: retried after a backoff with jitter, dead-lettered at the end."""
+        attempts = item.attempts + 1
+        metrics.DELIVERY_FAILURES.labels(kind=item.kind).inc()
+        if attempts >= self.cfg.max_attempts:
+            await self._dead(item, f"{type(exc).__name__}: {exc}", attempts)
+            return
+        delay = min(self.cfg.max_backoff_s, self.cfg.base_backoff_s * 2 ** (attempts - 1))
+        delay *= random.uniform(0.5, 1.0)
+        log.warning("outbox.retry", item=item.id, kind=item.kind, attempt=attempts, error=str(exc))
+        await self._reschedule(item, delay, count_attempt=True, error=str(exc))
 
     async def _mark_done(self, item_id: int) -> None:
         """Mark delivered items done, many in one write: whoever holds the turn writes every

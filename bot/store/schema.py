@@ -151,6 +151,8 @@ storms = Table(
     Column("part", Integer, nullable=False, server_default="1"),
     Column("edits", Integer, nullable=False, server_default="0"),
     Column("open_key", String(300), nullable=True, unique=True),
+    # the part whose post was attempted and not yet recorded: found again, not posted twice
+    Column("posting_part", Integer, nullable=True),
 )
 
 messages = Table(
@@ -187,7 +189,7 @@ outbox = Table(
     Column("created_at", TS, nullable=False),
     Column("done_at", TS, nullable=True),
     # bot.queue.outbox.Priority: claimed lowest first
-    Column("priority", Integer, nullable=False, server_default="3"),
+    Column("priority", Integer, nullable=False, server_default="4"),
     Index("ix_outbox_due", "status", "next_attempt_at"),
     Index("ix_outbox_claim", "status", "priority", "id"),
     Index("ix_outbox_order", "ordering_key", "status", "id"),

@@ -155,6 +155,11 @@ class ChatAdapter(Protocol):
         `key` is its idempotency key, as for `post_root`."""
         ...
 
+    async def find_digest(self, channel: str, key: str) -> str | None:
+        """The message id of the digest posted with `key` by an attempt whose answer was lost,
+        or None when the platform shows none (as `find_root`)."""
+        ...
+
     async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
         """Edit a storm digest in place (only called when `capabilities.can_edit`)."""
         ...

@@ -75,6 +75,9 @@ class ConsoleAdapter:
         self.bus.publish("storm", {"key": key, **console_json.storm(digest, self.capabilities)})
         return key
 
+    async def find_digest(self, channel: str, key: str) -> str | None:
+        return None  # posting again publishes the same digest
+
     async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
         await self.post_digest(channel, digest, message_id)
 

@@ -539,6 +539,9 @@ class DiscordAdapter:
         )
         return str(sent.id)
 
+    async def find_digest(self, channel: str, key: str) -> str | None:
+        return None  # posting again with the key's nonce returns the lost attempt's message
+
     async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
         rendered = discord_embeds.storm(digest, self.capabilities)
         message = self._channel(channel).get_partial_message(int(message_id))

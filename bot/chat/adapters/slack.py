@@ -270,6 +270,13 @@ class SlackAdapter:
         return ThreadRef(PLATFORM, channel, resp["ts"])
 
     async def find_root(self, channel: str, key: str) -> ThreadRef | None:
+        ts = await self._find_keyed(channel, ROOT_EVENT, key)
+        return None if ts is None else ThreadRef(PLATFORM, channel, ts)
+
+    async def find_digest(self, channel: str, key: str) -> str | None:
+        return await self._find_keyed(channel, STORM_EVENT, key)
+
+    async def _find_keyed(self, channel: str, event_type: str, key: str) -> str | None:
         """Slack has no idempotency key: look for the key in the metadata of recent messages."""
         resp = await self._call(
             self.client.conversations_history(
@@ -279,10 +286,10 @@ class SlackAdapter:
         for message in resp.get("messages") or []:
             meta = message.get("metadata") or {}
             if (
-                meta.get("event_type") == ROOT_EVENT
+                meta.get("event_type") == event_type
                 and meta.get("event_payload", {}).get("key") == key
             ):
-                return ThreadRef(PLATFORM, channel, message["ts"])
+                return str(message["ts"])
         return None
 
     async def update_root(self, thread: ThreadRef, view: RootView) -> None:

@@ -347,6 +347,12 @@ class WhatsAppAdapter:
         text = whatsapp_text.storm(digest, self.capabilities)
         return await self._send(channel, text, None, page=True, key=key) or ""
 
+    async def find_digest(self, channel: str, key: str) -> str | None:
+        """The digest's message when its send was recorded (else it is sent again)."""
+        async with self.store.read() as conn:
+            found = await delivery.find_sent(conn, PLATFORM, key)
+        return None if found is None else found[0]
+
     async def update_digest(self, channel: str, message_id: str, digest: StormDigest) -> None:
         raise PermanentError("WhatsApp cannot edit a message")  # capabilities.can_edit is False
 
