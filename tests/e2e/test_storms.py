@@ -13,10 +13,13 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.app.config import Config
+from bot.chat.adapters.base import ChatAdapter
+from bot.chat.messages import StormDigest
 from bot.incidents import lifecycle
 from bot.incidents.models import utcnow
 from bot.queue import outbox
 from bot.store import schema as t
+from integrations.errors import TransientError
 from tests.fakes.bot_server import RunningBot, polled, run_bot
 from tests.fakes.slack_api import (
     FakeSlack,
@@ -328,3 +331,49 @@ async def test_a_storm_is_one_digest_that_opens_threads_when_acted_on_and_when_i
         assert len(rooted) == len({m.text for m in rooted}) == 11  # nobody got two roots
         assert fake_slack.messages[(CHANNEL, digest.ts)].edits <= cfg.storm.max_edits
         assert (await bot.client.get("/stats")).json()["storms"] == []
+
+
+class LosesTheFirstDigestAnswer:
+    """The Slack adapter, except that Slack's answer to the first digest post is lost after
+    Slack posted it (as when the process dies between the call and its record)."""
+
+    def __init__(self, inner: ChatAdapter) -> None:
+        self.inner, self.lost = inner, False
+
+    async def post_digest(self, channel: str, digest: StormDigest, key: str) -> str:
+        ts = await self.inner.post_digest(channel, digest, key)
+        if not self.lost:
+            self.lost = True
+            raise TransientError("the answer was lost")
+        return ts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_digest_whose_answer_was_lost_is_found_again_not_posted_twice(
+    bot_config: Callable[..., Config], fake_slack: FakeSlack
+) -> None:
+    cfg = slack_config(bot_config, fake_slack, storm={"edit_interval_s": 0})
+    async with run_bot(cfg) as bot:
+        adapters = bot.runtime.adapters
+        adapters["slack"] = LosesTheFirstDigestAnswer(adapters["slack"])
+        for i in range(20):
+            await fire(bot, group(i))
+
+        def digests() -> list[SlackMessage]:
+            return [m for m in top_level(fake_slack) if "Storm: " in m.text]
+
+        def tried_again() -> bool:
+            return bool(fake_slack.calls("conversations.history")) or len(digests()) > 1
+
+        await bot.wait_for(polled(tried_again), 30, what="the digest's second attempt")
+        await bot.settle()
+        (digest,) = digests()
+        assert "Storm: 20 incidents" in digest.text and digest.edits >= 1  # shown as it is now
+        assert all(f"Storm{i:03d}" in shown(digest) for i in range(20))
+        assert len(top_level(fake_slack)) == 1  # no second digest, no root of their own
+        await fire(bot, group(20))  # the storm goes on in the message that was found
+        await bot.settle()
+        assert "Storm020" in shown(fake_slack.messages[(CHANNEL, digest.ts)])
+        assert len(top_level(fake_slack)) == 1

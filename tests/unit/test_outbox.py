@@ -4,6 +4,7 @@ letters, coalescing, rate limits and leases."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -195,6 +196,28 @@ async def test_rate_limited_reschedules_without_counting_an_attempt(store: Store
     await drain(w)
     (row,) = await rows(store)
     assert row.status == "done"  # max_attempts=1 was not used up by the 429
+
+
+async def test_a_short_retry_after_is_waited_out_in_place_and_delivered_once(
+    store: Store,
+) -> None:
+    """A 429 with a Retry-After under `wait_in_place_s`: the item keeps its claim, is tried
+    again in the same pass no sooner than Retry-After after the answer, and is done."""
+    tried: list[float] = []
+
+    async def refused_once(item: Item) -> None:
+        tried.append(time.monotonic())
+        if len(tried) == 1:
+            raise RateLimited("slack 429", retry_after=0.2)
+
+    w = worker(store, refused_once, max_attempts=1, wait_in_place_s=1.0)
+    await put(store, 1, destination="slack:C1")
+    assert await w.run_once() == 1
+    (row,) = await rows(store)
+    assert (row.status, row.attempts, row.last_error) == ("done", 0, None)
+    assert len(tried) == 2 and tried[1] - tried[0] >= 0.2
+    assert await w.budget.take("slack:C1") == 0.0  # the hold is over
+    assert await w.run_once() == 0
 
 
 def test_token_bucket_with_a_controlled_clock() -> None:
