@@ -634,6 +634,9 @@ class StormConfig(_Model):
     quiet_s: float = Field(default=30.0, ge=0)  # over: no new incident for this long, few open
     edit_interval_s: float = Field(default=3.0, ge=0)  # the digest is edited at most this often
     max_edits: int = Field(default=20, ge=1)  # of one message; then it goes on in a new one
+    # where messages cannot be edited (WhatsApp): the storm as it is now, in a new message at
+    # most this often (each person's line; Twilio sends about one message a second per sender)
+    resend_interval_s: float = Field(default=60.0, ge=0)
     tick_s: float = Field(default=2.0, gt=0)  # how often the leader looks for storms that ended
 
 

@@ -6,7 +6,8 @@ is absorbed when the channel has a storm, or starts one when more new incidents 
 than its budget posts in `storm.window_s`: every root waiting there becomes a line in the
 storm's digest (a `threads` row in state `storm`). Changes to those incidents edit the digest
 (coalesced, at most every `storm.edit_interval_s`, at most `storm.max_edits` times per message,
-then it goes on in a new message). An incident's own thread opens when a person acts on it (a
+then it goes on in a new message). A platform that cannot edit (WhatsApp) gets the storm as it
+is now in a new message instead, at most every `storm.resend_interval_s`. An incident's own thread opens when a person acts on it (a
 button on the digest, `#42` in the channel, any command naming it) or when the storm ends (no
 new incident for `storm.quiet_s`, and no more open than the channel posts at once) while it
 is still open; its latest diagnosis follows its root there.
@@ -61,11 +62,15 @@ class StormDesk:
         return burst + int(rate * self.cfg.storm.window_s)
 
     def applies(self, adapter: ChatAdapter, channel: str) -> bool:
-        return (
-            self.cfg.storm.enabled
-            and adapter.capabilities.can_edit
-            and rate_limited(f"{adapter.platform}:{channel}")
-        )
+        return self.cfg.storm.enabled and rate_limited(f"{adapter.platform}:{channel}")
+
+    def _interval(self, destination: str) -> float:
+        """How long a digest's changes wait to be shown: an edit, or, where messages cannot
+        be edited, the next message of the storm."""
+        adapter = self.adapters.get(destination.partition(":")[0])
+        if adapter is None or adapter.capabilities.can_edit:
+            return self.cfg.storm.edit_interval_s
+        return self.cfg.storm.resend_interval_s
 
     # ---- roots into the digest --------------------------------------------------------------
     async def absorb(self, item: Item, adapter: ChatAdapter, channel: str) -> bool:
@@ -199,8 +204,13 @@ class StormDesk:
         async with self.store.write() as conn:
             await self._queue_digest(conn, storm_id, destination)
 
-    async def _queue_digest(self, conn: AsyncConnection, storm_id: int, destination: str) -> None:
+    async def _queue_digest(
+        self, conn: AsyncConnection, storm_id: int, destination: str, *, at_once: bool = False
+    ) -> None:
+        """Show the storm as it is: at once when it has no message yet (or `at_once`), else
+        an interval on, the changes until then coalesced into one edit or message."""
         posted = await conn.scalar(select(t.storms.c.message_id).where(t.storms.c.id == storm_id))
+        at_once = at_once or posted is None
         await outbox.enqueue(
             conn,
             DIGEST,
@@ -208,7 +218,7 @@ class StormDesk:
             {"storm_id": storm_id},
             ordering_key=f"storm:{storm_id}",
             coalesce_key=f"storm:{storm_id}",
-            delay_s=0 if posted is None else self.cfg.storm.edit_interval_s,
+            delay_s=0 if at_once else self._interval(destination),
             priority=Priority.DIGEST,
         )
 
@@ -217,13 +227,19 @@ class StormDesk:
         """Outbox handler for the digest: post it, or edit it to show the storm as it is now,
         with every root waiting for the channel named in it (not one claim of theirs each)."""
         storm_id = int(item.payload["storm_id"])
+        adapter = self.adapters[item.destination.partition(":")[0]]
+        caps = adapter.capabilities
         await self.spend(item.destination)
         async with self.store.write() as conn:
             await outbox.release_coalesce_key(conn, item.id)  # later changes: another edit
             storm = (await conn.execute(select(t.storms).where(t.storms.c.id == storm_id))).one()
             if storm.ended_at is None:
                 await self._take_waiting_roots(conn, storm_id, item.destination, self.clock())
-            fresh = storm.message_id is None or storm.edits >= self.cfg.storm.max_edits
+            fresh = (
+                storm.message_id is None
+                or storm.edits >= self.cfg.storm.max_edits
+                or not caps.can_edit  # each change is the next message
+            )
             part = storm.part + (storm.message_id is not None and fresh)
             attempted = fresh and storm.posting_part == part  # its answer may have been lost
             if fresh and not attempted:  # the intent, before the call: see `attempted`
@@ -232,8 +248,6 @@ class StormDesk:
                 )
             storm = (await conn.execute(select(t.storms).where(t.storms.c.id == storm_id))).one()
             lines = await _lines(conn, storm_id)
-        adapter = self.adapters[storm.platform]
-        caps = adapter.capabilities
         over = storm.ended_at is not None
         digest = StormDigest(
             lines,
@@ -335,7 +349,9 @@ class StormDesk:
                 )
                 for incident_id in still_open:
                     await self.open_for(conn, incident_id, storm.platform, storm.channel)
-                await self._queue_digest(conn, storm.id, f"{storm.platform}:{storm.channel}")
+                await self._queue_digest(
+                    conn, storm.id, f"{storm.platform}:{storm.channel}", at_once=True
+                )
                 log.warning(
                     "storm.over",
                     platform=storm.platform,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.app.config import Config
 from bot.chat.adapters.base import ChatAdapter
@@ -20,6 +20,8 @@ from bot.incidents.models import utcnow
 from bot.queue import outbox
 from bot.store import schema as t
 from integrations.errors import TransientError
+from tests.e2e.test_whatsapp import RAVI, open_window, texts, whatsapp_bot
+from tests.e2e.test_whatsapp import fire as fire_wa
 from tests.fakes.bot_server import RunningBot, polled, run_bot
 from tests.fakes.slack_api import (
     FakeSlack,
@@ -30,6 +32,7 @@ from tests.fakes.slack_api import (
     message_event,
     slack_settings,
 )
+from tests.fakes.twilio_api import FakeTwilio
 
 CHANNEL = "C0STORM"
 
@@ -377,3 +380,67 @@ async def test_a_digest_whose_answer_was_lost_is_found_again_not_posted_twice(
         await bot.settle()
         assert "Storm020" in shown(fake_slack.messages[(CHANNEL, digest.ts)])
         assert len(top_level(fake_slack)) == 1
+
+
+async def test_whatsapp_gets_a_storm_as_a_new_message_at_most_every_resend_interval(
+    bot_config: Callable[..., Config], fake_twilio: FakeTwilio
+) -> None:
+    """No edits on WhatsApp: one message names the storm instead of one per incident; its
+    changes are the next message, not before `storm.resend_interval_s`; when it ends, each
+    incident still open gets its own message."""
+    outbox_cfg = {"per_channel_rate": 10, "per_channel_burst": 3, "update_coalesce_s": 0}
+    storm_cfg = {"window_s": 0.5, "resend_interval_s": 3600, "quiet_s": 30}  # a storm: over 8
+    async with whatsapp_bot(bot_config, fake_twilio, outbox=outbox_cfg, storm=storm_cfg) as bot:
+        await open_window(bot, fake_twilio)
+        before = len(texts(fake_twilio, RAVI))
+
+        async def sent(n: int) -> list[str]:
+            """The next `n` messages Ravi got (once they are all there), and nothing more."""
+            await bot.wait_for(
+                polled(lambda: len(texts(fake_twilio, RAVI)) >= before + n), 30, what=f"{n}"
+            )
+            await bot.settle()
+            return texts(fake_twilio, RAVI)[before:]
+
+        ids = [await fire_wa(bot, service=f"svc{i:02d}") for i in range(12)]
+        (storm,) = await sent(1)
+        assert storm.startswith("⚡ Storm: 12 incidents")
+        shorts = [(await bot.client.get(f"/api/incidents/{i}")).json()["short_id"] for i in ids]
+        assert all(f"#{n} " in storm for n in shorts)
+
+        for i in range(4):  # changes wait for the next message, due an interval later
+            resp = await bot.client.post(
+                "/webhooks/generic",
+                json={
+                    "incident_id": f"svc{i:02d}-down",
+                    "service": f"svc{i:02d}",
+                    "status": "resolved",
+                },
+            )
+            assert resp.status_code == 200, resp.text
+        await bot.settle()
+        assert len(texts(fake_twilio, RAVI)) == before + 1
+        async with bot.runtime.store.write() as conn:  # the interval passes
+            await conn.execute(
+                update(t.outbox)
+                .where(t.outbox.c.kind == "storm_digest", t.outbox.c.status == "pending")
+                .values(next_attempt_at=utcnow())
+            )
+        (_, again) = await sent(2)
+        assert again.startswith("⚡ Storm: 12 incidents") and "4 resolved" in again
+
+        desk = bot.runtime.router.storms
+        desk.clock = lambda: utcnow() + timedelta(seconds=31)  # quiet since, and 8 open
+        await desk.tick()
+
+        def ended() -> tuple[list[str], list[str]]:
+            after = texts(fake_twilio, RAVI)[before + 2 :]
+            return [m for m in after if m.startswith("⚡ Storm over")], [
+                m for m in after if m.startswith("🔴 CRITICAL")
+            ]
+
+        await bot.wait_for(polled(lambda: [len(x) for x in ended()] == [1, 8]), 30, what="end")
+        await bot.settle()
+        over, roots = ended()
+        assert len(over) == 1 and "4 resolved" in over[0]
+        assert sorted(int(r.split()[2][1:]) for r in roots) == sorted(shorts[4:])
