@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -145,9 +145,9 @@ class StormDesk:
 
     async def _take_waiting_roots(
         self, conn: AsyncConnection, storm_id: int, destination: str, now: datetime, *also: str
-    ) -> None:
+    ) -> int:
         """Every root waiting for the channel (and `also`'s incidents) becomes a line of the
-        digest: the storm's newest news."""
+        digest: the storm's newest news. Returns how many roots were waiting."""
         o = t.outbox.c
         rows = (
             await conn.execute(
@@ -173,7 +173,7 @@ class StormDesk:
         rows = [r for r in rows if r.incident_id not in attempted]
         incidents = {r.incident_id for r in rows} | set(also)
         if not incidents:
-            return
+            return 0
         await conn.execute(
             insert_or_ignore(conn.dialect.name, t.threads),
             [
@@ -198,6 +198,7 @@ class StormDesk:
         await conn.execute(
             update(t.storms).where(t.storms.c.id == storm_id).values(last_new_at=now)
         )
+        return len(rows)
 
     async def changed(self, storm_id: int, destination: str) -> None:
         """An incident of the storm changed: its digest is edited (soon, coalesced)."""
@@ -205,28 +206,57 @@ class StormDesk:
             await self._queue_digest(conn, storm_id, destination)
 
     async def _queue_digest(
-        self, conn: AsyncConnection, storm_id: int, destination: str, *, at_once: bool = False
+        self,
+        conn: AsyncConnection,
+        storm_id: int,
+        destination: str,
+        *,
+        at_once: bool = False,
+        look: bool = False,
     ) -> None:
         """Show the storm as it is: at once when it has no message yet (or `at_once`), else
-        an interval on, the changes until then coalesced into one edit or message."""
+        an interval on, the changes until then coalesced into one edit or message. `look`: an
+        interval on, and only if more roots wait for the channel by then (while a storm grows,
+        new incidents whose root items have not been claimed yet)."""
         posted = await conn.scalar(select(t.storms.c.message_id).where(t.storms.c.id == storm_id))
-        at_once = at_once or posted is None
+        at_once = (at_once or posted is None) and not look
+        if not look:  # a look waiting (not under way) would only hold this one up: dropped
+            o, now = t.outbox.c, utcnow()
+            await conn.execute(
+                update(t.outbox)
+                .where(
+                    o.coalesce_key == f"storm-look:{storm_id}",
+                    o.status == "pending",
+                    or_(o.locked_until.is_(None), o.locked_until < now),
+                )
+                .values(status="done", done_at=now, coalesce_key=None)
+            )
         await outbox.enqueue(
             conn,
             DIGEST,
             destination,
-            {"storm_id": storm_id},
+            {"storm_id": storm_id, "look": look},
             ordering_key=f"storm:{storm_id}",
-            coalesce_key=f"storm:{storm_id}",
+            coalesce_key=f"storm-look:{storm_id}" if look else f"storm:{storm_id}",
             delay_s=0 if at_once else self._interval(destination),
             priority=Priority.DIGEST,
         )
+
+    async def _more_named(self, storm_id: int, destination: str) -> bool:
+        """Name the roots waiting for the channel in its storm: True if there were any."""
+        async with self.store.write() as conn:
+            ended = await conn.scalar(select(t.storms.c.ended_at).where(t.storms.c.id == storm_id))
+            if ended is not None:
+                return False
+            return await self._take_waiting_roots(conn, storm_id, destination, self.clock()) > 0
 
     # ---- the digest -------------------------------------------------------------------------
     async def deliver(self, item: Item) -> None:
         """Outbox handler for the digest: post it, or edit it to show the storm as it is now,
         with every root waiting for the channel named in it (not one claim of theirs each)."""
         storm_id = int(item.payload["storm_id"])
+        if item.payload.get("look") and not await self._more_named(storm_id, item.destination):
+            return  # no new incident for the channel since the last look: nothing to show
         adapter = self.adapters[item.destination.partition(":")[0]]
         caps = adapter.capabilities
         await self.spend(item.destination)
@@ -281,6 +311,9 @@ class StormDesk:
             await adapter.update_digest(storm.channel, storm.message_id, digest)
         async with self.store.write() as conn:
             await conn.execute(update(t.storms).where(t.storms.c.id == storm_id).values(**values))
+            growing = self.clock() - (aware(storm.last_new_at) or utcnow())
+            if not over and growing.total_seconds() <= self._interval(item.destination):
+                await self._queue_digest(conn, storm_id, item.destination, look=True)
         if self.bus is not None:
             shown = console_json.storm(digest, caps)
             self.bus.publish(
