@@ -388,7 +388,7 @@ async def test_whatsapp_gets_a_storm_as_a_new_message_at_most_every_resend_inter
     """No edits on WhatsApp: one message names the storm instead of one per incident; its
     changes are the next message, not before `storm.resend_interval_s`; when it ends, each
     incident still open gets its own message."""
-    outbox_cfg = {"per_channel_rate": 10, "per_channel_burst": 3, "update_coalesce_s": 0}
+    outbox_cfg = {"rates": {"whatsapp": {"rate": 10, "burst": 3}}, "update_coalesce_s": 0}
     storm_cfg = {"window_s": 0.5, "resend_interval_s": 3600, "quiet_s": 30}  # a storm: over 8
     async with whatsapp_bot(bot_config, fake_twilio, outbox=outbox_cfg, storm=storm_cfg) as bot:
         await open_window(bot, fake_twilio)
