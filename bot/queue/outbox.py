@@ -343,10 +343,11 @@ class OutboxWorker:
         return len(items)
 
     async def run_now(self, kind: str, incident_ids: list[str]) -> None:
-        """Deliver the pending `kind` items of these incidents at once (if not already taken)."""
+        """Deliver the pending `kind` items of these incidents at once (if not already taken),
+        on the caller's time: a refusal is rescheduled, never waited out here."""
         o = t.outbox
         items = await self._claim(100, and_(o.c.kind == kind, o.c.incident_id.in_(incident_ids)))
-        await asyncio.gather(*(self._deliver(i) for i in items))
+        await asyncio.gather(*(self._deliver(i, may_wait=False) for i in items))
 
     async def _claim(self, limit: int, only: Any = None) -> list[Item]:
         if limit <= 0:
@@ -428,7 +429,7 @@ class OutboxWorker:
             take=query.with_for_update(skip_locked=True, of=o),
         )
 
-    async def _deliver(self, item: Item) -> None:
+    async def _deliver(self, item: Item, *, may_wait: bool = True) -> None:
         # this task's writes yield to webhooks, unless a person waits for them (each task has
         # its own context)
         if item.priority == Priority.PEOPLE:
@@ -437,7 +438,7 @@ class OutboxWorker:
             background_work()
         self._held.add(item.id)
         try:
-            await self._attempt(item)
+            await self._attempt(item, may_wait=may_wait)
         except StoreUnavailable as exc:
             # our store failed, not the destination: no attempt is counted; the lease lapses
             # and the item is claimed again once the store is back
@@ -449,7 +450,8 @@ class OutboxWorker:
         finally:
             self._held.discard(item.id)
 
-    async def _attempt(self, item: Item) -> None:
+    async def _attempt(self, item: Item, *, may_wait: bool) -> None:
+        """Run the item's handler; `may_wait`: a short Retry-After is waited out in place."""
         handler = self.handlers.get(item.kind)
         if handler is None:
             await self._dead(item, f"no handler for {item.kind!r}")
@@ -469,7 +471,7 @@ class OutboxWorker:
                 log.info("outbox.rate_limited", item=item.id, retry_after=exc.retry_after)
                 if rate_limited(item.destination):  # the whole channel waits, not only this item
                     await self.budget.hold(item.destination, exc.remaining())
-                if exc.retry_after <= self.cfg.wait_in_place_s:
+                if may_wait and exc.retry_after <= self.cfg.wait_in_place_s:
                     refused = True
                     self.health.progressed()
                     await self._wait_in_place(exc.remaining())

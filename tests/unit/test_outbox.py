@@ -220,6 +220,25 @@ async def test_a_short_retry_after_is_waited_out_in_place_and_delivered_once(
     assert await w.run_once() == 0
 
 
+async def test_run_now_reschedules_a_refusal_instead_of_waiting_on_its_callers_time(
+    store: Store,
+) -> None:
+    """`run_now` runs inside a webhook's answer: a 429 there is rescheduled, not waited out."""
+    tried: list[int] = []
+
+    async def refused(item: Item) -> None:
+        tried.append(item.id)
+        raise RateLimited("twilio 429", retry_after=0.2)
+
+    w = worker(store, refused, wait_in_place_s=1.0)
+    async with store.write() as conn:
+        await outbox.enqueue(conn, "reply", "whatsapp:+1", {"n": 1}, incident_id="i1")
+    await w.run_now("reply", ["i1"])
+    (row,) = await rows(store)
+    assert len(tried) == 1 and (row.status, row.attempts) == ("pending", 0)
+    assert aware(row.next_attempt_at) > utcnow()
+
+
 def test_token_bucket_with_a_controlled_clock() -> None:
     now = [100.0]
     bucket = TokenBucket(flat(2.0, 3), clock=lambda: now[0])
