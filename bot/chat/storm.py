@@ -7,10 +7,11 @@ than its budget posts in `storm.window_s`: every root waiting there becomes a li
 storm's digest (a `threads` row in state `storm`). Changes to those incidents edit the digest
 (coalesced, at most every `storm.edit_interval_s`, at most `storm.max_edits` times per message,
 then it goes on in a new message). A platform that cannot edit (WhatsApp) gets the storm as it
-is now in a new message instead, at most every `storm.resend_interval_s`. An incident's own thread opens when a person acts on it (a
-button on the digest, `#42` in the channel, any command naming it) or when the storm ends (no
-new incident for `storm.quiet_s`, and no more open than the channel posts at once) while it
-is still open; its latest diagnosis follows its root there.
+is now in a new message instead, at most every `storm.resend_interval_s`. An incident's own
+thread opens when a person acts on it (a button on the digest, `#42` in the channel, any
+command naming it) or when the storm ends (no new incident for `storm.quiet_s`, and no more
+open than the channel posts at once) while it is still open; its latest diagnosis follows its
+root there.
 """
 
 from __future__ import annotations
@@ -290,23 +291,7 @@ class StormDesk:
         )
         values: dict[str, Any] = {"edits": t.storms.c.edits + 1}
         if fresh:
-            key = f"storm-{storm_id}-{part}"
-            found = await adapter.find_digest(storm.channel, key) if attempted else None
-            if found is None:
-                try:
-                    message_id = await adapter.post_digest(storm.channel, digest, key)
-                except (RateLimited, PermanentError):  # refused: surely not posted
-                    await self.store.execute(
-                        update(t.storms).where(t.storms.c.id == storm_id).values(posting_part=None)
-                    )
-                    raise
-                values["edits"] = 0
-            else:  # posted by an attempt whose answer was lost: shown as it is now
-                log.info("storm.digest_recovered", storm=storm_id, part=part)
-                message_id = found
-                await adapter.update_digest(storm.channel, message_id, digest)
-                values["edits"] = 1
-            values.update(message_id=message_id, part=part, posting_part=None)
+            values = await self._post(adapter, storm, digest, attempted)
         else:
             await adapter.update_digest(storm.channel, storm.message_id, digest)
         async with self.store.write() as conn:
@@ -319,6 +304,26 @@ class StormDesk:
             self.bus.publish(
                 "storm", {"platform": storm.platform, "channel": storm.channel, **shown}
             )
+
+    async def _post(
+        self, adapter: ChatAdapter, storm: Row[Any], digest: StormDigest, attempted: bool
+    ) -> dict[str, Any]:
+        """Post the digest as a new message, once: after an attempt whose answer was lost, the
+        message it made is looked for (by key) and edited instead. Returns what to record."""
+        key = f"storm-{storm.id}-{digest.part}"
+        found = await adapter.find_digest(storm.channel, key) if attempted else None
+        if found is not None:  # shown as it is now, not as of the lost attempt
+            log.info("storm.digest_recovered", storm=storm.id, part=digest.part)
+            await adapter.update_digest(storm.channel, found, digest)
+            return {"message_id": found, "part": digest.part, "edits": 1, "posting_part": None}
+        try:
+            message_id = await adapter.post_digest(storm.channel, digest, key)
+        except (RateLimited, PermanentError):  # refused: surely not posted, nothing to look for
+            await self.store.execute(
+                update(t.storms).where(t.storms.c.id == storm.id).values(posting_part=None)
+            )
+            raise
+        return {"message_id": message_id, "part": digest.part, "edits": 0, "posting_part": None}
 
     # ---- threads out of the digest ----------------------------------------------------------
     @staticmethod
