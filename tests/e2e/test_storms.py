@@ -20,7 +20,7 @@ from bot.incidents.models import utcnow
 from bot.queue import outbox
 from bot.store import schema as t
 from integrations.errors import TransientError
-from tests.e2e.test_whatsapp import RAVI, open_window, texts, whatsapp_bot
+from tests.e2e.test_whatsapp import RAVI, TEMPLATE, open_window, texts, whatsapp_bot
 from tests.e2e.test_whatsapp import fire as fire_wa
 from tests.fakes.bot_server import RunningBot, polled, run_bot
 from tests.fakes.slack_api import (
@@ -444,3 +444,20 @@ async def test_whatsapp_gets_a_storm_as_a_new_message_at_most_every_resend_inter
         over, roots = ended()
         assert len(over) == 1 and "4 resolved" in over[0]
         assert sorted(int(r.split()[2][1:]) for r in roots) == sorted(shorts[4:])
+
+
+async def test_a_whatsapp_storm_outside_the_24_hour_window_pages_with_the_template(
+    bot_config: Callable[..., Config], fake_twilio: FakeTwilio
+) -> None:
+    outbox_cfg = {"rates": {"whatsapp": {"rate": 10, "burst": 3}}}
+    storm_cfg = {"window_s": 0.5}  # a storm: over 8 new incidents for one number
+    async with whatsapp_bot(bot_config, fake_twilio, outbox=outbox_cfg, storm=storm_cfg) as bot:
+        for i in range(12):
+            await fire_wa(bot, service=f"svc{i:02d}")
+        await bot.wait_for(polled(lambda: fake_twilio.sent_to(RAVI)), 30, what="the page")
+        await bot.settle()
+        (page,) = fake_twilio.sent_to(RAVI)  # Ravi has not written: free text may not go
+        assert (page.body, page.content_sid) == (None, TEMPLATE)
+        variables = dict(page.content_variables or {})
+        assert variables.pop("4").startswith("⚡ Storm: 12 incidents in ")
+        assert variables == {"1": "#1–#12", "2": "critical", "3": "12 services"}

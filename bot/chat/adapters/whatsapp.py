@@ -45,6 +45,7 @@ from bot.incidents.delivery import DeliveryStatus
 from bot.incidents.models import Incident, aware, utcnow
 from bot.store import Store
 from bot.store import schema as t
+from integrations.alerts.model import Severity
 from integrations.errors import IntegrationError, PermanentError, RateLimited, TransientError
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,35 @@ def translate(exc: TwilioRestException) -> IntegrationError:
     if exc.status >= 500:
         return TransientError(what)
     return PermanentError(what)
+
+
+def incident_fields(inc: Incident | RootView) -> dict[str, str]:
+    """What fills a page's template for one incident."""
+    return {
+        "incident": f"#{inc.short_id}",
+        "severity": inc.severity,
+        "service": inc.service or "-",
+        "title": inc.title,
+    }
+
+
+def storm_fields(digest: StormDigest) -> dict[str, str]:
+    """What fills a page's template for a storm: its incidents' numbers, the most severe
+    level among them, its service or how many, and its headline."""
+    lines = digest.incidents
+    services = sorted({line.service or "-" for line in lines})
+    worst = max((Severity(line.severity) for line in lines), key=lambda s: s.rank, default=None)
+    shorts = sorted(line.short_id for line in lines)
+    return {
+        "incident": f"#{shorts[0]}–#{shorts[-1]}" if shorts else "-",
+        "severity": worst.value if worst else "-",
+        "service": services[0] if len(services) == 1 else f"{len(services)} services",
+        "title": digest.headline,
+    }
+
+
+def fields_of(about: Incident | RootView | StormDigest) -> dict[str, str]:
+    return storm_fields(about) if isinstance(about, StormDigest) else incident_fields(about)
 
 
 def twiml(text: str | None = None) -> Response:
@@ -219,14 +249,8 @@ class WhatsAppAdapter:
         if self._client is not None:
             await self._client.http_client.close()
 
-    def _template_vars(self, inc: Incident | RootView, text: str) -> str:
-        fields = {
-            "incident": f"#{inc.short_id}",
-            "severity": inc.severity,
-            "service": inc.service or "-",
-            "title": inc.title,
-            "text": " · ".join(text.splitlines()),
-        }
+    def _template_vars(self, about: dict[str, str], text: str) -> str:
+        fields = {**about, "text": " · ".join(text.splitlines())}
         chosen = {k: fields[v][:TEMPLATE_VAR_CHARS] for k, v in self.wa.template.variables.items()}
         return json.dumps(chosen)
 
@@ -248,7 +272,7 @@ class WhatsAppAdapter:
         self,
         number: str,
         text: str,
-        about: Incident | RootView | None,
+        about: Incident | RootView | StormDigest | None,
         *,
         page: bool,
         key: str | None = None,
@@ -260,11 +284,13 @@ class WhatsAppAdapter:
         if about is None or await self._in_window(number):
             args["body"] = text
         elif not page:
-            log.info("whatsapp.outside_window", incident=about.short_id, skipped="news")
+            log.info(
+                "whatsapp.outside_window", incident=fields_of(about)["incident"], skipped="news"
+            )
             return None
         elif self.wa.template.content_sid:
             args["content_sid"] = self.wa.template.content_sid
-            args["content_variables"] = self._template_vars(about, text)
+            args["content_variables"] = self._template_vars(fields_of(about), text)
         else:
             raise PermanentError(
                 f"{number} is outside WhatsApp's 24-hour window and "
@@ -273,7 +299,11 @@ class WhatsAppAdapter:
         if self.cfg.http.public_url:
             args["status_callback"] = self.cfg.http.public_url.rstrip("/") + STATUS_PATH
         incident_id = (
-            about.incident_id if isinstance(about, RootView) else about.id if about else None
+            about.incident_id
+            if isinstance(about, RootView)
+            else about.id
+            if isinstance(about, Incident)
+            else None
         )
         if key is not None:  # the intent first, so that `find_root` can look after a crash
             async with self.store.write() as conn:
@@ -345,7 +375,7 @@ class WhatsAppAdapter:
 
     async def post_digest(self, channel: str, digest: StormDigest, key: str) -> str:
         text = whatsapp_text.storm(digest, self.capabilities)
-        return await self._send(channel, text, None, page=True, key=key) or ""
+        return await self._send(channel, text, digest, page=True, key=key) or ""
 
     async def find_digest(self, channel: str, key: str) -> str | None:
         """The digest's message when its send was recorded (else it is sent again)."""
