@@ -1,6 +1,7 @@
 """Storm benchmark: 200 Alertmanager groups fire at once into one Slack channel, then resolve.
 
     python bench/storm.py [--groups 200] [--rounds 10] [--senders 8] [--alerts 5] [--refusals 20]
+        [--timeline]
     python bench/storm.py --ack [--incidents 10000] [--acks 20]
 
 Default mode: `opsbot run` posts to a local fake Slack through the real slack_sdk; the fake answers
@@ -40,6 +41,7 @@ from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 CHANNEL = "C0STORM"
 DRAIN_TIMEOUT_S = 300.0
+RETRY_AFTER_S = 1.0  # what the fake's refusals say
 GOAL_VISIBLE_S, GOAL_DRAIN_S, GOAL_CALLS, GOAL_EDITS, GOAL_ACK_P95_S = 10.0, 60.0, 2.0, 20, 1.0
 
 
@@ -148,7 +150,7 @@ async def storm(args: argparse.Namespace) -> int:
     slack = TimedSlack()
     await slack.start()
     if args.refusals:
-        slack.fail_next(args.refusals, status=429, retry_after=1.0)
+        slack.fail_next(args.refusals, status=429, retry_after=RETRY_AFTER_S)
     slack_cfg = (
         f"slack: {{bot_token: {BOT_TOKEN}, signing_secret: {SIGNING_SECRET}, "
         f"api_url: '{slack.api_url}'}}\nroutes: [{{match: {{}}, slack: [{CHANNEL}]}}]\n"
@@ -248,7 +250,8 @@ def timeline(slack: TimedSlack, started: float, all_named: float, every_call: bo
         f"timeline (s after the first alert): first Slack call +{calls[0][0]:.2f} "
         f"({calls[0][1]}), {len(refused)} refused (429) "
         + (f"+{refused[0]:.2f}..+{refused[-1]:.2f}, " if refused else "")
-        + f"first chat call accepted +{accepted:.2f}, all named +{all_named - started:.2f}"
+        + f"first chat call accepted +{accepted:.2f}, all named +{all_named - started:.2f} "
+        f"(Retry-After floor +{calls[0][0] + len(refused) * RETRY_AFTER_S:.2f})"
         if calls
         else "timeline: no Slack call"
     )
