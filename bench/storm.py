@@ -6,10 +6,10 @@
 
 Default mode: `opsbot run` posts to a local fake Slack through the real slack_sdk; the fake answers
 the first `--refusals` calls (20 by default; 0: a platform that never refuses) with 429
-Retry-After: 1. Each group gets `--alerts` new alerts per round (10,000
-alerts in 2,000 notifications by default), then every group resolves. Measured from the fake's
-side: when each incident is first named in the channel, when the outbox is empty, Slack calls per
-incident, the most edits of one message, incidents given two roots.
+Retry-After: 1. Each group gets `--alerts` new alerts per round (10,000 alerts in 2,000
+notifications by default), then every group resolves. Measured from the fake's side: when each
+incident is first named in the channel, when the outbox is empty, Slack calls per incident, the
+most edits of one message, incidents given two roots; `--timeline` lists every Slack call.
 Goals: named within 10 s of its first alert, outbox empty within 60 s of the last notification,
 <= 2 calls per incident, <= 20 edits of one message, no incident with two roots.
 
