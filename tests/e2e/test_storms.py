@@ -13,16 +13,14 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from bot.app.config import Config
-from bot.chat.adapters.base import ChatAdapter
-from bot.chat.messages import StormDigest
 from bot.incidents import lifecycle
 from bot.incidents.models import utcnow
 from bot.queue import outbox
 from bot.store import schema as t
-from integrations.errors import TransientError
 from tests.e2e.test_whatsapp import RAVI, TEMPLATE, open_window, texts, whatsapp_bot
 from tests.e2e.test_whatsapp import fire as fire_wa
 from tests.fakes.bot_server import RunningBot, polled, run_bot
+from tests.fakes.lost_answer import LosesFirstAnswer
 from tests.fakes.slack_api import (
     FakeSlack,
     SlackMessage,
@@ -336,31 +334,13 @@ async def test_a_storm_is_one_digest_that_opens_threads_when_acted_on_and_when_i
         assert (await bot.client.get("/stats")).json()["storms"] == []
 
 
-class LosesTheFirstDigestAnswer:
-    """The Slack adapter, except that Slack's answer to the first digest post is lost after
-    Slack posted it (as when the process dies between the call and its record)."""
-
-    def __init__(self, inner: ChatAdapter) -> None:
-        self.inner, self.lost = inner, False
-
-    async def post_digest(self, channel: str, digest: StormDigest, key: str) -> str:
-        ts = await self.inner.post_digest(channel, digest, key)
-        if not self.lost:
-            self.lost = True
-            raise TransientError("the answer was lost")
-        return ts
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 async def test_a_digest_whose_answer_was_lost_is_found_again_not_posted_twice(
     bot_config: Callable[..., Config], fake_slack: FakeSlack
 ) -> None:
     cfg = slack_config(bot_config, fake_slack, storm={"edit_interval_s": 0})
     async with run_bot(cfg) as bot:
         adapters = bot.runtime.adapters
-        adapters["slack"] = LosesTheFirstDigestAnswer(adapters["slack"])
+        adapters["slack"] = LosesFirstAnswer(adapters["slack"], "post_digest")
         for i in range(20):
             await fire(bot, group(i))
 

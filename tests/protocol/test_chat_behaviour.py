@@ -16,12 +16,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.app.config import Config
-from bot.chat.adapters.base import ChatAdapter, RootView, ThreadRef
 from bot.chat.messages import Reply
 from bot.incidents import lifecycle
 from bot.store import schema as t
-from integrations.errors import TransientError
 from tests.fakes.bot_server import RunningBot, run_bot
+from tests.fakes.lost_answer import LosesFirstAnswer
 from tests.protocol.chat_drivers import ASHA, DRIVERS, PEOPLE, RAVI, Driver, drain
 
 PUBLIC_URL = "http://opsbot.test"
@@ -111,28 +110,10 @@ async def test_a_root_is_posted_once_per_incident(chat: Chat) -> None:
     assert "checkout is down" in await chat.driver.root_now(chat.bot, incident_id)
 
 
-class CrashAfterPost:
-    """The adapter, but the first root it posts is never recorded: as if the bot died between
-    the platform's answer and the database write (the outbox then tries the item again)."""
-
-    def __init__(self, inner: ChatAdapter) -> None:
-        self.inner, self.crashed = inner, False
-        self.platform, self.capabilities = inner.platform, inner.capabilities
-
-    async def post_root(self, channel: str, view: RootView, key: str | None = None) -> ThreadRef:
-        ref = await self.inner.post_root(channel, view, key)
-        if not self.crashed:
-            self.crashed = True
-            raise TransientError("crashed before the root was recorded")
-        return ref
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
 async def test_a_crash_between_posting_and_recording_does_not_post_twice(chat: Chat) -> None:
     platform = _platform(chat)
-    chat.bot.runtime.adapters[platform] = CrashAfterPost(chat.bot.runtime.adapters[platform])
+    adapters = chat.bot.runtime.adapters
+    adapters[platform] = LosesFirstAnswer(adapters[platform], "post_root")
     incident_id = await chat.fire()
 
     assert len(await chat.driver.roots(chat.bot)) == 1
