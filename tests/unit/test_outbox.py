@@ -178,10 +178,10 @@ async def test_root_updates_of_one_thread_coalesce_while_pending(store: Store) -
 
 
 async def test_rate_limited_reschedules_without_counting_an_attempt(store: Store) -> None:
+    before = utcnow()  # the 429 is made (RateLimited counts Retry-After from then) after this
     sink = Sink(fail={1: 1}, error=RateLimited("slack 429", retry_after=30))
     w = worker(store, sink, max_attempts=1)
     await put(store, 1)
-    before = utcnow()
     await drain(w)
     after = utcnow()
     (row,) = await rows(store)
