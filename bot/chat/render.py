@@ -113,6 +113,7 @@ def after_resolution(d: Diagnosis) -> Reply:
 
 
 STORM_OPEN_HINT = "Type `#42` here (or use a button) to open an incident's thread."
+STORM_LINE_HINT = "Reply `#42` for one incident's own messages."  # a line without threads
 
 
 def storm_groups(digest: StormDigest) -> list[tuple[str, list[StormLine]]]:

@@ -17,7 +17,7 @@ from bot.incidents import lifecycle
 from bot.incidents.models import utcnow
 from bot.queue import outbox
 from bot.store import schema as t
-from tests.e2e.test_whatsapp import RAVI, TEMPLATE, open_window, texts, whatsapp_bot
+from tests.e2e.test_whatsapp import RAVI, TEMPLATE, open_window, sender, texts, whatsapp_bot
 from tests.e2e.test_whatsapp import fire as fire_wa
 from tests.fakes.bot_server import RunningBot, polled, run_bot
 from tests.fakes.lost_answer import LosesFirstAnswer
@@ -387,6 +387,14 @@ async def test_whatsapp_gets_a_storm_as_a_new_message_at_most_every_resend_inter
         assert storm.startswith("⚡ Storm: 12 incidents")
         shorts = [(await bot.client.get(f"/api/incidents/{i}")).json()["short_id"] for i in ids]
         assert all(f"#{n} " in storm for n in shorts)
+        assert "Reply `#42` for one incident's own messages." in storm
+
+        # Ravi asks for the last one: it is his own message now, not a line of the next one
+        await sender(bot).message(RAVI, f"#{shorts[11]}")
+        said = (await sent(2))[1:]
+        assert said[0].startswith(f"🔴 CRITICAL #{shorts[11]} svc11")
+        assert all(m.startswith(f"#{shorts[11]} svc11: ") for m in said[1:])  # its diagnosis
+        before += len(said)  # counted as if said before the storm: the indexes below hold
 
         for i in range(4):  # changes wait for the next message, due an interval later
             resp = await bot.client.post(
@@ -419,11 +427,11 @@ async def test_whatsapp_gets_a_storm_as_a_new_message_at_most_every_resend_inter
                 m for m in after if m.startswith("🔴 CRITICAL")
             ]
 
-        await bot.wait_for(polled(lambda: [len(x) for x in ended()] == [1, 8]), 30, what="end")
+        await bot.wait_for(polled(lambda: [len(x) for x in ended()] == [1, 7]), 30, what="end")
         await bot.settle()
         over, roots = ended()
         assert len(over) == 1 and "4 resolved" in over[0]
-        assert sorted(int(r.split()[2][1:]) for r in roots) == sorted(shorts[4:])
+        assert sorted(int(r.split()[2][1:]) for r in roots) == sorted(shorts[4:11])
 
 
 async def test_a_whatsapp_storm_outside_the_24_hour_window_pages_with_the_template(

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from bot.chat.adapters.base import Capabilities
 from bot.chat.messages import Reply, RootView, StormDigest
-from bot.chat.render import SEVERITY_MARK, STORM_OPEN_HINT, diagnosis_text, fit, storm_lines
+from bot.chat.render import (
+    SEVERITY_MARK,
+    STORM_LINE_HINT,
+    STORM_OPEN_HINT,
+    diagnosis_text,
+    fit,
+    storm_lines,
+)
 from bot.chat.renderers import named, text_choices
 from bot.chat.text import cut, neutralise
 
@@ -46,7 +53,7 @@ def storm(digest: StormDigest, caps: Capabilities) -> str:
     ("… and N more" for what does not fit)."""
     head = f"{digest.headline}\n{digest.tally}"
     if not digest.over:
-        head += f"\n{STORM_OPEN_HINT}"
+        head += f"\n{STORM_OPEN_HINT if caps.has_threads else STORM_LINE_HINT}"
     room = max(caps.max_length - len(head) - 1, 0)
     lines, counts = storm_lines(digest, room, str, neutralise)
     return f"{head}\n{fit(lines, room, chr(10), counts)}"
