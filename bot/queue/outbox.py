@@ -289,8 +289,8 @@ class OutboxWorker:
             again = False
             for lane, room, only in self._lanes():
                 if only is PEOPLE_ONLY:
-                    if not self._look_people:
-                        continue
+                    if not self._look_people or room <= 0:
+                        continue  # (a full lane looks when a slot frees)
                     self._look_people = False  # a wake while claiming sets it again
                 try:
                     items = await self._claim(room, only)
@@ -498,7 +498,7 @@ class OutboxWorker:
         lanes = [lane for lane in (self._people, self._background) if task in lane]
         for lane in lanes:
             lane.discard(task)
-        self._wake.set()
+        self.wake(people=any(lane is self._people for lane in lanes))  # a slot is free there
         try:
             await asyncio.sleep(seconds)
         finally:

@@ -19,7 +19,7 @@ from bot.incidents.models import aware, utcnow
 from bot.queue import outbox
 from bot.queue.budget import TokenBucket, flat
 from bot.queue.health import WorkerHealth
-from bot.queue.outbox import Item, OutboxWorker
+from bot.queue.outbox import Item, OutboxWorker, Priority
 from bot.store import Store
 from bot.store import schema as t
 from integrations.errors import PermanentError, RateLimited, TransientError
@@ -218,6 +218,49 @@ async def test_a_short_retry_after_is_waited_out_in_place_and_delivered_once(
     assert len(tried) == 2 and tried[1] - tried[0] >= 0.2
     assert await w.budget.take("slack:C1") == 0.0  # the hold is over
     assert await w.run_once() == 0
+
+
+async def test_a_person_waiting_out_a_retry_after_leaves_the_peoples_slot_to_the_next(
+    store: Store,
+) -> None:
+    """One slot for people's work: while the first person's message waits out a 429 in place,
+    the next person's message (already waiting) goes, not after the worker's next poll."""
+    order: list[int] = []
+    all_tried = asyncio.Event()
+
+    async def first_refused_once(item: Item) -> None:
+        order.append(item.payload["n"])
+        all_tried.set() if len(order) == 3 else None
+        if order == [1]:
+            w.wake(people=False)  # a webhook's news meanwhile: the worker looks while it is busy
+            await asyncio.sleep(0.05)
+            raise RateLimited("slack 429", retry_after=0.5)
+
+    w = OutboxWorker(
+        store,
+        {"reply": first_refused_once},
+        OutboxConfig(people_concurrency=1, wait_in_place_s=2.0),
+        concurrency=0,  # the background lane is full: it takes nothing here
+        poll_s=60,  # only a wake can start the second in time
+    )
+    async with store.write() as conn:
+        for n, channel in ((1, "C1"), (2, "C2")):
+            await outbox.enqueue(
+                conn,
+                "reply",
+                f"slack:{channel}",
+                {"n": n},
+                ordering_key=channel,
+                priority=Priority.PEOPLE,
+            )
+    running = asyncio.create_task(w.run())
+    try:
+        await asyncio.wait_for(all_tried.wait(), 10)
+    finally:
+        await w.stop()  # lets the deliveries under way finish
+        running.cancel()
+    assert order == [1, 2, 1]
+    assert [r.status for r in await rows(store)] == ["done", "done"]
 
 
 async def test_run_now_reschedules_a_refusal_instead_of_waiting_on_its_callers_time(
