@@ -106,6 +106,20 @@ async def test_metrics_exposition_counts_received_alerts(bot: RunningBot, sample
     assert received - _metric(before, "opsbot_alerts_received_total", source) == 2
 
 
+async def test_webhook_routes_answer_like_every_route(bot: RunningBot, sample_am: dict) -> None:
+    """Alert webhooks take a fast lane past FastAPI's routing: their answers, errors and
+    request metrics are still the server's own."""
+    assert (await bot.client.post("/webhooks/alertmanager", json=sample_am)).status_code == 200
+    assert (await bot.client.get("/webhooks/alertmanager")).status_code == 405
+    unknown = await bot.client.post("/webhooks/nagios", json={"title": "x"})
+    assert unknown.status_code == 404 and "known senders" in unknown.json()["error"]
+    bad = await bot.client.post("/webhooks/alertmanager", json={"alerts": [{"labels": 3}]})
+    assert bad.status_code == 422 and "alerts.0.labels" in bad.json()["error"]
+    text = (await bot.client.get("/metrics")).text
+    timed = 'method="POST",route="/webhooks/alertmanager",status="200"'
+    assert _metric(text, "opsbot_http_request_seconds_count", timed) >= 1
+
+
 async def test_stats_has_the_contract_shape(bot: RunningBot, sample_am: dict) -> None:
     empty = (await bot.client.get("/stats")).json()
     assert empty == {

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bot.app import metrics
 from bot.app.runtime import Runtime
 from bot.app.server import admin, api, console, ops
+from bot.app.server.lane import FastLane
 from bot.app.server.limits import RequestLimits
 from bot.errors import NotFound, StoreUnavailable
 from bot.ingest import webhooks
@@ -110,6 +111,13 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         app.include_router(r)
     for mount in runtime.http_mounts:
         mount(app)
+    # inside the body limits: the lane's requests are bounded like every other
+    app.add_middleware(
+        FastLane,
+        routes=webhooks.router.routes,
+        prefix="/webhooks/",
+        handlers=app.exception_handlers,
+    )
     app.add_middleware(
         RequestLimits,
         max_body=runtime.cfg.http.max_body_bytes,
