@@ -4,14 +4,17 @@ derived from the group, an alert without its own `status` takes the notification
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 from typing import Annotated, Literal
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError
 
 from integrations.alerts import normalize, severity
-from integrations.alerts.model import Alert, AlertStatus, service_from_labels
+from integrations.alerts.model import Alert, AlertStatus, Severity, service_from_labels
 from integrations.alerts.payload import OptionalUtcDatetime, UtcDatetime, validate
 
 SOURCE = "alertmanager"
@@ -127,26 +130,24 @@ def _derived_group_key(note: AmNotification) -> str:
 def _to_alert(source: str, group_key: str, alert: _AmAlert, note: AmNotification) -> Alert:
     labels = dict(alert.labels)
     status = alert.status or note.status
-    raw_severity = labels.get("severity")
-    level = severity.level(raw_severity)
+    level, level_labels = _level(labels.get("severity"))
     # Grafana puts the rule's name in the group's labels only, when the alert's are its own.
     name = labels.get("alertname") or normalize.first_text(
         note.common_labels.get("alertname"), note.group_labels.get("alertname")
     )
     if name:
         labels.setdefault("alertname", name)
+    said = alert.annotations
     return Alert(
         source=source,
         group_key=group_key,
         fingerprint=alert.fingerprint or label_fingerprint(alert.labels),
-        status=AlertStatus(status),
+        status=_STATUS[status],
         # kubernetes-mixin's older rules say it in `message`, many others only in
         # `description`
         title=normalize.title(
             name,
-            normalize.first_text(
-                *(alert.annotations.get(key) for key in ("summary", "message", "description"))
-            ),
+            normalize.first_text(said.get("summary"), said.get("message"), said.get("description")),
         )
         or normalize.untagged(note.title or "")
         or "unnamed alert",
@@ -154,10 +155,20 @@ def _to_alert(source: str, group_key: str, alert: _AmAlert, note: AmNotification
         starts_at=alert.starts_at,
         ends_at=_ends_at(alert, status),
         service=service_from_labels(labels),
-        labels={**labels, **severity.labels(raw_severity, level)},
-        annotations=dict(alert.annotations),
+        labels={**labels, **level_labels},
+        annotations=dict(said),
         generator_url=_absolute(alert.generator_url, note.external_url),
     )
+
+
+_STATUS = {"firing": AlertStatus.FIRING, "resolved": AlertStatus.RESOLVED}
+
+
+@functools.lru_cache(maxsize=256)  # a handful of words, on every alert
+def _level(raw: str | None) -> tuple[Severity, Mapping[str, str]]:
+    """The level of an alert's `severity` label, and the labels that say it."""
+    level = severity.level(raw)
+    return level, MappingProxyType(severity.labels(raw, level))
 
 
 def _absolute(url: str | None, base: str | None) -> str | None:

@@ -3,6 +3,7 @@ field, and timestamps in the forms monitoring tools send become aware UTC dateti
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
@@ -43,17 +44,13 @@ def validate(model: type[M], body: object, prefix: str = "") -> M:
 def parse_timestamp(value: object) -> datetime:
     """ISO 8601 (with `Z`, `+00:00` or `+0000`; naive means UTC) or unix seconds (or ms, µs,
     ns) → aware UTC."""
+    if isinstance(value, str):
+        return _text_time(value)
     if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        parsed = _from_unix(value)
-    elif isinstance(value, str):
-        parsed = _from_text(value.strip())
-    else:
-        raise ValueError(f"expected a time string or unix seconds, got {type(value).__name__}")
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+        return _utc(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return _utc(_from_unix(value))
+    raise ValueError(f"expected a time string or unix seconds, got {type(value).__name__}")
 
 
 def parse_optional_timestamp(value: object) -> datetime | None:
@@ -62,6 +59,17 @@ def parse_optional_timestamp(value: object) -> datetime | None:
         return None
     parsed = parse_timestamp(value)
     return None if parsed in _UNSET_TIMES else parsed
+
+
+@functools.lru_cache(maxsize=4096)  # a group's alerts repeat their times in every notification
+def _text_time(text: str) -> datetime:
+    return _utc(_from_text(text.strip()))
+
+
+def _utc(parsed: datetime) -> datetime:
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def _from_unix(number: float) -> datetime:
