@@ -26,7 +26,8 @@ def json_depth(body: bytes) -> int:
     for byte in b"".join(body.translate(None, _NOT_STRUCTURE).split(b'"')[::2]):
         if byte in (0x7B, 0x5B):  # { [
             depth += 1
-            deepest = max(deepest, depth)
+            if depth > deepest:  # not max(): a call per bracket costs a fifth of the walk
+                deepest = depth
         else:
             depth -= 1
     return deepest
