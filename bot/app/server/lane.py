@@ -5,22 +5,20 @@ other method on these paths)."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-ExceptionHandler = Callable[[Request, Any], Response | Awaitable[Response]]
+from starlette.types import ASGIApp, ExceptionHandler, Receive, Scope, Send
 
 
 class FastLane:
     """ASGI middleware: a request to one of `routes` (path and method) is answered by its
     endpoint, called as `endpoint(request, **path_params)`; what it raises is answered by the
-    app's own exception handlers, exactly as when FastAPI routes it."""
+    app's own exception handlers (`handlers`), by Starlette's mechanism, as when FastAPI
+    routes it."""
 
     def __init__(
         self,
@@ -29,7 +27,8 @@ class FastLane:
         prefix: str,
         handlers: Mapping[Any, ExceptionHandler],
     ) -> None:
-        self.app, self.routes, self.prefix, self.handlers = app, routes, prefix, handlers
+        self.app, self.routes, self.prefix = app, routes, prefix
+        self._endpoint = ExceptionMiddleware(_call_endpoint, handlers=handlers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(self.prefix):
@@ -37,20 +36,11 @@ class FastLane:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
-                    await self._answer(child, scope, receive, send)
+                    await self._endpoint(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    async def _answer(self, child: Scope, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        try:
-            response = await child["endpoint"](request, **child["path_params"])
-        except Exception as exc:
-            handler = next(
-                (self.handlers[c] for c in type(exc).__mro__ if c in self.handlers), None
-            )
-            if handler is None:
-                raise  # the server's own 500, as for any route
-            answer = handler(request, exc)
-            response = await answer if inspect.isawaitable(answer) else answer
-        await response(scope, receive, send)
+
+async def _call_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    response = await scope["endpoint"](Request(scope, receive), **scope["path_params"])
+    await response(scope, receive, send)
