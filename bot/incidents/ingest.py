@@ -196,7 +196,7 @@ def _apply_group(batch: _Batch, key: str, group: list[Alert], result: IngestResu
     if not changed:  # a repeat of what is stored: nothing to write, nothing to edit
         result.updated.append(inc.id)
         return
-    severity = max((Severity(sev) for _, sev, _ in known.values()), key=lambda s: s.rank)
+    severity = Severity.worst(Severity(sev) for _, sev, _ in known.values())
     all_resolved = all(status == AlertStatus.RESOLVED.value for status, _, _ in known.values())
     inc = dataclasses.replace(inc, alert_count=len(known), severity=severity.value, updated_at=now)
     if all_resolved:

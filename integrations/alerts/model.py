@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -60,6 +60,11 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         return _RANK[self]
+
+    @staticmethod
+    def worst(levels: Iterable[Severity]) -> Severity:
+        """The most severe of `levels` (at least one)."""
+        return max(levels, key=_RANK.__getitem__)
 
     @classmethod
     def _missing_(cls, value: object) -> Severity | None:

@@ -202,7 +202,7 @@ def _severity(texts: Iterable[str | None], default: Severity) -> Severity:
     for text in texts:
         words = _SEVERITY_WORDS.intersection(re.findall(r"[a-z0-9]+", (text or "").lower()))
         if words:
-            return max((severity.level(word) for word in words), key=lambda s: s.rank)
+            return Severity.worst(severity.level(word) for word in words)
     return default
 
 

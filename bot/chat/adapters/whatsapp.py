@@ -94,7 +94,7 @@ def storm_fields(digest: StormDigest) -> dict[str, str]:
     level among them, its service or how many, and its headline."""
     lines = digest.incidents
     services = sorted({line.service or "-" for line in lines})
-    worst = max((Severity(line.severity) for line in lines), key=lambda s: s.rank, default=None)
+    worst = Severity.worst(Severity(line.severity) for line in lines) if lines else None
     shorts = sorted(line.short_id for line in lines)
     return {
         "incident": f"#{shorts[0]}–#{shorts[-1]}" if shorts else "-",
