@@ -18,7 +18,7 @@ from bot.app.config import Config
 from bot.incidents.ingest import IngestResult, Raced, apply_alert_sets
 from bot.incidents.lifecycle import clip_key
 from bot.incidents.models import utcnow
-from bot.store import Store, insert_or_ignore, must_rerun
+from bot.store import Store, connection_lost, insert_or_ignore, must_rerun
 from bot.store import schema as t
 from integrations.alerts import Alert
 
@@ -185,5 +185,5 @@ def _whole_transaction(exc: Exception) -> bool:
     if isinstance(exc, Raced):
         return False
     return isinstance(exc, OperationalError) or (
-        isinstance(exc, DBAPIError) and (exc.connection_invalidated or must_rerun(exc))
+        isinstance(exc, DBAPIError) and (connection_lost(exc) or must_rerun(exc))
     )

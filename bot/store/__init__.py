@@ -250,7 +250,7 @@ class Store:
                 raise
             raise StoreUnavailable(str(exc.orig or exc)) from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
+            if connection_lost(exc):
                 raise StoreUnavailable(str(exc.orig or exc)) from exc
             raise
         except (OSError, ConnectionError) as exc:
@@ -270,6 +270,13 @@ class Store:
             self._thread.submit(self._sync_engine.dispose).result()
             self._thread.shutdown()
         await self.engine.dispose()
+
+
+def connection_lost(exc: DBAPIError) -> bool:
+    """The connection to the store failed or went away: invalidated by SQLAlchemy, or what
+    SQL calls a connection exception (SQLSTATE class 08, e.g. a server hanging up while the
+    connection is being opened, which asyncpg reports as 08003)."""
+    return exc.connection_invalidated or str(getattr(exc.orig, "sqlstate", "")).startswith("08")
 
 
 def must_rerun(exc: DBAPIError) -> bool:

@@ -8,10 +8,12 @@ import asyncio
 from datetime import timedelta
 from typing import Any, cast
 
+import pytest
 from sqlalchemy import func, insert, select, update
 
 from bot.app.config import Config, RetentionConfig
 from bot.app.stats import compute
+from bot.errors import StoreUnavailable
 from bot.incidents import lifecycle
 from bot.incidents.ingest import IngestResult, ingest
 from bot.incidents.models import utcnow
@@ -214,3 +216,25 @@ async def test_two_replicas_opening_the_same_groups_at_once(store_url: str) -> N
             await s.close()
     assert sorted(rows) == [(g, 2) for g in groups]  # one incident per group, both alerts in it
     assert len(set(shorts)) == len(groups)  # no #N handed out twice
+
+
+async def test_a_server_hanging_up_while_a_connection_opens_is_the_store_unavailable() -> None:
+    """PostgreSQL (or a proxy before it) accepting a connection and closing it mid-handshake:
+    asyncpg reports SQLSTATE 08003, not a network error. It is the store being unavailable
+    (webhooks answer 503 and the sender retries), not an error of the request (500)."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(8)  # asyncpg's SSLRequest
+        writer.write(b"N")  # no TLS: the startup message follows in plain text
+        await reader.read(4096)
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = await Store.open(f"postgresql://postgres@127.0.0.1:{port}/test", migrate=False)
+    try:
+        with pytest.raises(StoreUnavailable, match="closed in the middle"):
+            await store.ping()
+    finally:
+        await store.close()
+        server.close()
