@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -220,18 +220,10 @@ class Router:
             log.info("root.recovered", incident=inc.id, platform=adapter.platform)
             if adapter.capabilities.can_edit:
                 await adapter.update_root(ref, view)  # as of now, not as of the lost attempt
-        async with self.store.write() as conn:
-            await conn.execute(
-                update(t.threads)
-                .where(
-                    t.threads.c.incident_id == inc.id,
-                    t.threads.c.platform == adapter.platform,
-                    t.threads.c.channel == channel,
-                )
-                .values(thread_id=ref.thread_id, state=POSTED, last_sent_at=utcnow())
-            )
-            if from_storm:  # what was said while it was a line of the digest: its diagnosis
-                await _latest_diagnosis(conn, self.cfg, inc, (adapter.platform, channel))
+        # one thread hop: the write slot is not held while a busy event loop gets round to it
+        await self.store.transact(
+            _record_root, self.cfg, inc, (adapter.platform, channel), ref, from_storm
+        )
 
     # ---- inbound --------------------------------------------------------------------------
     async def accept(self, msg: InboundMessage) -> bool:
@@ -387,13 +379,35 @@ class Router:
         await adapter.reply(ref, reply)
 
 
-async def _latest_diagnosis(
-    conn: AsyncConnection, cfg: Config, inc: Incident, place: lifecycle.Place
+def _record_root(
+    conn: Connection,
+    cfg: Config,
+    inc: Incident,
+    place: lifecycle.Place,
+    ref: ThreadRef,
+    from_storm: bool,
 ) -> None:
+    """A root is posted: its thread is recorded; one that was a line of a storm's digest
+    is told the diagnosis made meanwhile."""
+    platform, channel = place
+    conn.execute(
+        update(t.threads)
+        .where(
+            t.threads.c.incident_id == inc.id,
+            t.threads.c.platform == platform,
+            t.threads.c.channel == channel,
+        )
+        .values(thread_id=ref.thread_id, state=POSTED, last_sent_at=utcnow())
+    )
+    if from_storm:
+        _latest_diagnosis(conn, cfg, inc, place)
+
+
+def _latest_diagnosis(conn: Connection, cfg: Config, inc: Incident, place: lifecycle.Place) -> None:
     """Say an incident's latest diagnosis in a thread that opened after it was made."""
     o, d = t.outbox.c, t.diagnoses.c
     key = lifecycle.conversation_key(place[0], place[1], inc.id)
-    coming = await conn.scalar(
+    coming = conn.scalar(
         select(o.id).where(
             o.ordering_key == key,
             o.kind == "reply",
@@ -403,11 +417,11 @@ async def _latest_diagnosis(
     )
     if coming is not None:
         return  # a diagnosis on its way to the thread says it
-    payload = await conn.scalar(
+    payload = conn.scalar(
         select(d.payload).where(d.incident_id == inc.id).order_by(d.id.desc()).limit(1)
     )
     if payload is None:
         return  # still to come: it is said in the thread when it is made
     diagnosis = Diagnosis.model_validate(payload)
     reply = Reply(diagnosis_text(diagnosis), "diagnosis", diagnosis=diagnosis)
-    await lifecycle.enqueue_reply(conn, cfg, inc, reply, only=place)
+    outbox.enqueue_many(conn, lifecycle.reply_items(inc, reply, [place]))
