@@ -66,8 +66,7 @@ async def persist(
     except Raced as exc:  # other replicas kept opening these groups first: the sender retries
         raise HTTPException(503, "conflicting concurrent deliveries, retry") from exc
     if result is None:
-        metrics.WEBHOOKS.labels(source=source, outcome="duplicate").inc()
-        return JSONResponse({"status": "duplicate", "incidents": []})
+        return _duplicate(source)
     metrics.WEBHOOKS.labels(source=source, outcome="accepted").inc()
     metrics.ALERTS_RECEIVED.labels(source=source).inc(len(alerts))
     # state changes only: a storm's re-notifications of open incidents would drown them
@@ -90,16 +89,17 @@ async def persist(
     )
 
 
-def _digest(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+def _duplicate(source: str) -> JSONResponse:
+    metrics.WEBHOOKS.labels(source=source, outcome="duplicate").inc()
+    return JSONResponse({"status": "duplicate", "incidents": []})
 
 
-def _delivery_key(body: bytes, alerts: list[Alert]) -> str:
+def _delivery_key(digest: str, alerts: list[Alert]) -> str:
     """The body's digest identifies a delivery only when the sender dated its alerts: a cron
     check re-posts the same untimed JSON for every outage, and a repeat of it is an update
     (or a no-op resolve) anyway."""
     if all(alert.timed for alert in alerts):
-        return _digest(body)
+        return digest
     return f"untimed-{uuid.uuid4().hex}"
 
 
@@ -112,10 +112,13 @@ async def _parse_and_persist(
     """`exact` may read the sender's own form straight from the bytes; what it declines,
     `parser` reads from the JSON (and explains, when it cannot)."""
     rt, body = await _read(request, JSON_TYPES)
+    digest = hashlib.sha256(body).hexdigest()
+    if rt.ingest.stored(source, digest):  # a repeat (a retry, an HA twin): nothing to parse
+        return _duplicate(source)
     alerts = exact(body)
     if alerts is None:
         alerts = _parse(source, parser, parse_json(body))
-    return await persist(rt, source, _delivery_key(body, alerts), body, alerts)
+    return await persist(rt, source, _delivery_key(digest, alerts), body, alerts)
 
 
 @router.post("/webhooks/alertmanager")

@@ -1,5 +1,6 @@
 """Group commit: webhook handlers hand parsed deliveries to one writer, which applies all that
-are waiting in one transaction (a savepoint each), commits once, and only then answers them."""
+are waiting in one transaction (a savepoint each), commits once, and only then answers them.
+It remembers what it stored, so a sender's repeat is known for a duplicate without a write."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from cachetools import TTLCache
 from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -25,6 +27,7 @@ from integrations.alerts import Alert
 log = structlog.get_logger(__name__)
 
 MAX_BATCH = 256
+REMEMBERED = 50_000  # deliveries: a storm's worth of Alertmanager's repeats and HA twins
 IDEM_KEY_WIDTH = int(t.deliveries.c.idem_key.type.length)  # type: ignore[attr-defined]
 
 
@@ -58,6 +61,14 @@ class IngestWriter:
         self.store, self.cfg, self.on_commit = store, cfg, on_commit
         self._waiting: list[tuple[Delivery, asyncio.Future[Outcome]]] = []
         self._task: asyncio.Task[None] | None = None
+        # never longer than the store keeps the delivery row that makes a repeat a duplicate
+        self._stored: TTLCache[tuple[str, str], bool] = TTLCache(
+            REMEMBERED, cfg.storage.retention.request_bodies_s
+        )
+
+    def stored(self, source: str, idem_key: str) -> bool:
+        """This process committed a delivery with this key lately (a repeat is a duplicate)."""
+        return (source, idem_key) in self._stored
 
     def busy(self) -> bool:
         """Deliveries are waiting or being written."""
@@ -86,6 +97,9 @@ class IngestWriter:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            for (d, _), outcome in zip(batch, outcomes, strict=True):
+                if not isinstance(outcome, Rejected):
+                    self._stored[d.source, d.idem_key] = True
             await self.on_commit([o for o in outcomes if isinstance(o, IngestResult)])
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():  # a sender that hung up is not waiting any more

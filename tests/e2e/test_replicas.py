@@ -5,7 +5,8 @@ the action's outcome is unknown once; a restarting replica leaves the other's ac
 leader killed: approvals still expire and escalation steps still page, each once, and the next
 leader holds the Discord gateway (one session at a time); a console on one replica sees the
 other's events live; replicas starting together migrate once; the
-database cut off for 20 s under load: 503s meanwhile, nothing acknowledged lost.
+database cut off for 20 s under load: 503s meanwhile, nothing acknowledged lost; a repeat
+of a stored notification answered as a duplicate while the database is down.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.fakes.discord_api import FakeDiscord, discord_settings
 from tests.fakes.openai_server import Fail, FakeOpenAI, Hang, Step, reply
 from tests.fakes.processes import BotProcess, BotProcesses
 from tests.fakes.slack_api import FakeSlack, slack_settings
+from tests.payloads import alertmanager_notification
 
 CHANNEL = "C0OPS"
 RAVI, MEI = "U024BE7LH", "U0MEI0001"
@@ -499,3 +501,33 @@ async def test_a_database_outage_under_load_answers_503_and_loses_nothing(
         await admin.close()
     assert set(acked) <= stored  # nothing acknowledged was lost
     assert incidents == len(stored)  # and nothing was applied twice
+
+
+async def test_a_repeat_of_a_stored_notification_is_a_duplicate_while_the_database_is_down(
+    pg_url: str, pg_link: PostgresLink, bot_processes: BotProcesses
+) -> None:
+    """Alertmanager re-sends what it is not sure was received (and each of an HA pair sends
+    its own copy): a replica that stored it answers the repeat without the database."""
+    a = await bot_processes.start(
+        "replica-a", base_config(pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{pg_link.port}"))
+    )
+    await bot_processes.ready(a)
+
+    def body(name: str) -> bytes:
+        labels = {"alertname": name, "service": "checkout", "severity": "critical"}
+        notification = alertmanager_notification(
+            labels, {}, group=f'{{}}:{{alertname="{name}"}}', fingerprint=name
+        )
+        return json.dumps(notification).encode()
+
+    async with httpx.AsyncClient(
+        base_url=a.url, timeout=30, headers={"Content-Type": "application/json"}
+    ) as client:
+        first = await client.post("/webhooks/alertmanager", content=body("CheckoutDown"))
+        assert first.status_code == 200 and first.json()["opened"] == 1, first.text
+        await pg_link.cut()
+        again = await client.post("/webhooks/alertmanager", content=body("CheckoutDown"))
+        assert again.status_code == 200, again.text
+        assert again.json() == {"status": "duplicate", "incidents": []}
+        other = await client.post("/webhooks/alertmanager", content=body("PaymentsDown"))
+        assert other.status_code == 503, other.text  # not stored: the sender must retry

@@ -79,6 +79,46 @@ async def test_one_bad_delivery_in_a_batch_fails_alone(store_url: str) -> None:
         await store.close()
 
 
+async def test_the_writer_remembers_what_it_stored_and_the_store_still_knows_after_restart(
+    store_url: str,
+) -> None:
+    cfg = Config.model_validate({"storage": {"url": store_url}})
+    store = await Store.open(store_url)
+    try:
+        writer = IngestWriter(store, cfg, on_commit=nothing)
+        bad = alert("bad", starts_at=cast(Any, None))
+        stored, refused = await asyncio.gather(
+            writer.submit(delivery("d1", alert("g1"))),
+            writer.submit(delivery("d2", bad)),
+            return_exceptions=True,
+        )
+        assert stored is not None and isinstance(refused, Rejected)
+        assert writer.stored("alertmanager", "d1")
+        assert not writer.stored("alertmanager", "d2")  # its retry is refused again, not 200
+        assert not writer.stored("grafana", "d1")  # a key is its sender's own
+
+        restarted = IngestWriter(store, cfg, on_commit=nothing)  # a new process: no memory
+        assert not restarted.stored("alertmanager", "d1")
+        assert await restarted.submit(delivery("d1", alert("g1"))) is None  # still a duplicate
+        assert restarted.stored("alertmanager", "d1")
+    finally:
+        await store.close()
+
+
+async def test_memory_of_stored_deliveries_never_outlasts_their_retention(store_url: str) -> None:
+    """Past `request_bodies_s` the purge deletes the delivery row, so the same key is new."""
+    cfg = Config.model_validate(
+        {"storage": {"url": store_url, "retention": {"request_bodies_s": 0}}}
+    )
+    store = await Store.open(store_url)
+    try:
+        writer = IngestWriter(store, cfg, on_commit=nothing)
+        await writer.submit(delivery("d1", alert("g1")))
+        assert not writer.stored("alertmanager", "d1")
+    finally:
+        await store.close()
+
+
 async def test_names_longer_than_their_columns_are_cut_with_a_marker(store_url: str) -> None:
     cfg = Config.model_validate({"storage": {"url": store_url}})
     name = "DiskAlmostFull" + "x" * 2000
