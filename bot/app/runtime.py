@@ -210,7 +210,13 @@ class Runtime:
 
     async def recover(self) -> None:
         """Actions a dead replica left running have an unknown outcome (never re-run); at
-        start-up that includes this replica's previous life. Also drops dead heartbeat rows."""
+        start-up that includes this replica's previous life. Also drops dead heartbeat rows.
+        Like every scheduled step, it looks before it takes the write slot (see `Store.finds`)."""
+        dead = self.replica.dead_rows()
+        if not await self.store.finds(actions.orphaned(self.replica.dead_owner)) and not (
+            dead is not None and await self.store.finds(dead)
+        ):
+            return
         async with self.store.write() as conn:
             told = await actions.recover(conn, self.cfg, self.replica.dead_owner)
             await self.replica.forget_dead(conn)
@@ -218,6 +224,8 @@ class Runtime:
             self.worker.wake()
 
     async def _sweep(self) -> None:
+        if not await self.store.finds(actions.overdue_approvals(self.cfg)):
+            return
         async with self.store.write() as conn:
             await actions.expire_approvals(conn, self.cfg)
         self.worker.wake()

@@ -359,12 +359,11 @@ class StormDesk:
         now = self.clock()
         quiet = now - timedelta(seconds=self.cfg.storm.quiet_s)
         s, th, i = t.storms.c, t.threads.c, t.incidents.c
+        calming = select(t.storms).where(s.ended_at.is_(None), s.last_new_at <= quiet)
+        if not await self.store.finds(calming):  # the usual case: no write slot taken
+            return
         async with self.store.write() as conn:
-            calm = (
-                await conn.execute(
-                    select(t.storms).where(s.ended_at.is_(None), s.last_new_at <= quiet)
-                )
-            ).all()
+            calm = (await conn.execute(calming)).all()
             for storm in calm:
                 still_open = (
                     (

@@ -15,9 +15,10 @@ import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, delete, exists, insert, update
+from sqlalchemy import ColumnElement, Select, delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import KeyedColumnElement
 
@@ -77,17 +78,16 @@ class Replica:
         log.info("replica.registered", replica=self.id, replaced=gone.rowcount)
 
     async def beat(self) -> None:
-        async with self.store.write() as conn:
-            now = utcnow()
-            seen = await conn.execute(
-                update(t.replicas).where(t.replicas.c.id == self.id).values(seen_at=now)
+        """A statement a transaction, each in one thread hop (see `Store.execute`): a storm's
+        webhooks never wait for a heartbeat to get its turns on a busy event loop."""
+        now = utcnow()
+        seen = await self.store.execute(
+            update(t.replicas).where(t.replicas.c.id == self.id).values(seen_at=now)
+        )
+        if seen == 0:  # pruned as dead while we were cut off: we are back
+            await self.store.execute(
+                insert(t.replicas).values(id=self.id, name=self.name, started_at=now, seen_at=now)
             )
-            if seen.rowcount == 0:  # pruned as dead while we were cut off: we are back
-                await conn.execute(
-                    insert(t.replicas).values(
-                        id=self.id, name=self.name, started_at=now, seen_at=now
-                    )
-                )
 
     async def run(self) -> None:
         """Heartbeat until cancelled; a store outage is logged and the beat goes on."""
@@ -102,11 +102,18 @@ class Replica:
                 if self._healthy_since is None:
                     self._healthy_since = time.monotonic()
 
+    def dead_rows(self) -> Select[Any] | None:
+        """Heartbeat rows of dead replicas; None while this replica may not judge."""
+        if not self.judging():
+            return None
+        cutoff = utcnow() - timedelta(seconds=self.cfg.dead_after_s)
+        return select(t.replicas.c.id).where(t.replicas.c.seen_at < cutoff)
+
     async def forget_dead(self, conn: AsyncConnection) -> None:
         """Drop heartbeat rows of dead replicas (a missing row reads as dead just the same)."""
-        if self.judging():
-            cutoff = utcnow() - timedelta(seconds=self.cfg.dead_after_s)
-            await conn.execute(delete(t.replicas).where(t.replicas.c.seen_at < cutoff))
+        dead = self.dead_rows()
+        if dead is not None:
+            await conn.execute(delete(t.replicas).where(t.replicas.c.id.in_(dead)))
 
     async def retire(self) -> None:
         """Graceful stop: without a heartbeat row, what we still hold is recovered at once."""

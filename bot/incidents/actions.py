@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, Select, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import AsyncRetrying, retry_if_result, stop_after_delay, wait_exponential
 
@@ -451,14 +451,23 @@ async def run_job(
 DeadOwner = Callable[[Any], ColumnElement[bool]]
 
 
+def orphaned(dead_owner: DeadOwner) -> Select[Any]:
+    """Actions left running by a replica that is gone."""
+    return select(t.actions).where(t.actions.c.state == "running", dead_owner(t.actions.c.owner))
+
+
+def overdue_approvals(cfg: Config) -> Select[Any]:
+    """Requests nobody approved within `policy.approval_timeout_s`."""
+    cutoff = utcnow() - timedelta(seconds=cfg.policy.approval_timeout_s)
+    return select(t.actions).where(
+        t.actions.c.state == "pending_approval", t.actions.c.requested_at < cutoff
+    )
+
+
 async def recover(conn: AsyncConnection, cfg: Config, dead_owner: DeadOwner) -> int:
     """Actions left running by a replica that died have an unknown outcome: say so once, never
     re-run them. Actions of live replicas are theirs to finish."""
-    rows = (
-        await conn.execute(
-            select(t.actions).where(t.actions.c.state == "running", dead_owner(t.actions.c.owner))
-        )
-    ).all()
+    rows = (await conn.execute(orphaned(dead_owner))).all()
     told = 0
     for row in rows:
         why = "the bot stopped while it was running; check the service before trying again"
@@ -482,14 +491,7 @@ async def recover(conn: AsyncConnection, cfg: Config, dead_owner: DeadOwner) -> 
 
 
 async def expire_approvals(conn: AsyncConnection, cfg: Config) -> int:
-    cutoff = utcnow() - timedelta(seconds=cfg.policy.approval_timeout_s)
-    rows = (
-        await conn.execute(
-            select(t.actions).where(
-                t.actions.c.state == "pending_approval", t.actions.c.requested_at < cutoff
-            )
-        )
-    ).all()
+    rows = (await conn.execute(overdue_approvals(cfg))).all()
     expired = 0
     for row in rows:
         # another replica's sweep, or a late approval, may have got there first

@@ -17,7 +17,7 @@ import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, CursorResult, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Select, Table, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -260,6 +260,12 @@ class Store:
         """INSERT ... ON CONFLICT DO NOTHING in this store's dialect (a conflicting row is
         skipped; with RETURNING, no row comes back)."""
         return insert_or_ignore(self.engine.dialect.name, table)
+
+    async def finds(self, query: Select[Any]) -> bool:
+        """Whether `query` matches a row, read without the write slot: a scheduled step that
+        usually has nothing to do looks first, so it does not hold up the webhooks' writer."""
+        async with self.read() as conn:
+            return (await conn.execute(query.limit(1))).first() is not None
 
     async def ping(self) -> None:
         async with self.read() as conn:
