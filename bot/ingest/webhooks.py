@@ -17,7 +17,13 @@ from fastapi.responses import JSONResponse
 
 from bot.app import metrics
 from bot.app.runtime import Runtime
-from bot.app.server.inbound import check_content_type, check_token, parse_json, read_body
+from bot.app.server.inbound import (
+    check_content_type,
+    check_depth,
+    check_token,
+    parse_json,
+    read_body,
+)
 from bot.incidents.ingest import Raced
 from bot.ingest.writer import Delivery, Rejected
 from integrations.alerts import Alert, alertmanager, sns, sources
@@ -115,6 +121,7 @@ async def _parse_and_persist(
     digest = hashlib.sha256(body).hexdigest()
     if rt.ingest.stored(source, digest):  # a repeat (a retry, an HA twin): nothing to parse
         return _duplicate(source)
+    check_depth(body, rt.cfg.http.max_json_depth)
     alerts = exact(body)
     if alerts is None:
         alerts = _parse(source, parser, parse_json(body))
@@ -149,6 +156,7 @@ async def custom_webhook(request: Request, name: str) -> JSONResponse:
 @router.post("/webhooks/sns")
 async def sns_webhook(request: Request) -> JSONResponse:
     rt, body = await _read(request, SNS_TYPES)
+    check_depth(body, rt.cfg.http.max_json_depth)
     env = _parse("sns", sns.parse_envelope, parse_json(body))
     try:
         await rt.sns_verifier.verify(env)

@@ -122,6 +122,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
         RequestLimits,
         max_body=runtime.cfg.http.max_body_bytes,
         max_json_depth=runtime.cfg.http.max_json_depth,
+        own_depth_check="/webhooks/",  # bot.ingest.webhooks checks it where it parses
     )
 
     app.add_middleware(Observe)

@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
+from bot.app.server.limits import too_deep
+
 TOKEN_PARAM = "token"
 
 
@@ -66,6 +68,13 @@ def check_content_type(request: Request, allowed: tuple[str, ...]) -> None:
         raise HTTPException(
             415, f"content type {ctype or '(none)'!r} is not accepted; send {' or '.join(allowed)}"
         )
+
+
+def check_depth(body: bytes, limit: int) -> None:
+    """400 for a body nested deeper than `limit`, before any parser meets it."""
+    refusal = too_deep(body, limit)
+    if refusal:
+        raise HTTPException(400, refusal)
 
 
 def parse_json(body: bytes) -> Any:

@@ -1,6 +1,6 @@
 """Bounds on every request body, before any route (or Bolt, or Twilio's handler) reads it:
 its size (413) and, for JSON, how deeply it nests (400), so no parser meets a body it could
-choke on."""
+choke on. Routes that parse their bodies themselves may check the nesting there instead."""
 
 from __future__ import annotations
 
@@ -33,11 +33,21 @@ def json_depth(body: bytes) -> int:
     return deepest
 
 
-class RequestLimits:
-    """ASGI middleware: reads each HTTP body (up to `max_body` bytes), checks it, replays it."""
+def too_deep(body: bytes, limit: int) -> str | None:
+    """Why a JSON body is refused for its nesting, or None when it is within `limit`."""
+    return f"JSON nested deeper than {limit} levels" if json_depth(body) > limit else None
 
-    def __init__(self, app: ASGIApp, max_body: int, max_json_depth: int) -> None:
+
+class RequestLimits:
+    """ASGI middleware: reads each HTTP body (up to `max_body` bytes), checks it, replays it.
+    Paths under `own_depth_check` check the nesting where they parse (a webhook's repeat,
+    answered from memory, is never parsed: its nesting is no risk)."""
+
+    def __init__(
+        self, app: ASGIApp, max_body: int, max_json_depth: int, own_depth_check: str = ""
+    ) -> None:
         self.app, self.max_body, self.max_depth = app, max_body, max_json_depth
+        self.own_depth_check = own_depth_check
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,10 +75,14 @@ class RequestLimits:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        if (ctype in _JSON_TYPES or ctype.endswith("+json")) and json_depth(body) > self.max_depth:
-            await _refuse(send, 400, f"JSON nested deeper than {self.max_depth} levels")
-            return
+        if not (self.own_depth_check and scope["path"].startswith(self.own_depth_check)):
+            ctype = headers.get(b"content-type", b"").decode("latin-1")
+            ctype = ctype.split(";")[0].strip().lower()
+            if ctype in _JSON_TYPES or ctype.endswith("+json"):
+                refusal = too_deep(body, self.max_depth)
+                if refusal:
+                    await _refuse(send, 400, refusal)
+                    return
         await self.app(scope, _replay(body, None, receive), send)
 
 
