@@ -100,7 +100,10 @@ class IngestWriter:
             for (d, _), outcome in zip(batch, outcomes, strict=True):
                 if not isinstance(outcome, Rejected):
                     self._stored[d.source, d.idem_key] = True
-            await self.on_commit([o for o in outcomes if isinstance(o, IngestResult)])
+            try:
+                await self.on_commit([o for o in outcomes if isinstance(o, IngestResult)])
+            except Exception:  # committed: its queued jobs are durable, the worker runs them
+                log.exception("ingest.after_commit_failed", deliveries=len(batch))
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():  # a sender that hung up is not waiting any more
                     future.set_result(outcome)

@@ -105,6 +105,25 @@ async def test_the_writer_remembers_what_it_stored_and_the_store_still_knows_aft
         await store.close()
 
 
+async def test_a_failure_after_the_commit_still_answers_the_sender(store_url: str) -> None:
+    """What follows a commit (paging an escalation's first step at once) may fail, e.g. with
+    the store gone; the sender still gets its answer, and the next delivery is written."""
+    cfg = Config.model_validate({"storage": {"url": store_url}})
+
+    async def broken(_: list[IngestResult]) -> None:
+        raise StoreUnavailable("the store went away after the commit")
+
+    store = await Store.open(store_url)
+    try:
+        writer = IngestWriter(store, cfg, on_commit=broken)
+        first = await asyncio.wait_for(writer.submit(delivery("d1", alert("g1"))), 10)
+        assert first is not None and len(first.opened) == 1
+        second = await asyncio.wait_for(writer.submit(delivery("d2", alert("g2"))), 10)
+        assert second is not None and len(second.opened) == 1
+    finally:
+        await store.close()
+
+
 async def test_memory_of_stored_deliveries_never_outlasts_their_retention(store_url: str) -> None:
     """Past `request_bodies_s` the purge deletes the delivery row, so the same key is new."""
     cfg = Config.model_validate(
