@@ -212,9 +212,9 @@ class Runtime:
         """Actions a dead replica left running have an unknown outcome (never re-run); at
         start-up that includes this replica's previous life. Also drops dead heartbeat rows.
         Like every scheduled step, it looks before it takes the write slot (see `Store.finds`)."""
-        dead = self.replica.dead_rows()
-        if not await self.store.finds(actions.orphaned(self.replica.dead_owner)) and not (
-            dead is not None and await self.store.finds(dead)
+        orphaned = actions.orphaned(self.replica.dead_owner)
+        if not await self.store.finds(orphaned) and not await self.store.finds(
+            self.replica.dead_rows()
         ):
             return
         async with self.store.write() as conn:

@@ -102,18 +102,13 @@ class Replica:
                 if self._healthy_since is None:
                     self._healthy_since = time.monotonic()
 
-    def dead_rows(self) -> Select[Any] | None:
-        """Heartbeat rows of dead replicas; None while this replica may not judge."""
-        if not self.judging():
-            return None
-        cutoff = utcnow() - timedelta(seconds=self.cfg.dead_after_s)
-        return select(t.replicas.c.id).where(t.replicas.c.seen_at < cutoff)
+    def dead_rows(self) -> Select[Any]:
+        """Heartbeat rows of dead replicas (none while this replica may not judge)."""
+        return select(t.replicas.c.id).where(t.replicas.c.seen_at < self.alive_since(utcnow()))
 
     async def forget_dead(self, conn: AsyncConnection) -> None:
         """Drop heartbeat rows of dead replicas (a missing row reads as dead just the same)."""
-        dead = self.dead_rows()
-        if dead is not None:
-            await conn.execute(delete(t.replicas).where(t.replicas.c.id.in_(dead)))
+        await conn.execute(delete(t.replicas).where(t.replicas.c.id.in_(self.dead_rows())))
 
     async def retire(self) -> None:
         """Graceful stop: without a heartbeat row, what we still hold is recovered at once."""
