@@ -142,7 +142,7 @@ def _to_alert(source: str, group_key: str, alert: _AmAlert, note: AmNotification
         source=source,
         group_key=group_key,
         fingerprint=alert.fingerprint or label_fingerprint(alert.labels),
-        status=_STATUS[status],
+        status=AlertStatus(status),
         # kubernetes-mixin's older rules say it in `message`, many others only in
         # `description`
         title=normalize.title(
@@ -159,9 +159,6 @@ def _to_alert(source: str, group_key: str, alert: _AmAlert, note: AmNotification
         annotations=dict(said),
         generator_url=_absolute(alert.generator_url, note.external_url),
     )
-
-
-_STATUS = {"firing": AlertStatus.FIRING, "resolved": AlertStatus.RESOLVED}
 
 
 @functools.lru_cache(maxsize=256)  # a handful of words, on every alert
